@@ -1,0 +1,182 @@
+"""The one exception tree. Every error knows its HTTP status, a stable `type` and whether it is `retryable`.
+
+    RhetorError
+    ├── ConfigError                      bad tasks.json / settings (not served)
+    ├── InvalidRequestError       400    the caller's request cannot be served as asked
+    │   ├── UnknownProviderError  400    lists the valid providers
+    │   └── UnknownModelError     400    lists the valid models
+    ├── PayloadTooLargeError      413
+    ├── ProviderError                    a provider failed (carries provider and model)
+    │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
+    │   ├── CircuitOpenError             breaker open: skipped at once
+    │   ├── UpstreamConnectError   ⟲     could not reach the upstream (connect refused, DNS)
+    │   │   └── UpstreamTimeoutError ⟲   connect or read timed out
+    │   ├── UpstreamStatusError   ⟲/✗    the upstream answered with an error status; retryable by status
+    │   └── UpstreamProtocolError ⟲      the upstream answered with something we cannot parse, or cut the stream
+    └── AllTargetsFailedError     502    every target in the chain failed; carries the attempts
+
+"Could not reach" (connect, timeout) is kept apart from "answered with an error" (status). Fallback reads
+`retryable`; nothing matches on message strings. Messages never contain API keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+class RhetorError(Exception):
+    status: int = 500
+    type: str = "rhetor_error"
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message}
+
+
+class ConfigError(RhetorError):
+    type = "config_error"
+
+
+class InvalidRequestError(RhetorError):
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.param:
+            d["param"] = self.param
+        return d
+
+
+class UnknownProviderError(InvalidRequestError):
+    type = "unknown_provider"
+
+    def __init__(self, provider: str, valid: list[str]) -> None:
+        super().__init__(f"unknown provider {provider!r}; valid providers: {', '.join(valid)}", param="provider")
+
+
+class UnknownModelError(InvalidRequestError):
+    type = "unknown_model"
+
+    def __init__(self, provider: str, model: str, valid: list[str]) -> None:
+        super().__init__(
+            f"unknown model {model!r} for provider {provider!r}; valid models: {', '.join(valid)}", param="model"
+        )
+
+
+class PayloadTooLargeError(RhetorError):
+    status = 413
+    type = "payload_too_large"
+
+
+class ProviderError(RhetorError):
+    status = 502
+    type = "provider_error"
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+
+
+class ProviderUnavailableError(ProviderError):
+    type = "provider_unavailable"
+
+
+class CircuitOpenError(ProviderError):
+    type = "circuit_open"
+
+
+class UpstreamConnectError(ProviderError):
+    type = "upstream_unreachable"
+    retryable = True
+
+
+class UpstreamTimeoutError(UpstreamConnectError):
+    type = "upstream_timeout"
+
+
+class UpstreamProtocolError(ProviderError):
+    type = "upstream_protocol_error"
+    retryable = True
+
+
+class UpstreamStatusError(ProviderError):
+    """The upstream answered with an error status. `upstream_type` is the vendor's own error type if any."""
+
+    type = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str = "",
+        model: str = "",
+        retry_after: float | None = None,
+        upstream_type: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.upstream_status = status
+        self.retry_after = retry_after
+        self.upstream_type = upstream_type
+        self.retryable = status in RETRYABLE_STATUSES or upstream_type == "overloaded_error"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["upstream_status"] = self.upstream_status
+        if self.upstream_type:
+            d["upstream_type"] = self.upstream_type
+        return d
+
+
+class AllTargetsFailedError(RhetorError):
+    status = 502
+    type = "all_targets_failed"
+
+    def __init__(self, message: str, attempts: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "attempts": self.attempts}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header value; None if absent or unparsable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "AllTargetsFailedError",
+    "CircuitOpenError",
+    "ConfigError",
+    "InvalidRequestError",
+    "PayloadTooLargeError",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "RhetorError",
+    "UnknownModelError",
+    "UnknownProviderError",
+    "UpstreamConnectError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeoutError",
+    "parse_retry_after",
+]

@@ -1,0 +1,69 @@
+"""The provider protocol and the small pieces every provider shares.
+
+A provider turns a normalized `ChatRequest` into a vendor call and the vendor's answer back into
+`ChatResponse` / `ProviderEvent`s, raising only `rhetor.errors` exceptions. It knows nothing of routing,
+fallback, contexts or HTTP framing toward Rhetor's callers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from rhetor.types import ChatRequest, ChatResponse, ProviderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    default_model: str
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        """Yield `TextDelta`s then exactly one `StreamEnd`; raise `ProviderError` on failure."""
+        ...
+
+    async def models(self) -> list[str]: ...
+
+    async def available(self) -> Availability: ...
+
+    def context_window(self, model: str) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AvailabilityCache:
+    """Caches an availability probe for `ttl_s` so checks stay cheap and never hammer the upstream."""
+
+    def __init__(self, probe: Callable[[], Awaitable[Availability]], ttl_s: float) -> None:
+        self._probe = probe
+        self._ttl = ttl_s
+        self._value: Availability | None = None
+        self._at = 0.0
+
+    async def get(self) -> Availability:
+        now = time.monotonic()
+        if self._value is None or now - self._at > self._ttl:
+            self._value = await self._probe()
+            self._at = time.monotonic()
+        return self._value
+
+    def invalidate(self) -> None:
+        self._value = None
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, offline token estimate (~4 characters per token); used for trimming, never for billing."""
+    return max(1, (len(text) + 3) // 4)
+
+
+__all__ = ["Availability", "AvailabilityCache", "Provider", "estimate_tokens"]
