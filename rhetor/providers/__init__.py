@@ -53,6 +53,9 @@ class Providers:
     def names(self) -> list[str]:
         return list(REGISTRY)
 
+    def default_models(self) -> dict[str, str]:
+        return {name: self.get(name).default_model for name in REGISTRY}
+
     async def availability(self) -> dict[str, Availability]:
         return {name: await self.get(name).available() for name in REGISTRY}
 

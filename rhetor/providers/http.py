@@ -19,7 +19,9 @@ from rhetor.errors import (
 )
 
 
-def make_client(base_url: str, *, headers: dict[str, str], timeout_s: float, connect_timeout_s: float) -> httpx.AsyncClient:
+def make_client(
+    base_url: str, *, headers: dict[str, str], timeout_s: float, connect_timeout_s: float
+) -> httpx.AsyncClient:
     """A keep-alive pooled client. Created lazily by providers, so start-up makes no network call."""
     return httpx.AsyncClient(
         base_url=base_url,

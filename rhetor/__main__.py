@@ -1,0 +1,5 @@
+"""`python -m rhetor` — see rhetor.cli."""
+
+from rhetor.cli import main
+
+raise SystemExit(main())

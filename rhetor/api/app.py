@@ -1,0 +1,63 @@
+"""App factory and lifespan: builds the Gateway from Settings and a validated TaskConfig, mounts the routes,
+installs the middleware and error handlers. The config is loaded *before* the app exists, so a bad config
+refuses to start with the same message `check-config` prints. No network happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.middleware.cors import CORSMiddleware
+
+from rhetor import __version__
+from rhetor.api import native, ws
+from rhetor.api.middleware import GatewayMiddleware
+from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
+from rhetor.context import SqliteContextStore
+from rhetor.errors import RhetorError
+from rhetor.gateway import Gateway
+from rhetor.providers import Providers
+from rhetor.routing.config import TaskConfig, load_config
+from rhetor.settings import Settings
+
+log = logging.getLogger("rhetor")
+
+
+def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
+    task_config = config if config is not None else load_config(settings.task_config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SqliteContextStore(settings.db_path)
+        await store.open()
+        gateway = Gateway(settings, task_config, Providers(settings), store)
+        app.state.gateway = gateway
+        app.state.ready = True
+        if settings.anthropic_api_key is None and settings.openai_api_key is None:
+            # No probe here: start-up makes no network call, not even to a local Ollama.
+            log.warning("no ANTHROPIC_API_KEY or OPENAI_API_KEY: answering from Ollama if it is running at %s, "
+                        "else from the simulated provider (every such reply says simulated: true)",
+                        settings.ollama_host)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await gateway.aclose()
+            await store.close()
+
+    app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.add_exception_handler(RhetorError, rhetor_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    app.include_router(native.router)
+    app.include_router(ws.router)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+__all__ = ["create_app"]

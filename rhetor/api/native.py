@@ -1,0 +1,141 @@
+"""Native routes — the tekton-llm-client contract: health, providers, models, chat, chat/stream (SSE) and
+context inspection. Each handler parses, calls the Gateway, frames. No business logic lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from rhetor import __version__
+from rhetor.api import shapes
+from rhetor.api.responses import invalid, json_response, parse_json
+from rhetor.api.schemas import ChatBody
+from rhetor.context.store import validate_context_id
+from rhetor.errors import InvalidRequestError
+from rhetor.gateway import Gateway, StreamSession
+
+router = APIRouter()
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def _body(request: Request) -> ChatBody | Response:
+    data = parse_json(await request.body())
+    try:
+        return ChatBody.model_validate(data)
+    except ValidationError as exc:
+        return invalid(list(exc.errors()))
+
+
+def sse(session: StreamSession, *, done_sentinel: bool = True) -> StreamingResponse:
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in session.events():
+            yield b"data: " + orjson.dumps(shapes.stream_frame(session, event)) + b"\n\n"
+        if done_sentinel:
+            yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+@router.get("/health")
+@router.get("/api/v1/health")
+async def health(request: Request) -> Response:
+    avail = {name: a.ok for name, a in (await gateway(request).providers.availability()).items()}
+    return json_response({"status": "healthy", "component": "rhetor", "version": __version__,
+                          "providers": avail})
+
+
+@router.get("/api/v1/providers")
+async def providers(request: Request) -> Response:
+    status = await gateway(request).provider_status()
+    status["current_provider"] = status["default_provider"]
+    status["current_model"] = status["default_model"]
+    return json_response(status)
+
+
+@router.get("/api/v1/models")
+async def models(request: Request) -> Response:
+    status = await gateway(request).provider_status()
+    data = [{"id": f"{pid}/{m['id']}", "provider": pid, "model": m["id"], "available": p["available"]}
+            for pid, p in status["providers"].items() for m in p["models"]]
+    return json_response({"models": data, "default_provider": status["default_provider"],
+                          "default_model": status["default_model"]})
+
+
+@router.post("/api/v1/chat")
+async def chat(request: Request) -> Response:
+    body = await _body(request)
+    if isinstance(body, Response):
+        return body
+    gw = gateway(request)
+    if body.streaming:
+        return sse(await gw.open_stream(body.to_input()))
+    return json_response(shapes.result(await gw.chat(body.to_input())))
+
+
+@router.post("/api/v1/chat/stream")
+async def chat_stream(request: Request) -> Response:
+    body = await _body(request)
+    if isinstance(body, Response):
+        return body
+    return sse(await gateway(request).open_stream(body.to_input()))
+
+
+@router.get("/api/v1/contexts")
+async def list_contexts(request: Request) -> Response:
+    items = await gateway(request).store.list_contexts()
+    return json_response({"contexts": [_summary(s) for s in items], "total": len(items)})
+
+
+@router.get("/api/v1/contexts/{context_id:path}/export")
+async def export_context(context_id: str, request: Request) -> Response:
+    validate_context_id(context_id)
+    data = await gateway(request).store.export(context_id)
+    if data is None:
+        return _not_found(context_id)
+    return json_response(data)
+
+
+@router.get("/api/v1/contexts/{context_id:path}")
+async def get_context(context_id: str, request: Request, offset: int = 0, limit: int = 50) -> Response:
+    validate_context_id(context_id)
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise InvalidRequestError("offset must be >= 0 and limit between 1 and 1000", param="limit")
+    store = gateway(request).store
+    summary = await store.get_summary(context_id)
+    if summary is None:
+        return _not_found(context_id)
+    messages, total = await store.page(context_id, offset=offset, limit=limit)
+    return json_response({**_summary(summary), "offset": offset, "limit": limit, "total": total,
+                          "messages": [{"id": m.id, "role": m.role, "content": m.content,
+                                        "timestamp": m.timestamp, "metadata": m.metadata} for m in messages]})
+
+
+@router.delete("/api/v1/contexts/{context_id:path}")
+async def delete_context(context_id: str, request: Request) -> Response:
+    validate_context_id(context_id)
+    if not await gateway(request).store.delete(context_id):
+        return _not_found(context_id)
+    return json_response({"deleted": True, "context_id": context_id})
+
+
+def _summary(s: Any) -> dict[str, Any]:
+    return {"context_id": s.context_id, "created_at": s.created_at, "updated_at": s.updated_at,
+            "message_count": s.message_count, "component": s.component}
+
+
+def _not_found(context_id: str) -> Response:
+    return json_response({"error": {"type": "not_found", "message": f"no context {context_id!r}"}}, 404)
+
+
+__all__ = ["router", "sse"]

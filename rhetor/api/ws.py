@@ -1,0 +1,150 @@
+"""WebSocket `/ws` — the flat protocol of tekton-llm-client: frames carry `type` and `request_id`.
+
+REGISTER→REGISTER_ACK, PING→PONG, GENERATE/CHAT→RESPONSE, STREAM/CHAT_STREAM→CHUNK…(done), CANCEL stops a
+request (its upstream call is cancelled), errors are ERROR{request_id, error}. Several requests run at once
+on one socket. A bad frame gets an ERROR and the socket stays open. Knows the gateway, not providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from rhetor.api import shapes
+from rhetor.api.responses import validation_message
+from rhetor.api.schemas import ChatBody
+from rhetor.errors import RhetorError
+from rhetor.gateway import Gateway, now_iso
+
+router = APIRouter()
+log = logging.getLogger("rhetor.ws")
+REQUEST_TYPES = {"GENERATE": False, "CHAT": False, "STREAM": True, "CHAT_STREAM": True}
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, gateway: Gateway) -> None:
+        self.ws = ws
+        self.gateway = gateway
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(orjson.dumps(frame).decode())
+
+    async def error(self, request_id: Any, message: str, error_type: str = "invalid_request_error") -> None:
+        await self.send({"type": "ERROR", "request_id": request_id, "error": message, "error_type": error_type,
+                         "timestamp": now_iso()})
+
+    async def handle(self, raw: str) -> None:
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            await self.error(None, f"malformed JSON frame: {exc}")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.error(None, "a frame must be a JSON object with a string 'type'")
+            return
+        kind, rid = frame["type"].upper(), frame.get("request_id")
+        if kind == "REGISTER":
+            await self.send({"type": "REGISTER_ACK", "component_id": frame.get("component_id"),
+                             "status": "registered", "timestamp": now_iso()})
+        elif kind == "PING":
+            await self.send({"type": "PONG", "request_id": rid, "timestamp": now_iso()})
+        elif kind == "CANCEL":
+            task = self.tasks.get(str(rid))
+            if task is None:
+                await self.error(rid, f"no request in flight with request_id {rid!r}", "not_found")
+            else:
+                task.cancel()
+        elif kind in REQUEST_TYPES:
+            await self.start(frame, kind, rid)
+        else:
+            await self.error(rid, f"unknown frame type {frame['type']!r}; expected one of REGISTER, PING, "
+                                  f"CANCEL, {', '.join(REQUEST_TYPES)}")
+
+    async def start(self, frame: dict[str, Any], kind: str, rid: Any) -> None:
+        if rid is None or str(rid) in self.tasks:
+            await self.error(rid, "request_id is required and must be unique among requests in flight")
+            return
+        if kind.startswith("CHAT"):
+            body_data = {k: v for k, v in frame.items() if k not in ("prompt", "message")}
+        else:  # GENERATE/STREAM carry `prompt` (tekton-llm-client) or `message`
+            body_data = {k: v for k, v in frame.items() if k != "messages"}
+            body_data["message"] = frame.get("prompt", frame.get("message"))
+        try:
+            body = ChatBody.model_validate(body_data)
+        except ValidationError as exc:
+            await self.error(rid, validation_message(list(exc.errors()))[0])
+            return
+        task = asyncio.create_task(self.run(body, REQUEST_TYPES[kind], str(rid), rid))
+        self.tasks[str(rid)] = task
+        task.add_done_callback(functools.partial(self._forget, str(rid)))
+
+    def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
+        self.tasks.pop(key, None)
+
+    async def run(self, body: ChatBody, streaming: bool, key: str, rid: Any) -> None:
+        try:
+            if not streaming:
+                outcome = await self.gateway.chat(body.to_input())
+                await self.send({"type": "RESPONSE", "request_id": rid, **shapes.result(outcome)})
+                return
+            session = await self.gateway.open_stream(body.to_input())
+            try:
+                async for event in session.events():
+                    await self.send({"type": "CHUNK", "request_id": rid, **shapes.stream_frame(session, event)})
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "CHUNK", "request_id": rid, "chunk": "", "done": True,
+                                     "finish_reason": "cancelled", "timestamp": now_iso()})
+                raise
+        except asyncio.CancelledError:
+            if not streaming:
+                with contextlib.suppress(Exception):
+                    await self.error(rid, "cancelled", "cancelled")
+            raise
+        except RhetorError as exc:
+            await self.error(rid, exc.message, exc.type)
+        except WebSocketDisconnect:
+            pass
+        except Exception:  # a bug must not take the socket down with it
+            log.exception("websocket request %s failed", key)
+            with contextlib.suppress(Exception):
+                await self.error(rid, "internal error", "internal_error")
+
+    async def close(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(ws: WebSocket) -> None:
+    await ws.accept()
+    conn = Connection(ws, ws.app.state.gateway)
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None and message.get("bytes") is not None:
+                raw = message["bytes"].decode("utf-8", "replace")
+            if raw is not None:
+                await conn.handle(raw)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await conn.close()
+
+
+__all__ = ["Connection", "router"]

@@ -1,0 +1,120 @@
+"""Command line: `python -m rhetor [--host --port --log-level]` serves; subcommands `check-config [PATH]`,
+`providers` and `chat "text"`. Builds Settings once and passes them down. Exit codes: 0 ok, 2 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from rhetor.errors import ConfigError, RhetorError
+from rhetor.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rhetor", description="Rhetor, the Tekton LLM gateway")
+    p.add_argument("--host", help="bind address (RHETOR_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (RHETOR_PORT, default 8003)")
+    p.add_argument("--log-level", help="log level (RHETOR_LOG_LEVEL, default info)")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve HTTP and WebSocket (the default)")
+    cc = sub.add_parser("check-config", help="validate a tasks.json and print the resolved routes")
+    cc.add_argument("path", nargs="?", type=Path, help="tasks.json (default: RHETOR_TASK_CONFIG or built-in)")
+    sub.add_parser("providers", help="list providers, whether they are available, and why not")
+    chat = sub.add_parser("chat", help="ask a question and stream the answer to the terminal")
+    chat.add_argument("text")
+    chat.add_argument("--provider")
+    chat.add_argument("--model")
+    chat.add_argument("--context", help="context id (default: stateless)")
+    chat.add_argument("--task", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level)
+        if args.command == "check-config":
+            return _check_config(settings, args.path or settings.task_config)
+        if args.command == "providers":
+            return asyncio.run(_providers(settings))
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, args))
+        return _serve(settings)
+    except ConfigError as exc:
+        print(f"rhetor: {exc.message}", file=sys.stderr)
+        return 2
+
+
+def _check_config(settings: Settings, path: Path | None) -> int:
+    from rhetor.providers import Providers
+    from rhetor.routing.config import describe, load_config
+
+    config = load_config(path)
+    print(f"{path or 'built-in tasks.json'}: OK")
+    print(describe(config, Providers(settings).default_models()))
+    return 0
+
+
+async def _providers(settings: Settings) -> int:
+    from rhetor.providers import Providers
+
+    providers = Providers(settings)
+    try:
+        for name, a in (await providers.availability()).items():
+            default = providers.get(name).default_model
+            print(f"{name:10} {'available' if a.ok else 'unavailable':12} default={default:28} {a.reason}")
+    finally:
+        await providers.aclose()
+    return 0
+
+
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from rhetor.context import SqliteContextStore
+    from rhetor.gateway import ChatInput, Gateway
+    from rhetor.providers import Providers
+    from rhetor.routing.config import load_config
+    from rhetor.types import StreamEnd, StreamError, TextDelta
+
+    store = SqliteContextStore(settings.db_path)
+    await store.open()
+    gw = Gateway(settings, load_config(settings.task_config), Providers(settings), store)
+    code = 0
+    try:
+        session = await gw.open_stream(ChatInput(message=args.text, context_id=args.context, task_type=args.task,
+                                                 provider_id=args.provider, model_id=args.model))
+        async for event in session.events():
+            if isinstance(event, TextDelta):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, StreamEnd):
+                print(f"\n[{session.provider}/{session.model}{' simulated' if session.simulated else ''}"
+                      f"{' fallback' if session.info.fallback else ''}]", file=sys.stderr)
+            elif isinstance(event, StreamError):
+                print(f"\nrhetor: stream failed: {event.error}", file=sys.stderr)
+                code = 1
+    except RhetorError as exc:
+        print(f"rhetor: {exc.message}", file=sys.stderr)
+        code = 1
+    finally:
+        await gw.aclose()
+        await store.close()
+    return code
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from rhetor.api.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)  # loads and validates the task config before binding the port
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)), lifespan="on")
+    return 0
+
+
+__all__ = ["main"]

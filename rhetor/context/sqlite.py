@@ -1,0 +1,315 @@
+"""The embedded default ContextStore: one SQLite file (WAL), driven from one dedicated worker thread.
+
+Every blocking sqlite3 call runs on a single-thread executor, so the event loop never blocks and writes
+are serialized; each turn is one `BEGIN IMMEDIATE` transaction, so concurrent turns on one context never
+interleave and a failed turn leaves nothing behind. The schema comes from the ordered `MIGRATIONS` list,
+tracked with `PRAGMA user_version`. Context ids are bound parameters, never file names. This module knows
+nothing of providers, routing or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from rhetor.context.store import (
+    R1_MAX_TOKENS,
+    ContextSummary,
+    NewMessage,
+    StoredMessage,
+    component_of,
+    utc_now,
+    validate_context_id,
+    validate_status,
+)
+from rhetor.errors import ConfigError, InvalidRequestError, RhetorError
+from rhetor.providers.base import estimate_tokens
+
+T = TypeVar("T")
+
+# Append only: each entry moves the schema from version i to i + 1. Never edit an entry once released.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        "CREATE TABLE contexts (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, "
+        "metadata TEXT NOT NULL DEFAULT '{}')",
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE, turn INTEGER NOT NULL, "
+        "role TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, timestamp TEXT NOT NULL, "
+        "metadata TEXT NOT NULL DEFAULT '{}')",
+        "CREATE INDEX messages_by_context ON messages(context_id, id)",
+    ),
+)
+
+_MESSAGE_COLUMNS = "id, role, content, status, timestamp, metadata"
+_Row = tuple[str, str, str]  # role, content, metadata JSON
+
+
+class SqliteContextStore:
+    """ContextStore on a SQLite file at `path` (parent directories are created on `open`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # created, used and closed on the worker thread only
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rhetor-context")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            # Queued behind any call still in flight, so those finish before the connection goes.
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+        finally:
+            executor.shutdown(wait=False)
+
+    async def append_turn(
+        self, context_id: str, messages: list[NewMessage], *, status: str = "complete"
+    ) -> None:
+        cid = validate_context_id(context_id)
+        validate_status(status)
+        rows = _encode_turn(messages)
+        meta = orjson.dumps({"component": comp} if (comp := component_of(cid)) else {}).decode()
+        await self._run(lambda conn: _append(conn, cid, meta, rows, status))
+
+    async def history(self, context_id: str, *, complete_only: bool = True) -> list[StoredMessage]:
+        cid = validate_context_id(context_id)
+        where = "context_id = ? AND status = 'complete'" if complete_only else "context_id = ?"
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id"
+        return await self._run(lambda conn: [_message(r) for r in conn.execute(sql, (cid,))])
+
+    async def page(
+        self, context_id: str, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[StoredMessage], int]:
+        cid = validate_context_id(context_id)
+        if offset < 0:
+            raise InvalidRequestError("offset must be >= 0", param="offset")
+        if limit < 0:
+            raise InvalidRequestError("limit must be >= 0", param="limit")
+        return await self._run(lambda conn: _page(conn, cid, offset, limit))
+
+    async def list_contexts(self) -> list[ContextSummary]:
+        return await self._run(lambda conn: _summaries(conn, None))
+
+    async def get_summary(self, context_id: str) -> ContextSummary | None:
+        cid = validate_context_id(context_id)
+        found = await self._run(lambda conn: _summaries(conn, cid))
+        return found[0] if found else None
+
+    async def delete(self, context_id: str) -> bool:
+        cid = validate_context_id(context_id)
+        return await self._run(lambda conn: _delete(conn, cid))
+
+    async def export(self, context_id: str) -> dict[str, Any] | None:
+        cid = validate_context_id(context_id)
+        return await self._run(lambda conn: _export(conn, cid))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise RhetorError("context store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise RhetorError("context store is not open")
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as exc:
+            raise RhetorError(f"context store failed: {exc}") from exc
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open context database {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, self.path)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(f"cannot open context database {self.path}: {exc}") from exc
+            raise
+        self._conn = conn
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # another process may hold the WAL; the checkpoint is an optimisation, closing is not
+        finally:
+            conn.close()
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction taken up front, so the turn's read-then-insert cannot race another writer."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # also covers a failed COMMIT, so the connection stays usable
+            conn.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction, so a count and the rows it counts come from the same state."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")  # nothing was written; ending the read is all that is needed
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    current = _user_version(conn)
+    if current > len(MIGRATIONS):
+        raise ConfigError(
+            f"context database {path} has schema version {current}; this Rhetor knows up to {len(MIGRATIONS)}"
+        )
+    for target in range(current + 1, len(MIGRATIONS) + 1):
+        with _immediate(conn):
+            if _user_version(conn) >= target:  # another process migrated while we waited for the lock
+                continue
+            for statement in MIGRATIONS[target - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+
+
+def _encode_turn(messages: list[NewMessage]) -> list[_Row]:
+    """Validate and serialize a turn before any transaction starts, so bad input never half-writes."""
+    if not messages:
+        raise InvalidRequestError("a turn needs at least one message", param="messages")
+    rows: list[_Row] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m.role, str) or not m.role:
+            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string", param="messages")
+        if not isinstance(m.content, str):
+            raise InvalidRequestError(f"messages[{i}].content must be a string", param="messages")
+        try:
+            meta = orjson.dumps(m.metadata).decode()
+        except TypeError as exc:
+            raise InvalidRequestError(
+                f"messages[{i}].metadata is not JSON-serializable: {exc}", param="messages"
+            ) from None
+        rows.append((m.role, m.content, meta))
+    return rows
+
+
+def _append(conn: sqlite3.Connection, cid: str, meta: str, rows: list[_Row], status: str) -> None:
+    # Stamped here, on the worker, so timestamps rise with message ids even under concurrent turns.
+    stamped = [(role, content, status, utc_now(), md) for role, content, md in rows]
+    now = stamped[-1][3]
+    with _immediate(conn):
+        conn.execute(
+            "INSERT INTO contexts (id, created_at, updated_at, metadata) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+            (cid, now, now, meta),
+        )
+        (turn,) = conn.execute(
+            "SELECT COALESCE(MAX(turn), 0) + 1 FROM messages WHERE context_id = ?", (cid,)
+        ).fetchone()
+        conn.executemany(
+            "INSERT INTO messages (context_id, turn, role, content, status, timestamp, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(cid, turn, *row) for row in stamped],
+        )
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    msg_id, role, content, status, timestamp, meta = row
+    metadata: dict[str, Any] = orjson.loads(meta)
+    metadata["status"] = status
+    return StoredMessage(id=msg_id, role=role, content=content, timestamp=timestamp, metadata=metadata)
+
+
+def _page(conn: sqlite3.Connection, cid: str, offset: int, limit: int) -> tuple[list[StoredMessage], int]:
+    with _snapshot(conn):
+        (total,) = conn.execute("SELECT COUNT(*) FROM messages WHERE context_id = ?", (cid,)).fetchone()
+        rows = conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            (cid, limit, offset),
+        ).fetchall()
+    return [_message(r) for r in rows], int(total)
+
+
+def _summaries(conn: sqlite3.Connection, cid: str | None) -> list[ContextSummary]:
+    where = "WHERE c.id = ?" if cid is not None else ""
+    rows = conn.execute(
+        "SELECT c.id, c.created_at, c.updated_at, c.metadata, COUNT(m.id) FROM contexts c "
+        f"LEFT JOIN messages m ON m.context_id = c.id {where} "
+        "GROUP BY c.id ORDER BY c.updated_at DESC, c.id",
+        () if cid is None else (cid,),
+    ).fetchall()
+    out = []
+    for context_id, created, updated, meta, count in rows:
+        component = orjson.loads(meta).get("component")
+        out.append(ContextSummary(context_id, created, updated, int(count), component))
+    return out
+
+
+def _delete(conn: sqlite3.Connection, cid: str) -> bool:
+    with _immediate(conn):
+        deleted = conn.execute("DELETE FROM contexts WHERE id = ?", (cid,)).rowcount
+    return deleted > 0
+
+
+def _export(conn: sqlite3.Connection, cid: str) -> dict[str, Any] | None:
+    with _snapshot(conn):
+        found = conn.execute(
+            "SELECT created_at, updated_at, metadata FROM contexts WHERE id = ?", (cid,)
+        ).fetchone()
+        if found is None:
+            return None
+        rows = conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY id", (cid,)
+        ).fetchall()
+    created, updated, meta = found
+    messages = [_message(r) for r in rows]
+    return {
+        "context_id": cid,
+        "created_at": created,
+        "updated_at": updated,
+        "messages": [asdict(m) for m in messages],
+        "summaries": [],
+        "metadata": orjson.loads(meta),
+        "total_token_count": sum(estimate_tokens(m.content) for m in messages),
+        "max_tokens": R1_MAX_TOKENS,
+        "archived_messages": [],
+    }
+
+
+__all__ = ["MIGRATIONS", "SqliteContextStore"]

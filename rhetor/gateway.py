@@ -1,0 +1,228 @@
+"""The facade the web layer calls: resolve a route, assemble the conversation (stored history + system
+prompt, trimmed to the target's window), run it through the fallback runner, and record the turn.
+
+Context rule: a request with one `message` continues the stored conversation of `context_id`; a request
+with a `messages` list *is* the conversation, and only its trailing new turn (the messages after the last
+assistant message) is recorded, so resending a whole history never duplicates it. Without a context id a
+request is stateless. A turn (user + reply) is written atomically when the reply completes; a failed or
+cancelled turn is stored with status "error"/"cancelled" (and any partial reply) for inspection, but is
+never replayed to a model.
+Knows nothing of HTTP, SSE or WebSocket framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rhetor.context import ContextStore, NewMessage
+from rhetor.context.window import budget_for, fit_history
+from rhetor.errors import InvalidRequestError
+from rhetor.prompts import system_prompt_for
+from rhetor.providers import Providers
+from rhetor.providers.base import Provider
+from rhetor.routing.breaker import CircuitBreaker
+from rhetor.routing.config import TaskConfig
+from rhetor.routing.fallback import FallbackRunner, RunInfo
+from rhetor.routing.router import Route, Target, route
+from rhetor.settings import Settings
+from rhetor.types import ChatRequest, ChatResponse, Message, StreamEnd, StreamError, StreamEvent, TextDelta
+
+_SAMPLING = {"temperature": float, "top_p": float, "max_tokens": int}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(slots=True)
+class ChatInput:
+    """A chat request from any front, normalized. Exactly one of `message` / `messages` is set."""
+
+    message: str | None = None
+    messages: list[Message] | None = None
+    context_id: str | None = None
+    task_type: str | None = None
+    component: str | None = None
+    provider_id: str | None = None
+    model_id: str | None = None
+    system_prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatOutcome:
+    response: ChatResponse
+    info: RunInfo
+    context_id: str | None
+    timestamp: str
+
+
+@dataclass(slots=True)
+class _Prepared:
+    route: Route
+    system: str | None
+    history: list[Message]
+    new_turn: list[Message]
+    context_id: str | None
+
+
+class StreamSession:
+    """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
+
+    def __init__(self, gateway: Gateway, prepared: _Prepared, info: RunInfo,
+                 events: AsyncIterator[StreamEvent]) -> None:
+        self._gateway, self._prepared, self.info, self._events = gateway, prepared, info, events
+        self.context_id = prepared.context_id
+        target = info.target
+        assert target is not None
+        self.provider, self.model = target.provider, target.model
+        self.simulated = target.provider == "simulated"
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        parts: list[str] = []
+        status = "cancelled"
+        try:
+            async for event in self._events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, StreamEnd):
+                    status = "complete"
+                elif isinstance(event, StreamError):
+                    status = "error"
+                yield event
+        finally:
+            await _aclose(self._events)
+            await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
+
+
+class Gateway:
+    def __init__(self, settings: Settings, config: TaskConfig, providers: Providers, store: ContextStore) -> None:
+        self.settings = settings
+        self.config = config
+        self.providers = providers
+        self.store = store
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
+        self.runner = FallbackRunner(providers, self.breaker, max_retry_after_s=settings.max_retry_after_s,
+                                     backoff_base_s=settings.backoff_base_s)
+        self.defaults = providers.default_models()
+
+    async def aclose(self) -> None:
+        await self.providers.aclose()
+
+    # -- preparation -------------------------------------------------------------------------------------
+    async def _prepare(self, inp: ChatInput) -> _Prepared:
+        rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
+                   context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
+                   options=inp.options)
+        caller_system = inp.system_prompt
+        if inp.messages is not None:
+            systems = [m.content for m in inp.messages if m.role == "system"]
+            convo = [m for m in inp.messages if m.role != "system"]
+            if not convo:
+                raise InvalidRequestError("messages must contain at least one non-system message",
+                                          param="messages")
+            caller_system = "\n\n".join([*([caller_system] if caller_system else []), *systems]) or None
+            cut = max((i + 1 for i, m in enumerate(convo) if m.role == "assistant"), default=0)
+            history, new_turn = convo[:cut], convo[cut:]
+        else:
+            assert inp.message is not None
+            new_turn = [Message("user", inp.message)]
+            history = []
+            if inp.context_id is not None:
+                stored = await self.store.history(inp.context_id)
+                history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
+                           if m.role in ("user", "assistant")]
+        system = system_prompt_for(rt.component, caller_system)
+        return _Prepared(rt, system, history, new_turn, inp.context_id)
+
+    def _builder(self, prepared: _Prepared) -> Any:
+        opts = prepared.route.options
+        sampling = _sampling(opts)
+        stop = opts.get("stop")
+        stops = [stop] if isinstance(stop, str) else (list(stop) if isinstance(stop, list) else None)
+        extra = {k: v for k, v in opts.items() if k not in _SAMPLING and k != "stop"}
+
+        def build(target: Target, provider: Provider) -> ChatRequest:
+            budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens"))
+            convo = fit_history(prepared.history, prepared.new_turn, budget_tokens=budget, system=prepared.system)
+            return ChatRequest(model=target.model, messages=convo, system=prepared.system,
+                               temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
+                               top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra)
+
+        return build
+
+    async def _record(self, prepared: _Prepared, reply: str, status: str) -> None:
+        if prepared.context_id is None:
+            return
+        turn = [NewMessage(m.role, m.content) for m in prepared.new_turn]
+        if reply or status == "complete":
+            turn.append(NewMessage("assistant", reply))
+        await self.store.append_turn(prepared.context_id, turn, status=status)
+
+    # -- entry points ----------------------------------------------------------------------------------
+    async def chat(self, inp: ChatInput) -> ChatOutcome:
+        prepared = await self._prepare(inp)
+        info = RunInfo()
+        try:
+            response = await self.runner.complete(prepared.route, self._builder(prepared), info)
+        except BaseException:
+            await asyncio.shield(self._record(prepared, "", "error"))
+            raise
+        await self._record(prepared, response.content, "complete")
+        return ChatOutcome(response, info, inp.context_id, now_iso())
+
+    async def open_stream(self, inp: ChatInput) -> StreamSession:
+        """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""
+        prepared = await self._prepare(inp)
+        info = RunInfo()
+        try:
+            events = await self.runner.open_stream(prepared.route, self._builder(prepared), info)
+        except BaseException:
+            await asyncio.shield(self._record(prepared, "", "error"))
+            raise
+        return StreamSession(self, prepared, info, events)
+
+    # -- inspection ------------------------------------------------------------------------------------
+    async def provider_status(self) -> dict[str, Any]:
+        avail = await self.providers.availability()
+        breakers = self.breaker.snapshot()
+        out: dict[str, Any] = {}
+        for name, a in avail.items():
+            provider = self.providers.get(name)
+            models = await provider.models()
+            out[name] = {
+                "name": name.capitalize() if name != "openai" else "OpenAI",
+                "available": a.ok,
+                "reason": a.reason,
+                "default_model": provider.default_model,
+                "models": [{"id": m, "name": m} for m in models],
+                "breakers": {k: v for k, v in breakers.items() if k.startswith(f"{name}/")},
+            }
+        default = next((n for n in ("anthropic", "openai", "ollama") if avail[n].ok), "simulated")
+        return {"providers": out, "default_provider": default, "default_model": self.defaults[default]}
+
+
+def _sampling(opts: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, kind in _SAMPLING.items():
+        value = opts.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise InvalidRequestError(f"options.{key} must be a {kind.__name__}, got {value!r}",
+                                      param=f"options.{key}")
+        out[key] = kind(value)
+    return out
+
+
+async def _aclose(gen: AsyncIterator[Any]) -> None:
+    close = getattr(gen, "aclose", None)
+    if close is not None:
+        await close()
+
+
+__all__ = ["ChatInput", "ChatOutcome", "Gateway", "StreamSession", "now_iso"]

@@ -1,0 +1,357 @@
+"""The Anthropic provider: Rhetor's normalized requests over the Messages API (POST /v1/messages), spoken
+directly with one pooled httpx client, plain and as SSE.
+
+Translation to and from the wire is pure module-level functions (`build_payload`, `parse_response`,
+`SSEParser`, `StreamState`), tested without a network; Anthropic dicts never leave this module. Knows
+nothing of routing, fallback, contexts or how Rhetor frames streams toward its callers. The API key is
+sent only in the `x-api-key` header and is scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from rhetor.errors import (
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnavailableError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from rhetor.providers.base import Availability
+from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.settings import Settings
+from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+
+PROVIDER = "anthropic"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+CONTEXT_WINDOW = 200_000
+MODELS = [
+    "claude-sonnet-4-5",
+    "claude-opus-4-1",
+    "claude-sonnet-4-0",
+    "claude-opus-4-0",
+    "claude-3-7-sonnet-latest",
+    "claude-3-5-sonnet-latest",
+    "claude-3-5-haiku-latest",
+    "claude-3-opus-20240229",
+    "claude-3-sonnet-20240229",
+    "claude-3-haiku-20240307",
+]
+# A user turn put in front when a conversation starts with the assistant: Anthropic requires the first
+# message to be the user's and rejects empty text blocks.
+LEADING_USER_PLACEHOLDER = "(conversation continues)"
+# Vendor-specific knobs a caller may pass through `ChatRequest.extra`; anything else there is ignored.
+PASSTHROUGH_EXTRA = ("top_k", "metadata")
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# Anthropic error type -> the HTTP status it is documented with (for errors arriving as an SSE event).
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+# ---------------------------------------------------------------- request translation (pure)
+
+
+def _merge_messages(request: ChatRequest) -> tuple[list[dict[str, str]], list[str]]:
+    """Anthropic wants strictly alternating user/assistant turns starting with user; inline system
+    messages are lifted to the top-level system prompt."""
+    turns: list[dict[str, str]] = []
+    systems: list[str] = []
+    for m in request.messages:
+        if not m.content:
+            continue  # Anthropic rejects empty text blocks
+        if m.role == "system":
+            systems.append(m.content)
+        elif turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += "\n\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": m.content})
+    if not turns:
+        raise InvalidRequestError("the conversation has no non-empty user or assistant message",
+                                  param="messages")
+    if turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": LEADING_USER_PLACEHOLDER})
+    return turns, systems
+
+
+def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
+    """The Messages API body for `request`."""
+    turns, inline_systems = _merge_messages(request)
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+        "messages": turns,
+    }
+    systems = ([request.system] if request.system else []) + inline_systems
+    if systems:
+        payload["system"] = "\n\n".join(systems)
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.stop:
+        payload["stop_sequences"] = list(request.stop)
+    for key in PASSTHROUGH_EXTRA:
+        if key in request.extra:
+            payload[key] = request.extra[key]
+    if stream:
+        payload["stream"] = True
+    return payload
+
+
+# ---------------------------------------------------------------- response translation (pure)
+
+
+def finish_reason(stop_reason: Any) -> FinishReason:
+    return STOP_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def _obj(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def parse_response(data: Any, model: str = "") -> ChatResponse:
+    """A ChatResponse from a Messages API `message` object; UpstreamProtocolError if it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise UpstreamProtocolError("anthropic answered with an unexpected body (no content list)",
+                                    provider=PROVIDER, model=model)
+    blocks = data["content"]
+    text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    usage = _obj(data, "usage")
+    return ChatResponse(
+        content=text,
+        model=str(data.get("model") or model),
+        provider=PROVIDER,
+        finish_reason=finish_reason(data.get("stop_reason")),
+        usage=Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens"))),
+    )
+
+
+def error_event(data: dict[str, Any], model: str = "") -> UpstreamStatusError:
+    """The error for an `event: error` arriving inside a 200 stream, with the status its type is known by."""
+    err = _obj(data, "error")
+    etype = str(err.get("type") or "api_error")
+    message = str(err.get("message") or etype)
+    return UpstreamStatusError(f"anthropic stream error {etype}: {message}",
+                               status=ERROR_STATUS.get(etype, 500), provider=PROVIDER, model=model,
+                               upstream_type=etype)
+
+
+class SSEParser:
+    """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
+    each blank line, per the SSE spec (comments ignored, multi-line data joined with newlines)."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            out = (self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return out
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            self._event = value
+        elif field == "data":
+            self._data.append(value)
+        return None
+
+
+class StreamState:
+    """Folds the Messages stream's events into normalized events: TextDelta per text_delta, one StreamEnd
+    at message_stop. Raises UpstreamStatusError on an error event, UpstreamProtocolError on bad JSON."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.stop_reason: Any = None
+        self.done = False
+
+    def handle(self, event: str, raw: str) -> ProviderEvent | None:
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"anthropic sent an unparsable {event!r} event", provider=PROVIDER,
+                                        model=self.model) from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError(f"anthropic sent a non-object {event!r} event", provider=PROVIDER,
+                                        model=self.model)
+        kind = data.get("type") or event
+        if kind == "content_block_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta" and delta.get("text"):
+                return TextDelta(str(delta["text"]))
+        elif kind == "message_start":
+            message = _obj(data, "message")
+            self.model = str(message.get("model") or self.model)
+            usage = _obj(message, "usage")
+            self.input_tokens = _int(usage.get("input_tokens"))
+            self.output_tokens = _int(usage.get("output_tokens"))
+        elif kind == "message_delta":
+            delta = _obj(data, "delta")
+            self.stop_reason = delta.get("stop_reason", self.stop_reason)
+            usage = _obj(data, "usage")
+            # message_delta usage is cumulative; input_tokens appears there only in newer API versions
+            self.output_tokens = _int(usage.get("output_tokens")) or self.output_tokens
+            self.input_tokens = _int(usage.get("input_tokens")) or self.input_tokens
+        elif kind == "message_stop":
+            self.done = True
+            totals = Usage(self.input_tokens, self.output_tokens)
+            return StreamEnd(finish_reason(self.stop_reason), totals, self.model)
+        elif kind == "error":
+            raise error_event(data, self.model)
+        # ping, content_block_start/stop and event types added later are ignored, as Anthropic advises
+        return None
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class AnthropicProvider:
+    name = PROVIDER
+    default_model = "claude-3-sonnet-20240229"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self, model: str) -> httpx.AsyncClient:
+        if not self._key:
+            raise ProviderUnavailableError("ANTHROPIC_API_KEY not set", provider=PROVIDER, model=model)
+        if self._http is None:  # lazily: constructing the provider makes no connection
+            self._http = make_client(
+                self._settings.anthropic_base_url.rstrip("/"),
+                headers={"x-api-key": self._key, "anthropic-version": API_VERSION,
+                         "content-type": "application/json", "accept": "application/json"},
+                timeout_s=self._settings.upstream_timeout_s,
+                connect_timeout_s=self._settings.connect_timeout_s,
+            )
+        return self._http
+
+    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
+        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
+        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
+
+    def _scrub(self, err: ProviderError) -> ProviderError:
+        """Belt and braces: an upstream could echo the key back in an error body."""
+        if self._key and self._key in err.message:
+            err.message = err.message.replace(self._key, "[redacted]")
+            err.args = (err.message,)
+        return err
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        model = request.model
+        body = orjson.dumps(build_payload(request))
+        try:
+            client = self._client(model)
+            response = await client.post("/v1/messages", content=body, timeout=self._timeout(request))
+        except httpx.HTTPError as exc:
+            raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+        if response.status_code >= 400:
+            raise self._scrub(status_error(response, response.content, PROVIDER, model))
+        try:
+            data: Any = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("anthropic answered with a body that is not JSON", provider=PROVIDER,
+                                        model=model) from None
+        return parse_response(data, model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        model = request.model
+        body = orjson.dumps(build_payload(request, stream=True))
+        client = self._client(model)
+        state = StreamState(model)
+        parser = SSEParser()
+        end: StreamEnd | None = None
+        try:
+            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
+            async with client.stream("POST", "/v1/messages", content=body, timeout=self._timeout(request),
+                                     headers={"accept": "text/event-stream"}) as response:
+                if response.status_code >= 400:
+                    raise self._scrub(status_error(response, await response.aread(), PROVIDER, model))
+                # Read to the end of the body even after message_stop, so the connection returns to the pool.
+                async for line in response.aiter_lines():
+                    sse = parser.feed(line)
+                    if sse is None or end is not None:
+                        continue
+                    event = state.handle(*sse)
+                    if isinstance(event, StreamEnd):
+                        end = event
+                    elif event is not None:
+                        yield event
+        except httpx.HTTPError as exc:
+            if end is None:  # a cut after message_stop loses nothing
+                raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+        except UpstreamStatusError as exc:
+            raise self._scrub(exc) from None
+        if end is None:
+            raise UpstreamProtocolError("anthropic stream ended without message_stop", provider=PROVIDER,
+                                        model=model)
+        yield end
+
+    async def models(self) -> list[str]:
+        return list(MODELS)
+
+    async def available(self) -> Availability:
+        if self._key:
+            return Availability(True, "ANTHROPIC_API_KEY set")
+        return Availability(False, "ANTHROPIC_API_KEY not set")
+
+    def context_window(self, model: str) -> int:
+        return CONTEXT_WINDOW
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_MAX_TOKENS",
+    "MODELS",
+    "AnthropicProvider",
+    "SSEParser",
+    "StreamState",
+    "build_payload",
+    "error_event",
+    "finish_reason",
+    "parse_response",
+]

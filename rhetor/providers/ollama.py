@@ -1,0 +1,265 @@
+"""The Ollama provider: Rhetor's normalized requests over Ollama's native chat API (POST /api/chat), plain
+JSON and NDJSON streams, with availability and the model list read from GET /api/tags.
+
+Translation to and from the wire is pure module-level functions (`build_payload`, `parse_response`,
+`StreamState`, `model_names`), tested without a network; Ollama dicts never leave this module. Knows nothing
+of routing, fallback, contexts or how Rhetor frames streams toward its callers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from rhetor.errors import UpstreamProtocolError, UpstreamStatusError
+from rhetor.providers.base import Availability, AvailabilityCache
+from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.settings import Settings
+from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+
+PROVIDER = "ollama"
+CONTEXT_WINDOW = 8192
+PROBE_TIMEOUT_S = 1.0  # availability must stay cheap: a local daemon answers /api/tags in milliseconds
+STREAM_ERROR_STATUS = 500  # an error line inside a 200 stream: the server failed mid-generation
+
+
+# ---------------------------------------------------------------- request translation (pure)
+
+
+def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
+    """The /api/chat body. `stream` is always explicit because Ollama streams when it is absent."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    options: dict[str, Any] = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.stop:
+        options["stop"] = list(request.stop)
+    payload: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
+    if options:
+        payload["options"] = options
+    return payload
+
+
+# ---------------------------------------------------------------- response translation (pure)
+
+
+def finish_reason(done_reason: Any) -> FinishReason:
+    return "length" if done_reason == "length" else "stop"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    return Usage(_int(data.get("prompt_eval_count")), _int(data.get("eval_count")))
+
+
+def _content(data: dict[str, Any]) -> str:
+    message = data.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+def error_line(message: Any, model: str = "") -> UpstreamStatusError:
+    """The error for an `{"error": "..."}` object arriving with a 200 status (mid-stream, or a bare body)."""
+    return UpstreamStatusError(f"ollama error: {message}", status=STREAM_ERROR_STATUS, provider=PROVIDER,
+                               model=model)
+
+
+def parse_response(data: Any, model: str = "") -> ChatResponse:
+    """A ChatResponse from a non-streamed /api/chat answer; UpstreamProtocolError if it is not one."""
+    if isinstance(data, dict) and data.get("error"):
+        raise error_line(data["error"], model)
+    if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+        raise UpstreamProtocolError("ollama answered with an unexpected body (no message)", provider=PROVIDER,
+                                    model=model)
+    return ChatResponse(
+        content=_content(data),
+        model=str(data.get("model") or model),
+        provider=PROVIDER,
+        finish_reason=finish_reason(data.get("done_reason")),
+        usage=_usage(data),
+    )
+
+
+class StreamState:
+    """Folds NDJSON lines of a /api/chat stream into normalized events: a TextDelta per non-empty content;
+    `end()` gives the one StreamEnd from the `done: true` line and raises UpstreamProtocolError if that
+    line never came."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.final: StreamEnd | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    def feed(self, line: str) -> TextDelta | None:
+        if not line.strip() or self.final is not None:
+            return None
+        try:
+            data: Any = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("ollama sent an unparsable stream line", provider=PROVIDER,
+                                        model=self.model) from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("ollama sent a non-object stream line", provider=PROVIDER,
+                                        model=self.model)
+        if data.get("error"):
+            raise error_line(data["error"], self.model)
+        self.model = str(data.get("model") or self.model)
+        text = _content(data)  # the done line may carry a last piece of text
+        if data.get("done"):
+            self.final = StreamEnd(finish_reason(data.get("done_reason")), _usage(data), self.model)
+        return TextDelta(text) if text else None
+
+    def end(self) -> StreamEnd:
+        if self.final is None:
+            raise UpstreamProtocolError("ollama stream ended without done: true", provider=PROVIDER,
+                                        model=self.model)
+        return self.final
+
+
+def model_names(tags: Any) -> list[str]:
+    """Model names from a /api/tags body. `name:latest` also answers to bare `name` (Ollama resolves it so),
+    so both are listed and a request for the default `llama3` validates against `llama3:latest`."""
+    models = tags.get("models") if isinstance(tags, dict) else None
+    names: list[str] = []
+    for entry in models if isinstance(models, list) else []:
+        name = entry.get("name") or entry.get("model") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            continue
+        names.append(name)
+        if name.endswith(":latest"):
+            names.append(name.removesuffix(":latest"))
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class OllamaProvider:
+    name = PROVIDER
+    default_model = "llama3"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._host = settings.ollama_host.rstrip("/")
+        self._http: httpx.AsyncClient | None = None
+        self._availability = AvailabilityCache(self._probe, settings.availability_ttl_s)
+        self._models: list[str] = []
+        self._models_at: float | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:  # lazily: constructing the provider makes no connection
+            self._http = make_client(
+                self._host,
+                headers={"content-type": "application/json", "accept": "application/json"},
+                timeout_s=self._settings.upstream_timeout_s,
+                connect_timeout_s=self._settings.connect_timeout_s,
+            )
+        return self._http
+
+    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
+        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
+        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        model = request.model
+        body = orjson.dumps(build_payload(request))
+        try:
+            response = await self._client().post("/api/chat", content=body, timeout=self._timeout(request))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, PROVIDER, model) from None
+        if not response.is_success:
+            raise status_error(response, response.content, PROVIDER, model)
+        try:
+            data: Any = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("ollama answered with a body that is not JSON", provider=PROVIDER,
+                                        model=model) from None
+        return parse_response(data, model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        model = request.model
+        body = orjson.dumps(build_payload(request, stream=True))
+        state = StreamState(model)
+        try:
+            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
+            async with self._client().stream("POST", "/api/chat", content=body,
+                                             timeout=self._timeout(request),
+                                             headers={"accept": "application/x-ndjson"}) as response:
+                if not response.is_success:
+                    raise status_error(response, await response.aread(), PROVIDER, model)
+                # Read to the end of the body even after the done line, so the connection returns to the pool.
+                async for line in response.aiter_lines():
+                    delta = state.feed(line)
+                    if delta is not None:
+                        yield delta
+        except httpx.HTTPError as exc:
+            if not state.done:  # a cut after the done line loses nothing
+                raise transport_error(exc, PROVIDER, model) from None
+        yield state.end()
+
+    async def _tags(self) -> list[str]:
+        """Fetch /api/tags (short timeout); refreshes the cached model list. Raises httpx errors."""
+        response = await self._client().get("/api/tags", timeout=PROBE_TIMEOUT_S)
+        response.raise_for_status()
+        self._models = model_names(orjson.loads(response.content))
+        self._models_at = time.monotonic()
+        return self._models
+
+    async def _probe(self) -> Availability:
+        try:
+            await self._tags()
+        except httpx.HTTPStatusError as exc:
+            return Availability(False, f"Ollama at {self._host} answered {exc.response.status_code}")
+        except (httpx.HTTPError, orjson.JSONDecodeError):
+            return Availability(False, f"Ollama not reachable at {self._host}")
+        return Availability(True, f"Ollama reachable at {self._host}")
+
+    async def models(self) -> list[str]:
+        ttl = self._settings.availability_ttl_s
+        if self._models_at is None or time.monotonic() - self._models_at > ttl:
+            try:
+                await self._tags()
+            except (httpx.HTTPError, orjson.JSONDecodeError):
+                # remember the failure for the TTL too, so a down daemon is not probed on every call
+                self._models, self._models_at = [], time.monotonic()
+        return list(self._models)
+
+    async def available(self) -> Availability:
+        return await self._availability.get()
+
+    def context_window(self, model: str) -> int:
+        return CONTEXT_WINDOW
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+
+__all__ = [
+    "CONTEXT_WINDOW",
+    "OllamaProvider",
+    "StreamState",
+    "build_payload",
+    "error_line",
+    "finish_reason",
+    "model_names",
+    "parse_response",
+]

@@ -1,0 +1,365 @@
+"""The OpenAI provider: Rhetor's normalized requests over Chat Completions (POST {base}/chat/completions),
+plain and as SSE, for api.openai.com and any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio).
+
+Translation to and from the wire is pure module-level functions (`build_payload`, `parse_response`,
+`sse_data`, `parse_chunk`, `StreamState`), tested without a network; OpenAI dicts never leave this module.
+Knows nothing of routing, fallback, contexts or how Rhetor frames streams toward its callers. The API key is
+sent only in the Authorization header and is scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from rhetor.errors import (
+    ProviderError,
+    ProviderUnavailableError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from rhetor.providers.base import Availability
+from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.settings import Settings
+from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+
+PROVIDER = "openai"
+MODELS = [
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-5",
+    "gpt-5-mini",
+    "o3-mini",
+    "o4-mini",
+    "gpt-4-turbo",
+    "gpt-3.5-turbo",
+]
+# (model prefix, context window); the first matching prefix wins, so more specific prefixes come first.
+CONTEXT_WINDOWS: list[tuple[str, int]] = [
+    ("gpt-4o", 128_000),
+    ("gpt-4.1", 1_000_000),
+    ("gpt-4-turbo", 128_000),
+    ("gpt-4", 8_192),
+    ("gpt-5", 400_000),
+    ("gpt-3.5-turbo", 16_385),
+    ("o1", 200_000),
+    ("o3", 200_000),
+    ("o4", 200_000),
+]
+DEFAULT_CONTEXT_WINDOW = 128_000
+# Reasoning models reject `max_tokens` and want `max_completion_tokens`; compatible servers (vLLM, llama.cpp)
+# know `max_tokens` best, so every other model name gets that.
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+# OpenAI error type/code -> the HTTP status it comes with (for an error arriving inside a 200 stream).
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "requests": 429,
+    "tokens": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "service_unavailable": 503,
+    "overloaded_error": 529,
+}
+
+
+# ---------------------------------------------------------------- request translation (pure)
+
+
+def max_tokens_key(model: str) -> str:
+    return "max_completion_tokens" if model.startswith(REASONING_PREFIXES) else "max_tokens"
+
+
+def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
+    """The Chat Completions body for `request`; optional knobs are sent only when set."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    payload: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        payload[max_tokens_key(request.model)] = request.max_tokens
+    if request.stop:
+        payload["stop"] = list(request.stop)
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+# ---------------------------------------------------------------- response translation (pure)
+
+
+def finish_reason(value: Any) -> FinishReason:
+    return FINISH_REASONS.get(value, "stop") if isinstance(value, str) else "stop"
+
+
+def parse_usage(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+def error_event(err: Any, model: str = "") -> UpstreamStatusError:
+    """The error for an `{"error": ...}` object inside a 200 answer or stream. Its status: the error's own
+    numeric code (vLLM sends one), else the one its type/code is known by, else 500 (retryable)."""
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
+    etype = str(err["type"]) if err.get("type") else None
+    code = err.get("code")
+    status = 500
+    if isinstance(code, int) and 400 <= code <= 599:
+        status = code
+    elif isinstance(code, str) and code.isdigit() and 400 <= int(code) <= 599:
+        status = int(code)
+    elif isinstance(code, str) and code in ERROR_STATUS:
+        status = ERROR_STATUS[code]
+    elif etype in ERROR_STATUS:
+        status = ERROR_STATUS[etype]
+    message = str(err.get("message") or etype or "unknown error")
+    return UpstreamStatusError(f"openai stream error ({status}): {message}", status=status, provider=PROVIDER,
+                               model=model, upstream_type=etype)
+
+
+def parse_response(data: Any, model: str = "") -> ChatResponse:
+    """A ChatResponse from a `chat.completion` object; UpstreamProtocolError if it is not one."""
+    if isinstance(data, dict) and data.get("error") and not data.get("choices"):
+        raise error_event(data["error"], model)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise UpstreamProtocolError("openai answered with an unexpected body (no choices)", provider=PROVIDER,
+                                    model=model)
+    first = choices[0]
+    message = first.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return ChatResponse(
+        content=content if isinstance(content, str) else "",  # None when the model only called tools
+        model=str(data.get("model") or model),
+        provider=PROVIDER,
+        finish_reason=finish_reason(first.get("finish_reason")),
+        usage=parse_usage(data.get("usage")) or Usage(),
+    )
+
+
+def sse_data(line: str) -> str | None:
+    """The payload of an SSE `data:` line; None for blank lines, comments and other fields. OpenAI sends each
+    chunk as a single `data:` line, so multi-line events need no joining."""
+    if not line.startswith("data:"):
+        return None
+    return line[5:].removeprefix(" ")
+
+
+@dataclass(slots=True)
+class Chunk:
+    """What one `chat.completion.chunk` says, normalized."""
+
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    model: str | None = None
+
+
+def parse_chunk(data: Any, model: str = "") -> Chunk:
+    """One streamed chunk; UpstreamStatusError for an error object, UpstreamProtocolError if malformed."""
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("openai sent a non-object stream chunk", provider=PROVIDER, model=model)
+    if data.get("error"):
+        raise error_event(data["error"], model)
+    chunk = Chunk(usage=parse_usage(data.get("usage")))
+    chunk.model = str(data["model"]) if data.get("model") else None
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else []:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue  # Rhetor asks for one choice
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(content, str):
+            chunk.text = content
+        if choice.get("finish_reason"):
+            chunk.finish_reason = finish_reason(choice["finish_reason"])
+    return chunk
+
+
+class StreamState:
+    """Folds the SSE lines of a Chat Completions stream into normalized events: a TextDelta per non-empty
+    content delta; `end()` gives the one StreamEnd once the stream may end (after `[DONE]`, or after a
+    finish_reason for servers that omit `[DONE]`) and raises UpstreamProtocolError before that."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.finish: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, line: str) -> TextDelta | None:
+        raw = sse_data(line)
+        if raw is None or self.done:
+            return None
+        if raw.strip() == "[DONE]":
+            self.done = True
+            return None
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("openai sent an unparsable stream chunk", provider=PROVIDER,
+                                        model=self.model) from None
+        chunk = parse_chunk(data, self.model)
+        self.model = chunk.model or self.model
+        self.usage = chunk.usage or self.usage  # the last reported usage wins (the final usage chunk)
+        self.finish = chunk.finish_reason or self.finish
+        return TextDelta(chunk.text) if chunk.text else None
+
+    @property
+    def complete(self) -> bool:
+        return self.done or self.finish is not None
+
+    def end(self) -> StreamEnd:
+        if not self.complete:
+            raise UpstreamProtocolError("openai stream ended before [DONE] and without a finish_reason",
+                                        provider=PROVIDER, model=self.model)
+        return StreamEnd(self.finish or "stop", self.usage or Usage(), self.model)
+
+
+def context_window(model: str) -> int:
+    return next((size for prefix, size in CONTEXT_WINDOWS if model.startswith(prefix)),
+                DEFAULT_CONTEXT_WINDOW)
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class OpenAIProvider:
+    name = PROVIDER
+    default_model = "gpt-4o"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self, model: str) -> httpx.AsyncClient:
+        if not self._key:
+            raise ProviderUnavailableError("OPENAI_API_KEY not set", provider=PROVIDER, model=model)
+        if self._http is None:  # lazily: constructing the provider makes no connection
+            self._http = make_client(
+                self._settings.openai_base_url.rstrip("/"),
+                headers={"authorization": f"Bearer {self._key}", "content-type": "application/json",
+                         "accept": "application/json"},
+                timeout_s=self._settings.upstream_timeout_s,
+                connect_timeout_s=self._settings.connect_timeout_s,
+            )
+        return self._http
+
+    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
+        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
+        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
+
+    def _scrub(self, err: ProviderError) -> ProviderError:
+        """Belt and braces: a compatible server could echo the key back in an error body."""
+        if self._key and self._key in err.message:
+            err.message = err.message.replace(self._key, "[redacted]")
+            err.args = (err.message,)
+        return err
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        model = request.model
+        body = orjson.dumps(build_payload(request))
+        try:
+            client = self._client(model)
+            response = await client.post("chat/completions", content=body, timeout=self._timeout(request))
+        except httpx.HTTPError as exc:
+            raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+        if not response.is_success:
+            raise self._scrub(status_error(response, response.content, PROVIDER, model))
+        try:
+            data: Any = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("openai answered with a body that is not JSON", provider=PROVIDER,
+                                        model=model) from None
+        try:
+            return parse_response(data, model)
+        except ProviderError as exc:
+            raise self._scrub(exc) from None
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        model = request.model
+        body = orjson.dumps(build_payload(request, stream=True))
+        client = self._client(model)
+        state = StreamState(model)
+        try:
+            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
+            async with client.stream("POST", "chat/completions", content=body, timeout=self._timeout(request),
+                                     headers={"accept": "text/event-stream"}) as response:
+                if not response.is_success:
+                    raise status_error(response, await response.aread(), PROVIDER, model)
+                # Read to the end of the body even after [DONE], so the connection returns to the pool.
+                async for line in response.aiter_lines():
+                    delta = state.feed(line)
+                    if delta is not None:
+                        yield delta
+        except httpx.HTTPError as exc:
+            if not state.complete:  # a cut after the finish_reason loses at most the usage chunk
+                raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+        except ProviderError as exc:
+            raise self._scrub(exc) from None
+        yield state.end()
+
+    async def models(self) -> list[str]:
+        return list(MODELS)
+
+    async def available(self) -> Availability:
+        if self._key:
+            return Availability(True, "OPENAI_API_KEY set")
+        return Availability(False, "OPENAI_API_KEY not set")
+
+    def context_window(self, model: str) -> int:
+        return context_window(model)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+
+__all__ = [
+    "MODELS",
+    "Chunk",
+    "OpenAIProvider",
+    "StreamState",
+    "build_payload",
+    "context_window",
+    "error_event",
+    "finish_reason",
+    "max_tokens_key",
+    "parse_chunk",
+    "parse_response",
+    "parse_usage",
+    "sse_data",
+]

@@ -1,0 +1,212 @@
+"""The fallback runner: walks a route's targets in order, retrying each with backoff, and returns the first
+success. Knows providers only through the Provider protocol and errors only through `retryable`.
+
+Rules (house rules 3 and 4):
+- an unavailable provider (no key, unreachable) or an open breaker is skipped at once;
+- retryable failures are retried with exponential backoff and jitter, honouring Retry-After up to a cap;
+- a non-retryable failure (400/401/403/404/422) is not retried; the next target is tried;
+- an `InvalidRequestError` (the caller's fault, e.g. an unknown simulated model) stops the run at once;
+- streams commit at the first event: before it, failures fall back; after it, a failure becomes one
+  terminal `StreamError` and the stream ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from rhetor.errors import (
+    AllTargetsFailedError,
+    CircuitOpenError,
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnavailableError,
+    RhetorError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from rhetor.providers import Providers
+from rhetor.providers.base import Provider
+from rhetor.routing.breaker import CircuitBreaker
+from rhetor.routing.router import Route, Target
+from rhetor.timing import add_upstream_wait
+from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamError, StreamEvent
+
+T = TypeVar("T")
+RequestBuilder = Callable[[Target, Provider], ChatRequest]
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    model: str
+    outcome: str  # "ok" | "error" | "skipped"
+    error_type: str | None = None
+    message: str | None = None
+    status: int | None = None
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"provider": self.provider, "model": self.model, "outcome": self.outcome,
+                             "elapsed_ms": round(self.elapsed_ms, 2)}
+        if self.error_type:
+            d["error_type"] = self.error_type
+            d["message"] = self.message
+        if self.status is not None:
+            d["status"] = self.status
+        return d
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """Who answered and how we got there; filled as the run proceeds."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    target: Target | None = None
+    fallback: bool = False
+
+    def attempts_dicts(self) -> list[dict[str, Any]]:
+        return [a.as_dict() for a in self.attempts]
+
+
+class FallbackRunner:
+    def __init__(self, providers: Providers, breaker: CircuitBreaker, *, max_retry_after_s: float = 60.0,
+                 backoff_base_s: float = 0.5) -> None:
+        self._providers = providers
+        self._breaker = breaker
+        self._max_retry_after = max_retry_after_s
+        self._backoff = wait_random_exponential(multiplier=backoff_base_s, max=10.0)  # full jitter
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UpstreamStatusError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max_retry_after)
+        return float(self._backoff(state))
+
+    async def _with_retries(self, target: Target, info: RunInfo, call: Callable[[], Awaitable[T]]) -> T:
+        key = (target.provider, target.model)
+
+        async def one_try() -> T:
+            started = time.perf_counter()
+            try:
+                result = await call()
+            except ProviderError as exc:
+                elapsed = time.perf_counter() - started
+                add_upstream_wait(elapsed)
+                info.attempts.append(_failed(target, exc, elapsed))
+                if exc.retryable:
+                    self._breaker.record_failure(key)
+                raise
+            elapsed = time.perf_counter() - started
+            add_upstream_wait(elapsed)
+            info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000))
+            self._breaker.record_success(key)
+            return result
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(target.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+            reraise=True,
+        )
+        return await retrying(one_try)
+
+    async def _eligible(self, target: Target, info: RunInfo) -> Provider | None:
+        provider = self._providers.get(target.provider)
+        availability = await provider.available()
+        skip: ProviderError | None = None
+        if not availability.ok:
+            skip = ProviderUnavailableError(availability.reason, provider=target.provider, model=target.model)
+        elif not self._breaker.allow((target.provider, target.model)):
+            skip = CircuitOpenError("circuit open after repeated failures", provider=target.provider,
+                                    model=target.model)
+        if skip is not None:
+            info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message))
+            return None
+        return provider
+
+    def _exhausted(self, route: Route, info: RunInfo) -> AllTargetsFailedError:
+        chain = " -> ".join(f"{t.provider}/{t.model}" for t in route.targets)
+        return AllTargetsFailedError(f"all targets failed ({chain})", info.attempts_dicts())
+
+    async def complete(self, route: Route, build: RequestBuilder, info: RunInfo) -> ChatResponse:
+        for index, target in enumerate(route.targets):
+            provider = await self._eligible(target, info)
+            if provider is None:
+                continue
+            request = build(target, provider)
+            try:
+                response = await self._with_retries(target, info, functools.partial(provider.complete, request))
+            except ProviderError:
+                continue
+            info.target, info.fallback = target, index > 0
+            return response
+        raise self._exhausted(route, info)
+
+    async def open_stream(self, route: Route, build: RequestBuilder, info: RunInfo
+                          ) -> AsyncIterator[StreamEvent]:
+        """Open the first target that yields an event; return an iterator that starts with that event.
+
+        Raises AllTargetsFailedError (or InvalidRequestError) before anything is committed to the caller.
+        """
+        for index, target in enumerate(route.targets):
+            provider = await self._eligible(target, info)
+            if provider is None:
+                continue
+            request = build(target, provider)
+            holder: list[AsyncIterator[ProviderEvent]] = []
+
+            async def first_event(p: Provider = provider, r: ChatRequest = request,
+                                  h: list[AsyncIterator[ProviderEvent]] = holder) -> ProviderEvent:
+                gen = p.stream(r)
+                h[:] = [gen]
+                try:
+                    return await anext(gen)
+                except StopAsyncIteration:
+                    raise UpstreamProtocolError("stream ended before any event", provider=p.name,
+                                                model=r.model) from None
+                except BaseException:
+                    await _aclose(gen)
+                    raise
+
+            try:
+                first = await self._with_retries(target, info, first_event)
+            except ProviderError:
+                continue
+            info.target, info.fallback = target, index > 0
+            return _committed(first, holder[0], target, info)
+        raise self._exhausted(route, info)
+
+
+async def _committed(first: ProviderEvent, gen: AsyncIterator[ProviderEvent], target: Target,
+                     info: RunInfo) -> AsyncIterator[StreamEvent]:
+    """The stream after commit: never falls back; a failure becomes one StreamError, then the end."""
+    try:
+        yield first
+        async for event in gen:
+            yield event
+    except RhetorError as exc:
+        info.attempts.append(_failed(target, exc, 0.0))
+        yield StreamError(exc.message, exc.type, exc.retryable)
+    finally:
+        await _aclose(gen)
+
+
+async def _aclose(gen: AsyncIterator[Any]) -> None:
+    close = getattr(gen, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _failed(target: Target, exc: RhetorError, elapsed: float) -> Attempt:
+    status = exc.upstream_status if isinstance(exc, UpstreamStatusError) else None
+    return Attempt(target.provider, target.model, "error", exc.type, exc.message, status, elapsed * 1000)
+
+
+__all__ = ["Attempt", "FallbackRunner", "InvalidRequestError", "RequestBuilder", "RunInfo"]

@@ -1,0 +1,137 @@
+"""The router: a pure function from (config, request routing fields) to an ordered chain of targets.
+
+No I/O of any kind — no network, no files, no clock — so it is tested without a network. It does not check
+whether a model exists (that needs the provider; the gateway does it) nor whether a provider is available
+(the fallback runner does). Knows provider names only through the registry's `canonical`.
+
+Order of the chain:
+    1. the primary: the request's provider/model override if any, else the entry's first target;
+    2. the request's options.fallback_provider/fallback_model, if set (null = ignore);
+    3. the rest of the entry's chain (targets, then its own options.fallback_*);
+    4. simulated/<default model>, unless the entry says "simulated_fallback": false or simulated is present.
+Identical provider/model pairs are kept once, at their first position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rhetor.errors import InvalidRequestError
+from rhetor.providers import canonical
+from rhetor.routing.config import (
+    DEFAULT_RETRIES,
+    ROUTING_OPTION_KEYS,
+    SIMULATED,
+    TargetSpec,
+    TaskConfig,
+    resolve_model,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+    timeout_s: float | None = None
+    retries: int = DEFAULT_RETRIES
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    key: str  # the tasks.json key that matched
+    component: str | None
+    task_type: str
+    targets: tuple[Target, ...]
+    options: dict[str, Any]  # merged sampling options, routing keys removed
+
+
+def component_of(component: str | None, context_id: str | None) -> str | None:
+    """The explicit component if given, else the prefix before ':' of the context id; lower-cased."""
+    if component and component.strip():
+        return component.strip().lower()
+    if context_id and ":" in context_id:
+        prefix = context_id.split(":", 1)[0].strip().lower()
+        return prefix or None
+    return None
+
+
+def lookup_keys(component: str | None, task_type: str) -> list[str]:
+    """Candidate keys in lookup order: component_task, component, task, default."""
+    keys = [f"{component}_{task_type}", component] if component else []
+    keys += [task_type, "default"]
+    return list(dict.fromkeys(keys))
+
+
+def _text(value: Any, name: str) -> str | None:
+    """A request-time routing field: None/"" = not set; anything but a string is the caller's error."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{name} must be a string, got {type(value).__name__}", param=name)
+    return value.strip() or None
+
+
+def _target(spec: TargetSpec, defaults: Mapping[str, str]) -> Target:
+    model = resolve_model(spec.provider, spec.model, defaults)
+    return Target(spec.provider, model, spec.timeout_s, spec.retries)
+
+
+def _override(provider: str | None, model: str | None, base: Target, defaults: Mapping[str, str]) -> Target:
+    """provider+model as given; model alone = base's provider; provider alone = its default model."""
+    if provider is not None:
+        name = canonical(provider)  # raises UnknownProviderError listing the valid ones
+        return Target(name, model or resolve_model(name, None, defaults))
+    assert model is not None
+    return Target(base.provider, model)
+
+
+def route(
+    config: TaskConfig,
+    *,
+    defaults: Mapping[str, str],
+    task_type: str | None = None,
+    component: str | None = None,
+    context_id: str | None = None,
+    provider_id: str | None = None,
+    model_id: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Route:
+    """Resolve one request to its Route; a bad override raises UnknownProviderError / InvalidRequestError."""
+    comp = component_of(component, context_id)
+    task = (task_type or "").strip().lower() or "default"
+    key = next(k for k in lookup_keys(comp, task) if k in config)  # "default" always exists
+    entry = config[key]
+    request_opts = dict(options or {})
+
+    # R1 semantics: the request's options are merged top-level over the entry's; null means "not set".
+    merged = entry.options.sampling()
+    merged.update({k: v for k, v in request_opts.items() if v is not None and k not in ROUTING_OPTION_KEYS})
+
+    configured = [_target(spec, defaults) for spec in entry.chain()]
+    primary, rest = configured[0], configured[1:]
+
+    ov_provider = _text(provider_id, "provider_id") or _text(request_opts.get("provider"), "options.provider")
+    ov_model = _text(model_id, "model_id") or _text(request_opts.get("model"), "options.model")
+    if ov_provider is not None or ov_model is not None:
+        primary = _override(ov_provider, ov_model, primary, defaults)
+
+    chain = [primary]
+    fb_provider = _text(request_opts.get("fallback_provider"), "options.fallback_provider")
+    fb_model = _text(request_opts.get("fallback_model"), "options.fallback_model")
+    if fb_provider is not None or fb_model is not None:
+        chain.append(_override(fb_provider, fb_model, primary, defaults))
+    chain += rest
+
+    unique: dict[tuple[str, str], Target] = {}
+    for target in chain:
+        unique.setdefault((target.provider, target.model), target)
+    targets = list(unique.values())
+    if entry.simulated_fallback and all(t.provider != SIMULATED for t in targets):
+        targets.append(Target(SIMULATED, resolve_model(SIMULATED, None, defaults)))
+
+    return Route(key=key, component=comp, task_type=task, targets=tuple(targets), options=merged)
+
+
+__all__ = ["Route", "Target", "component_of", "lookup_keys", "route"]

@@ -1,0 +1,296 @@
+"""A wire-faithful fake of the OpenAI Chat Completions API, served as a real HTTP server on 127.0.0.1.
+
+POST /v1/chat/completions answers real `chat.completion` objects, or with `"stream": true` real SSE
+`chat.completion.chunk` events (role chunk first, one chunk per word, a finish chunk, the usage chunk when
+`stream_options.include_usage` is true, then `data: [DONE]`). Errors use OpenAI's own body
+`{"error": {"message", "type", "param", "code"}}`. GET /v1/models lists `models`. The official `openai` SDK
+parses all of it. Scripted one-shot behaviours (fail_next, cut_next, error_event_next, delay_next) are
+consumed in order, one per chat request. Knows nothing of Rhetor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tests.fakes.server import serve_app
+
+ERRORS: dict[int, tuple[str, str, str | None]] = {  # status -> (message, type, code), as OpenAI sends them
+    400: ("Invalid value for 'messages'.", "invalid_request_error", None),
+    401: ("Incorrect API key provided: te***ey. You can find your API key at "
+          "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key"),
+    403: ("Project does not have access to model.", "invalid_request_error", "model_not_found"),
+    404: ("The model `{model}` does not exist or you do not have access to it.", "invalid_request_error",
+          "model_not_found"),
+    429: ("Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, Requested 1. "
+          "Please try again in 20s.", "requests", "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later", "server_error", None),
+}
+NO_KEY = ("You didn't provide an API key. You need to provide your API key in an Authorization header using "
+          "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) "
+          "if you're accessing the API from your browser and are prompted for a username and password. You can "
+          "obtain an API key from https://platform.openai.com/account/api-keys.")
+
+
+@dataclass(slots=True)
+class Action:
+    kind: str  # "fail" | "cut" | "error_event" | "delay"
+    status: int = 0
+    retry_after: float | None = None
+    message: str | None = None
+    after: int = 0
+    clean: bool = False
+    seconds: float = 0.0
+
+
+def error_body(message: str, etype: str, code: str | None = None, param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def send_bytes(send: Any, status: int, body: bytes, content_type: bytes = b"application/json",
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FakeOpenAI:
+    """The fake's state and ASGI app. Tests set `reply_text`, `chunk_delay`, `omit_done`, `api_key` and read
+    `requests` (JSON bodies), `headers` (request headers) and `disconnects` (streams the client abandoned)."""
+
+    def __init__(self) -> None:
+        self.base_url = ""  # http://127.0.0.1:PORT/v1, set when served
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.reply_text = "Hello from fake OpenAI"
+        self.chunk_delay = 0.0  # seconds between streamed chunks
+        self.omit_done = False  # behave like compatible servers that end without `data: [DONE]`
+        self.api_key: str | None = None  # if set, only this bearer token is accepted; else any
+        self.models = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-3.5-turbo"]
+        self.disconnects = 0
+        self._script: deque[Action] = deque()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ scripting (called from the test thread)
+
+    def _add(self, action: Action, n: int) -> None:
+        with self._lock:
+            self._script.extend(Action(**{f: getattr(action, f) for f in Action.__slots__}) for _ in range(n))
+
+    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
+                  message: str | None = None) -> None:
+        """The next n chat requests answer `status` with OpenAI's error body (and Retry-After if given)."""
+        self._add(Action("fail", status=status, retry_after=retry_after, message=message), n)
+
+    def cut_next(self, after_chunks: int, n: int = 1, *, clean: bool = False) -> None:
+        """Streaming: the role chunk and `after_chunks` content chunks, then the connection drops (clean=True:
+        the body ends properly but without finish_reason or [DONE]). Non-stream: headers, then a drop."""
+        self._add(Action("cut", after=after_chunks, clean=clean), n)
+
+    def error_event_next(self, after_chunks: int) -> None:
+        """Streaming: after `after_chunks` content chunks, `data: {"error": {... server_error ...}}` and the
+        end of the body. Non-stream: a 500 with the same error."""
+        self._add(Action("error_event", after=after_chunks), 1)
+
+    def delay_next(self, seconds: float, n: int = 1) -> None:
+        self._add(Action("delay", seconds=seconds), n)
+
+    def _pop(self) -> Action | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    # ------------------------------------------------------------ the ASGI app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if path == "/v1/chat/completions" and method == "POST":
+            await self._chat(body, headers, receive, send)
+        elif path == "/v1/models" and method == "GET":
+            if await self._auth(headers, send):
+                data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
+                        for m in self.models]
+                await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+        else:
+            await send_bytes(send, 404, error_body(f"Invalid URL ({method} {path})", "invalid_request_error"))
+
+    async def _auth(self, headers: dict[str, str], send: Any) -> bool:
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            await send_bytes(send, 401, error_body(NO_KEY, "invalid_request_error"))
+            return False
+        if self.api_key is not None and auth[7:] != self.api_key:
+            await send_bytes(send, 401, error_body(ERRORS[401][0], "invalid_request_error", "invalid_api_key"))
+            return False
+        return True
+
+    async def _chat(self, raw: bytes, headers: dict[str, str], receive: Any, send: Any) -> None:
+        self.headers.append(headers)
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            msg = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                   "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
+                   "not valid JSON.")
+            await send_bytes(send, 400, error_body(msg, "invalid_request_error"))
+            return
+        self.requests.append(body)
+        if not await self._auth(headers, send):
+            return
+        if not body.get("model"):
+            await send_bytes(send, 400, error_body("you must provide a model parameter", "invalid_request_error"))
+            return
+        if not isinstance(body.get("messages"), list):
+            await send_bytes(send, 400, error_body("Missing required parameter: 'messages'.",
+                                                   "invalid_request_error", "missing_required_parameter",
+                                                   "messages"))
+            return
+        action = self._pop()
+        if action is not None and action.kind == "delay":
+            await asyncio.sleep(action.seconds)
+            action = None
+        model = str(body["model"])
+        if action is not None and action.kind == "fail":
+            await self._fail(send, action, model)
+            return
+        stream = bool(body.get("stream"))
+        if action is not None and action.kind == "error_event" and not stream:
+            await self._fail(send, Action("fail", status=500), model)
+            return
+        if action is not None and action.kind == "cut" and not stream:
+            # headers promising a body, then the connection drops
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")]})
+            return
+        words, finish = self._words(body)
+        usage = _usage(body, len(words))
+        if stream:
+            await self._stream(body, words, finish, usage, action, receive, send)
+            return
+        completion = {
+            **_envelope("chat.completion", model),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words), "refusal": None,
+                                                 "annotations": []},
+                         "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+        }
+        await send_bytes(send, 200, orjson.dumps(completion))
+
+    def _words(self, body: dict[str, Any]) -> tuple[list[str], str]:
+        parts = self.reply_text.split(" ")
+        words = [parts[0], *(" " + p for p in parts[1:])]
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if isinstance(limit, int) and limit < len(words):
+            return words[:limit], "length"
+        return words, "stop"
+
+    async def _fail(self, send: Any, action: Action, model: str) -> None:
+        message, etype, code = ERRORS.get(action.status, ("Upstream error", "server_error", None))
+        if action.status not in ERRORS and action.status < 500:
+            etype = "invalid_request_error"
+        headers = [(b"x-request-id", f"req_{uuid.uuid4().hex}".encode())]
+        if action.retry_after is not None:
+            headers.append((b"retry-after", str(action.retry_after).encode()))
+        text = action.message if action.message is not None else message.format(model=model)
+        await send_bytes(send, action.status, error_body(text, etype, code), headers=headers)
+
+    async def _stream(self, body: dict[str, Any], words: list[str], finish: str, usage: dict[str, Any],
+                      action: Action | None, receive: Any, send: Any) -> None:
+        model = str(body["model"])
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        envelope = {**_envelope("chat.completion.chunk", model), "service_tier": "default"}
+
+        def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
+            data: dict[str, Any] = {**envelope, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                             "finish_reason": reason}]}
+            if include_usage:
+                data["usage"] = None
+            return b"data: " + orjson.dumps(data) + b"\n\n"
+
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
+                                (b"cache-control", b"no-cache"), (b"connection", b"keep-alive")]})
+        watcher = asyncio.ensure_future(receive())  # completes with http.disconnect if the client goes away
+        try:
+            events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+            events += [chunk({"content": w}) for w in words]
+            cut_at = action.after + 1 if action is not None and action.kind in ("cut", "error_event") else None
+            for i, event in enumerate(events):
+                if cut_at is not None and i == cut_at:
+                    break
+                if i and self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                if watcher.done():
+                    self.disconnects += 1
+                    return
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            if action is not None and action.kind == "cut":
+                if action.clean:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return  # returning mid-body makes the server drop the connection
+            if action is not None and action.kind == "error_event":
+                err = error_body(ERRORS[500][0], "server_error")
+                await send({"type": "http.response.body", "body": b"data: " + err + b"\n\n"})
+                return
+            tail = chunk({}, finish)
+            if include_usage:
+                usage_chunk = {**envelope, "choices": [], "usage": usage}
+                tail += b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
+            if not self.omit_done:
+                tail += b"data: [DONE]\n\n"
+            await send({"type": "http.response.body", "body": tail})
+        finally:
+            watcher.cancel()
+
+
+def _envelope(obj: str, model: str) -> dict[str, Any]:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": obj, "created": int(time.time()), "model": model,
+            "system_fingerprint": "fp_fake0001"}
+
+
+def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+    messages = body.get("messages") or []
+    prompt = sum(len(str(m.get("content", "")).split()) + 4 for m in messages if isinstance(m, dict))
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+@contextmanager
+def running_fake_openai() -> Iterator[FakeOpenAI]:
+    """Serve a fresh FakeOpenAI on 127.0.0.1 for the duration of the block."""
+    fake = FakeOpenAI()
+    with serve_app(fake) as url:
+        fake.base_url = url + "/v1"
+        yield fake
+
+
+__all__ = ["FakeOpenAI", "running_fake_openai"]
