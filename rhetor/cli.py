@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -111,6 +112,10 @@ def _serve(settings: Settings) -> int:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # loads and validates the task config before binding the port
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was installed before it
+    # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)), lifespan="on")

@@ -14,6 +14,7 @@ import pytest
 from rhetor.errors import (
     InvalidRequestError,
     ProviderUnavailableError,
+    RhetorError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -90,10 +91,11 @@ def test_parse_response_maps_text_usage_and_stop_reasons() -> None:
                         {"type": "text", "text": "lo"}],
             "stop_reason": "max_tokens", "usage": {"input_tokens": 12, "output_tokens": 3}}
     r = parse_response(body)
-    assert (r.content, r.model, r.provider, r.finish_reason) == ("Hello", "claude-3-haiku-20240307", "anthropic",
-                                                                 "length")
+    assert (r.content, r.model, r.provider) == ("Hello", "claude-3-haiku-20240307", "anthropic")
+    assert r.finish_reason == "length"
     assert (r.usage.input_tokens, r.usage.output_tokens) == (12, 3)
-    for wire, ours in [("end_turn", "stop"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"), (None, "stop")]:
+    cases = [("end_turn", "stop"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"), (None, "stop")]
+    for wire, ours in cases:
         assert parse_response({**body, "stop_reason": wire}).finish_reason == ours
     with pytest.raises(UpstreamProtocolError):
         parse_response({"type": "message"})
@@ -121,7 +123,8 @@ event: content_block_stop
 data: {"type":"content_block_stop","index":0}
 
 event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},\
+"usage":{"output_tokens":15}}
 
 event: message_stop
 data: {"type":"message_stop"}
@@ -150,14 +153,16 @@ def test_sse_parser_and_state_fold_the_real_sequence() -> None:
 
 
 def test_error_event_maps_type_to_status() -> None:
-    overloaded = 'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    overloaded = ('event: error\n'
+                  'data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
     with pytest.raises(UpstreamStatusError) as ei:
         fold(overloaded)
-    assert (ei.value.upstream_status, ei.value.upstream_type, ei.value.retryable) == (529, "overloaded_error", True)
-    for etype, status, retryable in [("rate_limit_error", 429, True), ("api_error", 500, True),
-                                     ("invalid_request_error", 400, False), ("authentication_error", 401, False),
-                                     ("permission_error", 403, False), ("not_found_error", 404, False),
-                                     ("request_too_large", 413, False)]:
+    assert (ei.value.upstream_status, ei.value.upstream_type, ei.value.retryable) == (529, "overloaded_error",
+                                                                                        True)
+    cases = [("rate_limit_error", 429, True), ("api_error", 500, True), ("invalid_request_error", 400, False),
+             ("authentication_error", 401, False), ("permission_error", 403, False),
+             ("not_found_error", 404, False), ("request_too_large", 413, False)]
+    for etype, status, retryable in cases:
         with pytest.raises(UpstreamStatusError) as ei:
             fold(overloaded.replace("overloaded_error", etype))
         assert (ei.value.upstream_status, ei.value.retryable) == (status, retryable)
@@ -192,7 +197,8 @@ async def test_complete(fake: FakeAnthropic) -> None:
         "Hello from fake Anthropic", "stop", "anthropic", "claude-3-haiku-20240307")
     assert (r.usage.input_tokens, r.usage.output_tokens) == (3, 4)
     sent, headers = fake.requests[0], fake.request_headers[0]
-    assert sent["system"] == "sys" and sent["max_tokens"] == DEFAULT_MAX_TOKENS and sent["stop_sequences"] == ["zzz"]
+    assert (sent["system"], sent["stop_sequences"]) == ("sys", ["zzz"])
+    assert sent["max_tokens"] == DEFAULT_MAX_TOKENS
     assert headers["x-api-key"] == KEY and headers["anthropic-version"] == "2023-06-01"
     r2 = await p.complete(req(max_tokens=2, model="claude-brand-new"))  # unknown models pass through
     assert (r2.content, r2.finish_reason, r2.model) == ("Hello from", "length", "claude-brand-new")
@@ -219,11 +225,13 @@ async def test_status_errors(fake: FakeAnthropic) -> None:
     with pytest.raises(UpstreamStatusError) as ei:
         await p.complete(req())
     e = ei.value
-    assert (e.upstream_status, e.retryable, e.retry_after, e.upstream_type) == (429, True, 1.5, "rate_limit_error")
+    assert (e.upstream_status, e.retryable, e.retry_after) == (429, True, 1.5)
+    assert e.upstream_type == "rate_limit_error"
     fake.fail_next(529)
     with pytest.raises(UpstreamStatusError) as ei:
         await collect(p, req())
-    assert (ei.value.upstream_status, ei.value.retryable, ei.value.upstream_type) == (529, True, "overloaded_error")
+    e = ei.value
+    assert (e.upstream_status, e.retryable, e.upstream_type) == (529, True, "overloaded_error")
     for status in (400, 401):
         fake.fail_next(status)
         with pytest.raises(UpstreamStatusError) as ei:
@@ -236,7 +244,7 @@ async def test_status_errors(fake: FakeAnthropic) -> None:
 async def test_wrong_key_is_401_and_never_leaks(fake: FakeAnthropic) -> None:
     secret = "sk-ant-very-secret-123"
     p = provider_for(fake, key=secret)
-    errors: list[Exception] = []
+    errors: list[RhetorError] = []
     for call in (lambda: p.complete(req()), lambda: collect(p, req())):
         with pytest.raises(UpstreamStatusError) as ei:
             await call()
@@ -248,7 +256,8 @@ async def test_wrong_key_is_401_and_never_leaks(fake: FakeAnthropic) -> None:
         await refused.complete(req())
     errors.append(ci.value)
     for err in errors:
-        assert secret not in str(err) and secret not in repr(err) and secret not in orjson.dumps(err.to_dict()).decode()
+        assert secret not in str(err) and secret not in repr(err)
+        assert secret not in orjson.dumps(err.to_dict()).decode()
 
 
 async def test_mid_stream_overload_raises_after_deltas(fake: FakeAnthropic) -> None:
@@ -259,7 +268,8 @@ async def test_mid_stream_overload_raises_after_deltas(fake: FakeAnthropic) -> N
         async for ev in p.stream(req()):
             got.append(ev)
     assert got == [TextDelta("Hello"), TextDelta(" from")]
-    assert (ei.value.upstream_status, ei.value.upstream_type, ei.value.retryable) == (529, "overloaded_error", True)
+    e = ei.value
+    assert (e.upstream_status, e.upstream_type, e.retryable) == (529, "overloaded_error", True)
     await p.aclose()
 
 
@@ -325,7 +335,8 @@ def test_official_sdk_talks_to_the_fake(fake: FakeAnthropic) -> None:
                                 messages=[{"role": "user", "content": "Hi"}]) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
-    assert texts == ["Hello", " from"] and final.stop_reason == "max_tokens" and final.usage.output_tokens == 2
+    assert texts == ["Hello", " from"]
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 2
     fake.fail_next(529)
     with pytest.raises(anthropic.InternalServerError) as ei:
         client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "Hi"}])

@@ -251,6 +251,7 @@ class AnthropicProvider:
         self._settings = settings
         self._key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
         self._http: httpx.AsyncClient | None = None
+        self._default_timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
 
     def _client(self, model: str) -> httpx.AsyncClient:
         if not self._key:
@@ -266,8 +267,11 @@ class AnthropicProvider:
         return self._http
 
     def _timeout(self, request: ChatRequest) -> httpx.Timeout:
-        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
-        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
+        """`request.timeout_s` bounds connect and each read (httpx semantics), not the whole stream."""
+        if request.timeout_s is None:
+            return self._default_timeout
+        limit = request.timeout_s
+        return httpx.Timeout(limit, connect=min(limit, self._settings.connect_timeout_s))
 
     def _scrub(self, err: ProviderError) -> ProviderError:
         """Belt and braces: an upstream could echo the key back in an error body."""

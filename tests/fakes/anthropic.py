@@ -69,7 +69,7 @@ def _words(content: Any) -> int:
 
 
 class FakeAnthropic:
-    """State and script of one fake server. Set `reply_text`, `chunk_delay`; script with the *_next methods."""
+    """One fake server's state and script: set `reply_text`, `chunk_delay`; script with the *_next methods."""
 
     def __init__(self) -> None:
         self.base_url = ""
@@ -146,7 +146,8 @@ class FakeAnthropic:
                     self._walked_away()
                     return
             if action and action.kind == "fail":
-                extra = [] if action.retry_after is None else [(b"retry-after", str(action.retry_after).encode())]
+                wait = action.retry_after
+                extra = [] if wait is None else [(b"retry-after", str(wait).encode())]
                 await _respond(send, action.status, error_body(action.status), extra)
             elif body.get("stream"):
                 await self._stream(body, action, send, watcher)
@@ -217,8 +218,8 @@ class FakeAnthropic:
                 return False
             return True
 
-        start = {"id": _id("msg_"), "type": "message", "role": "assistant", "model": body["model"], "content": [],
-                 "stop_reason": None, "stop_sequence": None,
+        start = {"id": _id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
+                 "content": [], "stop_reason": None, "stop_sequence": None,
                  "usage": {"input_tokens": input_tokens, "output_tokens": 1,
                            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
         head = [_sse("message_start", {"type": "message_start", "message": start}),
@@ -227,7 +228,8 @@ class FakeAnthropic:
                 _sse("ping", {"type": "ping"})]
         limit = action.after_chunks if action and action.kind in ("cut", "error_event") else len(pieces)
         deltas = [_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": p}}) for p in pieces[:limit]]
+                                               "delta": {"type": "text_delta", "text": p}})
+                  for p in pieces[:limit]]
         for chunk in head + deltas:
             if not await emit(chunk):
                 return
@@ -249,11 +251,13 @@ class FakeAnthropic:
         self.completed += 1
 
 
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(send: Send, status: int, body: bytes,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"request-id", _id("req_").encode()), *(extra or [])]
     if status >= 400:
-        headers.append((b"x-should-retry", b"true" if status in (408, 409, 429) or status >= 500 else b"false"))
+        retry = status in (408, 409, 429) or status >= 500
+        headers.append((b"x-should-retry", b"true" if retry else b"false"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -95,7 +95,7 @@ class FakeOpenAI:
 
     def _add(self, action: Action, n: int) -> None:
         with self._lock:
-            self._script.extend(Action(**{f: getattr(action, f) for f in Action.__slots__}) for _ in range(n))
+            self._script.extend(replace(action) for _ in range(n))
 
     def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
                   message: str | None = None) -> None:
