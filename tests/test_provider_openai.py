@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
@@ -342,7 +342,8 @@ async def test_read_timeout(fake: FakeOpenAI, provider: OpenAIProvider) -> None:
 async def test_early_stop_closes_the_upstream_stream(fake: FakeOpenAI, provider: OpenAIProvider) -> None:
     fake.reply_text = " ".join(f"w{i}" for i in range(200))
     fake.chunk_delay = 0.02
-    async with aclosing(provider.stream(req())) as events:
+    stream = cast(AsyncGenerator[ProviderEvent, None], provider.stream(req()))
+    async with aclosing(stream) as events:
         got = [await anext(events), await anext(events)]
     assert text_of(got) == "w0 w1"
     for _ in range(200):
@@ -364,9 +365,9 @@ async def test_api_key_never_in_error_messages(fake: FakeOpenAI, provider: OpenA
     fake.error_event_next(1)
     fake.cut_next(1)
     for call in (provider.complete(req()), collect(provider.stream(req())), collect(provider.stream(req()))):
-        with pytest.raises(ProviderError) as info:
+        with pytest.raises(ProviderError) as any_info:
             await call
-        errors.append(info.value)
+        errors.append(any_info.value)
     assert "[redacted]" in errors[0].message
     for exc in errors:
         assert KEY not in str(exc) and KEY not in repr(exc.to_dict()) and KEY not in exc.message

@@ -12,18 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from rhetor.errors import (
     InvalidRequestError,
-    ProviderError,
     ProviderUnavailableError,
+    UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
 from rhetor.providers.base import Availability
-from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
 
@@ -248,83 +247,47 @@ class AnthropicProvider:
     default_model = "claude-3-sonnet-20240229"
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
         self._key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-        self._http: httpx.AsyncClient | None = None
-        self._default_timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
+        self._http = HttpUpstream(PROVIDER, settings.anthropic_base_url,
+                                  {"x-api-key": self._key, "anthropic-version": API_VERSION,
+                                   "accept": "application/json"},
+                                  timeout_s=settings.upstream_timeout_s,
+                                  connect_timeout_s=settings.connect_timeout_s, secret=self._key)
 
-    def _client(self, model: str) -> httpx.AsyncClient:
+    def _require_key(self, model: str) -> None:
         if not self._key:
             raise ProviderUnavailableError("ANTHROPIC_API_KEY not set", provider=PROVIDER, model=model)
-        if self._http is None:  # lazily: constructing the provider makes no connection
-            self._http = make_client(
-                self._settings.anthropic_base_url.rstrip("/"),
-                headers={"x-api-key": self._key, "anthropic-version": API_VERSION,
-                         "content-type": "application/json", "accept": "application/json"},
-                timeout_s=self._settings.upstream_timeout_s,
-                connect_timeout_s=self._settings.connect_timeout_s,
-            )
-        return self._http
-
-    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
-        """`request.timeout_s` bounds connect and each read (httpx semantics), not the whole stream."""
-        if request.timeout_s is None:
-            return self._default_timeout
-        limit = request.timeout_s
-        return httpx.Timeout(limit, connect=min(limit, self._settings.connect_timeout_s))
-
-    def _scrub(self, err: ProviderError) -> ProviderError:
-        """Belt and braces: an upstream could echo the key back in an error body."""
-        if self._key and self._key in err.message:
-            err.message = err.message.replace(self._key, "[redacted]")
-            err.args = (err.message,)
-        return err
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        model = request.model
-        body = orjson.dumps(build_payload(request))
-        try:
-            client = self._client(model)
-            response = await client.post("/v1/messages", content=body, timeout=self._timeout(request))
-        except httpx.HTTPError as exc:
-            raise self._scrub(transport_error(exc, PROVIDER, model)) from None
-        if response.status_code >= 400:
-            raise self._scrub(status_error(response, response.content, PROVIDER, model))
-        try:
-            data: Any = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("anthropic answered with a body that is not JSON", provider=PROVIDER,
-                                        model=model) from None
-        return parse_response(data, model)
+        self._require_key(request.model)
+        data = await self._http.request_json("POST", "/v1/messages", build_payload(request), model=request.model,
+                                             timeout_s=request.timeout_s)
+        return parse_response(data, request.model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         model = request.model
-        body = orjson.dumps(build_payload(request, stream=True))
-        client = self._client(model)
+        self._require_key(model)
         state = StreamState(model)
         parser = SSEParser()
         end: StreamEnd | None = None
         try:
-            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
-            async with client.stream("POST", "/v1/messages", content=body, timeout=self._timeout(request),
-                                     headers={"accept": "text/event-stream"}) as response:
-                if response.status_code >= 400:
-                    raise self._scrub(status_error(response, await response.aread(), PROVIDER, model))
-                # Read to the end of the body even after message_stop, so the connection returns to the pool.
-                async for line in response.aiter_lines():
-                    sse = parser.feed(line)
-                    if sse is None or end is not None:
-                        continue
-                    event = state.handle(*sse)
-                    if isinstance(event, StreamEnd):
-                        end = event
-                    elif event is not None:
-                        yield event
-        except httpx.HTTPError as exc:
+            # Read to the end of the body even after message_stop, so the connection returns to the pool;
+            # closing this generator early closes the upstream response.
+            async for line in self._http.stream_lines("/v1/messages", build_payload(request, stream=True),
+                                                      model=model, timeout_s=request.timeout_s):
+                sse = parser.feed(line.decode("utf-8", "replace"))
+                if sse is None or end is not None:
+                    continue
+                event = state.handle(*sse)
+                if isinstance(event, StreamEnd):
+                    end = event
+                elif event is not None:
+                    yield event
+        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if end is None:  # a cut after message_stop loses nothing
-                raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+                raise
         except UpstreamStatusError as exc:
-            raise self._scrub(exc) from None
+            raise self._http.scrub(exc) from None
         if end is None:
             raise UpstreamProtocolError("anthropic stream ended without message_stop", provider=PROVIDER,
                                         model=model)
@@ -342,9 +305,7 @@ class AnthropicProvider:
         return CONTEXT_WINDOW
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            client, self._http = self._http, None
-            await client.aclose()
+        await self._http.aclose()
 
 
 __all__ = [

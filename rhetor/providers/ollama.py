@@ -12,12 +12,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
-from rhetor.errors import UpstreamProtocolError, UpstreamStatusError
+from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
 from rhetor.providers.base import Availability, AvailabilityCache
-from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
 
@@ -156,87 +155,57 @@ class OllamaProvider:
     default_model = "llama3"
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._ttl = settings.availability_ttl_s
         self._host = settings.ollama_host.rstrip("/")
-        self._http: httpx.AsyncClient | None = None
+        self._http = HttpUpstream(PROVIDER, self._host, {"accept": "application/json"},
+                                  timeout_s=settings.upstream_timeout_s,
+                                  connect_timeout_s=settings.connect_timeout_s)
         self._availability = AvailabilityCache(self._probe, settings.availability_ttl_s)
         self._models: list[str] = []
         self._models_at: float | None = None
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:  # lazily: constructing the provider makes no connection
-            self._http = make_client(
-                self._host,
-                headers={"content-type": "application/json", "accept": "application/json"},
-                timeout_s=self._settings.upstream_timeout_s,
-                connect_timeout_s=self._settings.connect_timeout_s,
-            )
-        return self._http
-
-    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
-        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
-        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
-
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        model = request.model
-        body = orjson.dumps(build_payload(request))
-        try:
-            response = await self._client().post("/api/chat", content=body, timeout=self._timeout(request))
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER, model) from None
-        if not response.is_success:
-            raise status_error(response, response.content, PROVIDER, model)
-        try:
-            data: Any = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("ollama answered with a body that is not JSON", provider=PROVIDER,
-                                        model=model) from None
-        return parse_response(data, model)
+        data = await self._http.request_json("POST", "/api/chat", build_payload(request), model=request.model,
+                                             timeout_s=request.timeout_s)
+        return parse_response(data, request.model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        model = request.model
-        body = orjson.dumps(build_payload(request, stream=True))
-        state = StreamState(model)
+        state = StreamState(request.model)
         try:
-            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
-            async with self._client().stream("POST", "/api/chat", content=body,
-                                             timeout=self._timeout(request),
-                                             headers={"accept": "application/x-ndjson"}) as response:
-                if not response.is_success:
-                    raise status_error(response, await response.aread(), PROVIDER, model)
-                # Read to the end of the body even after the done line, so the connection returns to the pool.
-                async for line in response.aiter_lines():
-                    delta = state.feed(line)
-                    if delta is not None:
-                        yield delta
-        except httpx.HTTPError as exc:
+            # Read to the end of the body even after the done line, so the connection returns to the pool;
+            # closing this generator early closes the upstream response.
+            async for line in self._http.stream_lines("/api/chat", build_payload(request, stream=True),
+                                                      model=request.model, timeout_s=request.timeout_s,
+                                                      accept="application/x-ndjson"):
+                delta = state.feed(line.decode("utf-8", "replace"))
+                if delta is not None:
+                    yield delta
+        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if not state.done:  # a cut after the done line loses nothing
-                raise transport_error(exc, PROVIDER, model) from None
+                raise
         yield state.end()
 
     async def _tags(self) -> list[str]:
-        """Fetch /api/tags (short timeout); refreshes the cached model list. Raises httpx errors."""
-        response = await self._client().get("/api/tags", timeout=PROBE_TIMEOUT_S)
-        response.raise_for_status()
-        self._models = model_names(orjson.loads(response.content))
+        """Fetch /api/tags (short timeout); refreshes the cached model list. Raises ProviderError."""
+        data = await self._http.request_json("GET", "/api/tags", timeout_s=PROBE_TIMEOUT_S)
+        self._models = model_names(data)
         self._models_at = time.monotonic()
         return self._models
 
     async def _probe(self) -> Availability:
         try:
             await self._tags()
-        except httpx.HTTPStatusError as exc:
-            return Availability(False, f"Ollama at {self._host} answered {exc.response.status_code}")
-        except (httpx.HTTPError, orjson.JSONDecodeError):
+        except UpstreamStatusError as exc:
+            return Availability(False, f"Ollama at {self._host} answered {exc.upstream_status}")
+        except ProviderError:
             return Availability(False, f"Ollama not reachable at {self._host}")
         return Availability(True, f"Ollama reachable at {self._host}")
 
     async def models(self) -> list[str]:
-        ttl = self._settings.availability_ttl_s
-        if self._models_at is None or time.monotonic() - self._models_at > ttl:
+        if self._models_at is None or time.monotonic() - self._models_at > self._ttl:
             try:
                 await self._tags()
-            except (httpx.HTTPError, orjson.JSONDecodeError):
+            except ProviderError:
                 # remember the failure for the TTL too, so a down daemon is not probed on every call
                 self._models, self._models_at = [], time.monotonic()
         return list(self._models)
@@ -248,9 +217,7 @@ class OllamaProvider:
         return CONTEXT_WINDOW
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            client, self._http = self._http, None
-            await client.aclose()
+        await self._http.aclose()
 
 
 __all__ = [

@@ -13,34 +13,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from rhetor.errors import (
     ProviderError,
     ProviderUnavailableError,
+    UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
 from rhetor.providers.base import Availability
-from rhetor.providers.http import make_client, status_error, transport_error
+from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
 
 PROVIDER = "openai"
-MODELS = [
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "gpt-4.1-nano",
-    "gpt-5",
-    "gpt-5-mini",
-    "o3-mini",
-    "o4-mini",
-    "gpt-4-turbo",
-    "gpt-3.5-turbo",
-]
+MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "o3-mini",
+          "o4-mini", "gpt-4-turbo", "gpt-3.5-turbo"]
 # (model prefix, context window); the first matching prefix wins, so more specific prefixes come first.
 CONTEXT_WINDOWS: list[tuple[str, int]] = [
     ("gpt-4o", 128_000),
@@ -67,21 +56,10 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 # OpenAI error type/code -> the HTTP status it comes with (for an error arriving inside a 200 stream).
 ERROR_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "invalid_api_key": 401,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "model_not_found": 404,
-    "not_found_error": 404,
-    "rate_limit_exceeded": 429,
-    "rate_limit_error": 429,
-    "insufficient_quota": 429,
-    "requests": 429,
-    "tokens": 429,
-    "server_error": 500,
-    "api_error": 500,
-    "service_unavailable": 503,
-    "overloaded_error": 529,
+    "invalid_request_error": 400, "invalid_api_key": 401, "authentication_error": 401, "permission_error": 403,
+    "model_not_found": 404, "not_found_error": 404, "rate_limit_exceeded": 429, "rate_limit_error": 429,
+    "insufficient_quota": 429, "requests": 429, "tokens": 429, "server_error": 500, "api_error": 500,
+    "service_unavailable": 503, "overloaded_error": 529,
 }
 
 
@@ -260,75 +238,43 @@ class OpenAIProvider:
     default_model = "gpt-4o"
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
         self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
-        self._http: httpx.AsyncClient | None = None
+        self._http = HttpUpstream(PROVIDER, settings.openai_base_url,
+                                  {"authorization": f"Bearer {self._key}", "accept": "application/json"},
+                                  timeout_s=settings.upstream_timeout_s,
+                                  connect_timeout_s=settings.connect_timeout_s, secret=self._key)
 
-    def _client(self, model: str) -> httpx.AsyncClient:
+    def _require_key(self, model: str) -> None:
         if not self._key:
             raise ProviderUnavailableError("OPENAI_API_KEY not set", provider=PROVIDER, model=model)
-        if self._http is None:  # lazily: constructing the provider makes no connection
-            self._http = make_client(
-                self._settings.openai_base_url.rstrip("/"),
-                headers={"authorization": f"Bearer {self._key}", "content-type": "application/json",
-                         "accept": "application/json"},
-                timeout_s=self._settings.upstream_timeout_s,
-                connect_timeout_s=self._settings.connect_timeout_s,
-            )
-        return self._http
-
-    def _timeout(self, request: ChatRequest) -> httpx.Timeout:
-        total = self._settings.upstream_timeout_s if request.timeout_s is None else request.timeout_s
-        return httpx.Timeout(total, connect=min(total, self._settings.connect_timeout_s))
-
-    def _scrub(self, err: ProviderError) -> ProviderError:
-        """Belt and braces: a compatible server could echo the key back in an error body."""
-        if self._key and self._key in err.message:
-            err.message = err.message.replace(self._key, "[redacted]")
-            err.args = (err.message,)
-        return err
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         model = request.model
-        body = orjson.dumps(build_payload(request))
-        try:
-            client = self._client(model)
-            response = await client.post("chat/completions", content=body, timeout=self._timeout(request))
-        except httpx.HTTPError as exc:
-            raise self._scrub(transport_error(exc, PROVIDER, model)) from None
-        if not response.is_success:
-            raise self._scrub(status_error(response, response.content, PROVIDER, model))
-        try:
-            data: Any = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("openai answered with a body that is not JSON", provider=PROVIDER,
-                                        model=model) from None
+        self._require_key(model)
+        data = await self._http.request_json("POST", "/chat/completions", build_payload(request), model=model,
+                                             timeout_s=request.timeout_s)
         try:
             return parse_response(data, model)
         except ProviderError as exc:
-            raise self._scrub(exc) from None
+            raise self._http.scrub(exc) from None
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         model = request.model
-        body = orjson.dumps(build_payload(request, stream=True))
-        client = self._client(model)
+        self._require_key(model)
         state = StreamState(model)
         try:
-            # `async with` inside the generator: aclose() or cancellation by the consumer closes the upstream.
-            async with client.stream("POST", "chat/completions", content=body, timeout=self._timeout(request),
-                                     headers={"accept": "text/event-stream"}) as response:
-                if not response.is_success:
-                    raise status_error(response, await response.aread(), PROVIDER, model)
-                # Read to the end of the body even after [DONE], so the connection returns to the pool.
-                async for line in response.aiter_lines():
-                    delta = state.feed(line)
-                    if delta is not None:
-                        yield delta
-        except httpx.HTTPError as exc:
+            # Read to the end of the body even after [DONE], so the connection returns to the pool; closing
+            # this generator early closes the upstream response.
+            async for line in self._http.stream_lines("/chat/completions", build_payload(request, stream=True),
+                                                      model=model, timeout_s=request.timeout_s):
+                delta = state.feed(line.decode("utf-8", "replace"))
+                if delta is not None:
+                    yield delta
+        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if not state.complete:  # a cut after the finish_reason loses at most the usage chunk
-                raise self._scrub(transport_error(exc, PROVIDER, model)) from None
+                raise
         except ProviderError as exc:
-            raise self._scrub(exc) from None
+            raise self._http.scrub(exc) from None
         yield state.end()
 
     async def models(self) -> list[str]:
@@ -343,9 +289,7 @@ class OpenAIProvider:
         return context_window(model)
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            client, self._http = self._http, None
-            await client.aclose()
+        await self._http.aclose()
 
 
 __all__ = [

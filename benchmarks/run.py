@@ -1,0 +1,113 @@
+"""Benchmark Rhetor against calling the upstream directly, side by side in one run.
+
+Starts the zero-delay upstream (benchmarks/upstream.py) and Rhetor (`python -m rhetor`, pinned to CPU 0 with
+taskset, routed to the upstream through the openai provider, no context), then for streaming and not, at
+concurrency 1, 8 and 32, drives both with benchmarks/load.py (pinned to CPU 1 with the upstream) and prints
+requests/s, p50/p99 latency, added latency and added time-to-first-byte. Finally sends `--total` requests
+(default 100,000) and reports Rhetor's resident memory.
+
+    .venv/bin/python benchmarks/run.py [--seconds 5] [--total 100000] [--concurrency 1 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import run_load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 \
+        else argv
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, json={}, timeout=1).status_code < 600:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--total", type=int, default=100_000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the upstream
+    up_port, rh_port = free_port(), free_port()
+    data_dir = tempfile.mkdtemp(prefix="rhetor-bench-")
+    tasks = Path(data_dir) / "tasks.json"
+    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "openai", "model": "gpt-4o-mini",
+                                                           "retries": 0}], "simulated_fallback": False}}))
+    env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+           "RHETOR_PORT": str(rh_port), "RHETOR_DATA_DIR": data_dir, "RHETOR_TASK_CONFIG": str(tasks),
+           "RHETOR_LOG_LEVEL": "warning", "OLLAMA_HOST": "http://127.0.0.1:9"}
+    upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up_port)]))
+    rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT)
+    try:
+        wait_ready(f"http://127.0.0.1:{up_port}/v1/chat/completions")
+        wait_ready(f"http://127.0.0.1:{rh_port}/api/v1/chat")
+        direct_body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        rhetor_body = json.dumps({"message": "hi"})
+        print(f"{'mode':10} {'conc':>4} | {'direct rps':>10} {'p50':>7} | {'rhetor rps':>10} {'p50':>7} {'p99':>7}"
+              f" | {'added p50':>9} {'added ttfb':>10}")
+        for stream in (False, True):
+            d_body = (direct_body[:-1] + ', "stream": true}') if stream else direct_body
+            r_path = "/api/v1/chat/stream" if stream else "/api/v1/chat"
+            for conc in args.concurrency:
+                asyncio.run(run_load("127.0.0.1", rh_port, r_path, rhetor_body.encode(), concurrency=conc,
+                                     seconds=1))  # warm-up
+                d = asyncio.run(run_load("127.0.0.1", up_port, "/v1/chat/completions", d_body.encode(),
+                                         concurrency=conc, seconds=args.seconds)).summary()
+                r = asyncio.run(run_load("127.0.0.1", rh_port, r_path, rhetor_body.encode(), concurrency=conc,
+                                         seconds=args.seconds)).summary()
+                ttfb = f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:9.3f}ms" if stream else f"{'':>10}"
+                print(f"{'stream' if stream else 'json':10} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.3f}ms | "
+                      f"{r['rps']:>10.0f} {r['p50_ms']:>6.3f}ms {r['p99_ms']:>6.2f}ms | "
+                      f"{r['p50_ms'] - d['p50_ms']:>8.3f}ms {ttfb}  errors={int(r['errors'])}", flush=True)
+        if args.total:
+            started = time.monotonic()
+            s = asyncio.run(run_load("127.0.0.1", rh_port, "/api/v1/chat", rhetor_body.encode(), concurrency=32,
+                                     seconds=3600, max_requests=args.total)).summary()
+            rss = psutil.Process(rhetor.pid).memory_info().rss / 2**20
+            print(f"after {int(s['requests'])} more requests ({time.monotonic() - started:.0f}s, "
+                  f"{int(s['errors'])} errors): rhetor RSS {rss:.1f} MiB")
+    finally:
+        for p in (rhetor, upstream):
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
