@@ -27,7 +27,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import run_load  # noqa: E402
+from load import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable

@@ -50,7 +50,7 @@ def test_register_ping_generate(simulated_rhetor: str) -> None:
         assert r["type"] == "RESPONSE" and "conversation with 3 messages" in r["content"]
 
 
-class _any:  # noqa: N801 - matches anything in an equality check
+class _any:
     def __eq__(self, other: object) -> bool:
         return True
 

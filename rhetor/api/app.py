@@ -53,7 +53,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    app.include_router(native.router)
+    app.router.routes.extend(native.routes)
     app.include_router(ws.router)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)

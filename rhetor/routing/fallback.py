@@ -109,13 +109,28 @@ class FallbackRunner:
             self._breaker.record_success(key)
             return result
 
+        # Fast path: the first try runs outside tenacity (building a retrier costs ~10% of a request). Only a
+        # retryable failure enters tenacity, which sees that failure replayed as its first attempt, so its
+        # wait (Retry-After or backoff) and stop rules apply exactly as if it had made the call itself.
+        try:
+            return await one_try()
+        except ProviderError as exc:
+            if not exc.retryable or target.retries == 0:
+                raise
+            replay: list[ProviderError] = [exc]
+
+        async def attempt() -> T:
+            if replay:
+                raise replay.pop()
+            return await one_try()
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(target.retries + 1),
             wait=self._wait,
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
             reraise=True,
         )
-        return await retrying(one_try)
+        return await retrying(attempt)
 
     async def _eligible(self, target: Target, info: RunInfo) -> Provider | None:
         provider = self._providers.get(target.provider)
