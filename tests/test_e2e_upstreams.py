@@ -26,18 +26,18 @@ Fakes = tuple[FakeAnthropic, FakeOpenAI, FakeOllama]
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with running_fake_anthropic() as a, running_fake_openai() as o, running_fake_ollama() as l:
-        yield a, o, l
+    with running_fake_anthropic() as a, running_fake_openai() as o, running_fake_ollama() as ol:
+        yield a, o, ol
 
 
 @pytest.fixture(scope="module")
 def server(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    a, o, l = fakes
+    a, o, ol = fakes
     port = free_port()
     data: Path = tmp_path_factory.mktemp("rhetor")
     env = {**os.environ, "RHETOR_PORT": str(port), "RHETOR_DATA_DIR": str(data),
            "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": a.base_url,
-           "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": o.base_url, "OLLAMA_HOST": l.base_url}
+           "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": o.base_url, "OLLAMA_HOST": ol.base_url}
     proc = subprocess.Popen([sys.executable, "-m", "rhetor"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
