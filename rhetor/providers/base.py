@@ -41,6 +41,22 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    model: str
+    input_tokens: int = 0
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """An optional capability: providers that can embed text implement this too."""
+
+    async def embed(self, texts: list[str], model: str | None = None) -> Embeddings: ...
+
+    def embedding_models(self) -> list[str]: ...
+
+
 class AvailabilityCache:
     """Caches an availability probe for `ttl_s` so checks stay cheap and never hammer the upstream."""
 
@@ -66,4 +82,4 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-__all__ = ["Availability", "AvailabilityCache", "Provider", "estimate_tokens"]
+__all__ = ["Availability", "AvailabilityCache", "EmbeddingProvider", "Embeddings", "Provider", "estimate_tokens"]
