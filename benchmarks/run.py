@@ -6,7 +6,11 @@ concurrency 1, 8 and 32, drives both with benchmarks/load.py (pinned to CPU 1 wi
 requests/s, p50/p99 latency, added latency and added time-to-first-byte. Finally sends `--total` requests
 (default 100,000) and reports Rhetor's resident memory.
 
-    .venv/bin/python benchmarks/run.py [--seconds 5] [--total 100000] [--concurrency 1 8 32]
+`--paths compat` measures the OpenAI-compatible front instead: POST /v1/chat/completions to the openai provider
+(against the upstream's own /v1/chat/completions), and OpenAI-front -> Anthropic-provider translation (against
+the upstream's /v1/messages, the call Rhetor makes), streaming and not.
+
+    .venv/bin/python benchmarks/run.py [--seconds 5] [--total 100000] [--concurrency 1 8 32] [--paths native compat]
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--total", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--paths", nargs="+", choices=["native", "compat"], default=["native", "compat"])
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the upstream
@@ -71,7 +76,8 @@ def main() -> None:
                                                            "retries": 0}], "simulated_fallback": False}}))
     env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
            "RHETOR_PORT": str(rh_port), "RHETOR_DATA_DIR": data_dir, "RHETOR_TASK_CONFIG": str(tasks),
-           "RHETOR_LOG_LEVEL": "warning", "OLLAMA_HOST": "http://127.0.0.1:9"}
+           "RHETOR_LOG_LEVEL": "warning", "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none", "OLLAMA_HOST": "http://127.0.0.1:9",
+           "ANTHROPIC_API_KEY": "bench", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{up_port}"}
     upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up_port)]))
     rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT)
     try:
@@ -79,20 +85,41 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{rh_port}/api/v1/chat")
         direct_body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         rhetor_body = json.dumps({"message": "hi"})
+        anthropic_body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64,
+                                     "messages": [{"role": "user", "content": "hi"}]})
+
+        def compat(model: str) -> str:
+            return json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+        def streamed(body: str) -> str:
+            return body[:-1] + ', "stream": true}'
+
+        # (label, direct path, direct body, rhetor path, rhetor body, stream)
+        cases: list[tuple[str, str, str, str, str, bool]] = []
+        if "native" in args.paths:
+            cases += [("json", "/v1/chat/completions", direct_body, "/api/v1/chat", rhetor_body, False),
+                      ("stream", "/v1/chat/completions", streamed(direct_body), "/api/v1/chat/stream", rhetor_body,
+                       True)]
+        if "compat" in args.paths:
+            oa, oa_anth = compat("openai/gpt-4o-mini"), compat("anthropic/claude-sonnet-4-5")
+            cases += [("oa-json", "/v1/chat/completions", direct_body, "/v1/chat/completions", oa, False),
+                      ("oa-stream", "/v1/chat/completions", streamed(direct_body), "/v1/chat/completions",
+                       streamed(oa), True),
+                      ("oa>anth", "/v1/messages", anthropic_body, "/v1/chat/completions", oa_anth, False),
+                      ("oa>anth-s", "/v1/messages", streamed(anthropic_body), "/v1/chat/completions",
+                       streamed(oa_anth), True)]
         print(f"{'mode':10} {'conc':>4} | {'direct rps':>10} {'p50':>7} | {'rhetor rps':>10} {'p50':>7} {'p99':>7}"
               f" | {'added p50':>9} {'added ttfb':>10}")
-        for stream in (False, True):
-            d_body = (direct_body[:-1] + ', "stream": true}') if stream else direct_body
-            r_path = "/api/v1/chat/stream" if stream else "/api/v1/chat"
+        for label, d_path, d_body, r_path, r_body, stream in cases:
             for conc in args.concurrency:
-                asyncio.run(run_load("127.0.0.1", rh_port, r_path, rhetor_body.encode(), concurrency=conc,
+                asyncio.run(run_load("127.0.0.1", rh_port, r_path, r_body.encode(), concurrency=conc,
                                      seconds=1))  # warm-up
-                d = asyncio.run(run_load("127.0.0.1", up_port, "/v1/chat/completions", d_body.encode(),
+                d = asyncio.run(run_load("127.0.0.1", up_port, d_path, d_body.encode(),
                                          concurrency=conc, seconds=args.seconds)).summary()
-                r = asyncio.run(run_load("127.0.0.1", rh_port, r_path, rhetor_body.encode(), concurrency=conc,
+                r = asyncio.run(run_load("127.0.0.1", rh_port, r_path, r_body.encode(), concurrency=conc,
                                          seconds=args.seconds)).summary()
                 ttfb = f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:9.3f}ms" if stream else f"{'':>10}"
-                print(f"{'stream' if stream else 'json':10} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.3f}ms | "
+                print(f"{label:10} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.3f}ms | "
                       f"{r['rps']:>10.0f} {r['p50_ms']:>6.3f}ms {r['p99_ms']:>6.2f}ms | "
                       f"{r['p50_ms'] - d['p50_ms']:>8.3f}ms {ttfb}  errors={int(r['errors'])}", flush=True)
         if args.total:

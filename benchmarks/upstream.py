@@ -1,5 +1,6 @@
 """A zero-delay fake OpenAI-compatible upstream for benchmarks: a raw asyncio HTTP/1.1 keep-alive server that
-answers POST /v1/chat/completions (JSON, or SSE when the body asks for `"stream": true`) with a canned reply.
+answers POST /v1/chat/completions (JSON, or SSE when the body asks for `"stream": true`) with a canned reply,
+and POST /v1/messages the same way in the Anthropic Messages format (for the translation benchmarks).
 
 It is deliberately framework-free so it is never the bottleneck. Run: `python benchmarks/upstream.py PORT`.
 """
@@ -37,6 +38,30 @@ STREAM = (_chunk({"role": "assistant", "content": ""}) + b"".join(_chunk({"conte
                                                  "total_tokens": 12}}) + b"\n\ndata: [DONE]\n\n")
 
 
+def _event(name: str, data: dict[str, object]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+ANTHROPIC_REPLY = orjson.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench",
+    "content": [{"type": "text", "text": "Hello from the benchmark upstream."}], "stop_reason": "end_turn",
+    "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 7},
+})
+ANTHROPIC_STREAM = (
+    _event("message_start", {"type": "message_start", "message": {
+        "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
+    + _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}})
+    + b"".join(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": w}})
+               for w in ("Hello", " from", " the", " benchmark", " upstream."))
+    + _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    + _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": 7}})
+    + _event("message_stop", {"type": "message_stop"}))
+
+
 def _response(body: bytes, content_type: bytes) -> bytes:
     return (b"HTTP/1.1 200 OK\r\ncontent-type: " + content_type + b"\r\ncontent-length: " +
             str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -44,6 +69,8 @@ def _response(body: bytes, content_type: bytes) -> bytes:
 
 JSON_RESPONSE = _response(REPLY, b"application/json")
 SSE_RESPONSE = _response(STREAM, b"text/event-stream")
+ANTHROPIC_JSON_RESPONSE = _response(ANTHROPIC_REPLY, b"application/json")
+ANTHROPIC_SSE_RESPONSE = _response(ANTHROPIC_STREAM, b"text/event-stream")
 
 
 class Upstream(asyncio.Protocol):
@@ -67,7 +94,10 @@ class Upstream(asyncio.Protocol):
                 return
             body, self.buf = self.buf[head_end + 4:end], self.buf[end:]
             streaming = b'"stream":true' in body.replace(b" ", b"")
-            self.transport.write(SSE_RESPONSE if streaming else JSON_RESPONSE)
+            if head.startswith(b"post /v1/messages"):
+                self.transport.write(ANTHROPIC_SSE_RESPONSE if streaming else ANTHROPIC_JSON_RESPONSE)
+            else:
+                self.transport.write(SSE_RESPONSE if streaming else JSON_RESPONSE)
 
 
 async def serve(port: int) -> None:

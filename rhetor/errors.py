@@ -4,7 +4,9 @@
     ├── ConfigError                      bad tasks.json / settings (not served)
     ├── InvalidRequestError       400    the caller's request cannot be served as asked
     │   ├── UnknownProviderError  400    lists the valid providers
-    │   └── UnknownModelError     400    lists the valid models
+    │   ├── UnknownModelError     400    lists the valid models
+    │   └── ModelNotFoundError    404    a compat-API model name that matches no form
+    ├── AuthenticationError       401    RHETOR_API_KEYS is set and the caller gave no valid key
     ├── PayloadTooLargeError      413
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
@@ -72,6 +74,19 @@ class UnknownModelError(InvalidRequestError):
         super().__init__(
             f"unknown model {model!r} for provider {provider!r}; valid models: {', '.join(valid)}", param="model"
         )
+
+
+class ModelNotFoundError(InvalidRequestError):
+    status = 404
+    type = "model_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
+
+
+class AuthenticationError(RhetorError):
+    status = 401
+    type = "authentication_error"
 
 
 class PayloadTooLargeError(RhetorError):
@@ -165,9 +180,11 @@ def parse_retry_after(value: str | None) -> float | None:
 __all__ = [
     "RETRYABLE_STATUSES",
     "AllTargetsFailedError",
+    "AuthenticationError",
     "CircuitOpenError",
     "ConfigError",
     "InvalidRequestError",
+    "ModelNotFoundError",
     "PayloadTooLargeError",
     "ProviderError",
     "ProviderUnavailableError",

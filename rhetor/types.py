@@ -9,14 +9,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: a name, what it does, and its arguments as a JSON Schema object."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made: `arguments` is the JSON text of the arguments object, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """How the model may use tools: "auto", "none", "required" (some tool), or "tool" (the one named).
+    `parallel=False` asks for at most one call per turn; None leaves the vendor's default."""
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+    parallel: bool | None = None
 
 
 @dataclass(slots=True)
 class Message:
+    """One turn. An assistant turn may carry `tool_calls`; a `tool` turn answers the call `tool_call_id`
+    (its `content` is the tool's result, `is_error` marks a failed call)."""
+
     role: Role
     content: str
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +88,12 @@ class ChatRequest:
     stop: list[str] | None = None
     timeout_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    # {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}} (OpenAI's shape, the common one)
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: str | None = None
 
 
 @dataclass(slots=True)
@@ -63,6 +104,8 @@ class ChatResponse:
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
     simulated: bool = False
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    stop_sequence: str | None = None  # which of the request's stop sequences ended the answer, if known
 
 
 @dataclass(slots=True)
@@ -74,6 +117,18 @@ class TextDelta:
 
 
 @dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a tool call. The first piece of call `index` carries its `id` and `name`; later pieces
+    carry only more `arguments` text. Concatenating a call's `arguments` gives its JSON arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    kind: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(slots=True)
 class StreamEnd:
     """The last event of a successful stream."""
 
@@ -81,6 +136,7 @@ class StreamEnd:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
     kind: Literal["end"] = "end"
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -94,9 +150,9 @@ class StreamError:
 
 
 # What a provider yields: deltas, then exactly one StreamEnd (or it raises).
-ProviderEvent = TextDelta | StreamEnd
+ProviderEvent = TextDelta | ToolCallDelta | StreamEnd
 # What the gateway yields to the web layer: a provider event, or one terminal StreamError.
-StreamEvent = TextDelta | StreamEnd | StreamError
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd | StreamError
 
 __all__ = [
     "ChatRequest",
@@ -109,5 +165,9 @@ __all__ = [
     "StreamError",
     "StreamEvent",
     "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolSpec",
     "Usage",
 ]

@@ -15,16 +15,30 @@ from typing import Any
 import orjson
 
 from rhetor.errors import (
-    InvalidRequestError,
     ProviderUnavailableError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from rhetor.providers.anthropic_tools import (
+    LEADING_USER_PLACEHOLDER,
+    add_request_knobs,
+    merge_messages,
+    parse_tool_uses,
+)
 from rhetor.providers.base import Availability
 from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
-from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+from rhetor.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ProviderEvent,
+    StreamEnd,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
@@ -42,9 +56,6 @@ MODELS = [
     "claude-3-sonnet-20240229",
     "claude-3-haiku-20240307",
 ]
-# A user turn put in front when a conversation starts with the assistant: Anthropic requires the first
-# message to be the user's and rejects empty text blocks.
-LEADING_USER_PLACEHOLDER = "(conversation continues)"
 # Vendor-specific knobs a caller may pass through `ChatRequest.extra`; anything else there is ignored.
 PASSTHROUGH_EXTRA = ("top_k", "metadata")
 
@@ -75,31 +86,9 @@ ERROR_STATUS: dict[str, int] = {
 # ---------------------------------------------------------------- request translation (pure)
 
 
-def _merge_messages(request: ChatRequest) -> tuple[list[dict[str, str]], list[str]]:
-    """Anthropic wants strictly alternating user/assistant turns starting with user; inline system
-    messages are lifted to the top-level system prompt."""
-    turns: list[dict[str, str]] = []
-    systems: list[str] = []
-    for m in request.messages:
-        if not m.content:
-            continue  # Anthropic rejects empty text blocks
-        if m.role == "system":
-            systems.append(m.content)
-        elif turns and turns[-1]["role"] == m.role:
-            turns[-1]["content"] += "\n\n" + m.content
-        else:
-            turns.append({"role": m.role, "content": m.content})
-    if not turns:
-        raise InvalidRequestError("the conversation has no non-empty user or assistant message",
-                                  param="messages")
-    if turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": LEADING_USER_PLACEHOLDER})
-    return turns, systems
-
-
 def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
     """The Messages API body for `request`."""
-    turns, inline_systems = _merge_messages(request)
+    turns, inline_systems = merge_messages(request)
     payload: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
@@ -117,6 +106,7 @@ def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, An
     for key in PASSTHROUGH_EXTRA:
         if key in request.extra:
             payload[key] = request.extra[key]
+    add_request_knobs(payload, request)
     if stream:
         payload["stream"] = True
     return payload
@@ -152,6 +142,8 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         provider=PROVIDER,
         finish_reason=finish_reason(data.get("stop_reason")),
         usage=Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens"))),
+        tool_calls=parse_tool_uses(blocks),
+        stop_sequence=data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
     )
 
 
@@ -200,7 +192,9 @@ class StreamState:
         self.input_tokens = 0
         self.output_tokens = 0
         self.stop_reason: Any = None
+        self.stop_sequence: str | None = None
         self.done = False
+        self.tool_index: dict[int, int] = {}  # content block index -> normalized tool-call index
 
     def handle(self, event: str, raw: str) -> ProviderEvent | None:
         try:
@@ -216,6 +210,15 @@ class StreamState:
             delta = data.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta" and delta.get("text"):
                 return TextDelta(str(delta["text"]))
+            if isinstance(delta, dict) and delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                tool = self.tool_index.get(_int(data.get("index")))
+                if tool is not None:
+                    return ToolCallDelta(tool, arguments=str(delta["partial_json"]))
+        elif kind == "content_block_start":
+            block = _obj(data, "content_block")
+            if block.get("type") == "tool_use":
+                tool = self.tool_index[_int(data.get("index"))] = len(self.tool_index)
+                return ToolCallDelta(tool, str(block.get("id") or f"toolu_{tool}"), str(block.get("name") or ""))
         elif kind == "message_start":
             message = _obj(data, "message")
             self.model = str(message.get("model") or self.model)
@@ -225,6 +228,8 @@ class StreamState:
         elif kind == "message_delta":
             delta = _obj(data, "delta")
             self.stop_reason = delta.get("stop_reason", self.stop_reason)
+            if isinstance(delta.get("stop_sequence"), str):
+                self.stop_sequence = delta["stop_sequence"]
             usage = _obj(data, "usage")
             # message_delta usage is cumulative; input_tokens appears there only in newer API versions
             self.output_tokens = _int(usage.get("output_tokens")) or self.output_tokens
@@ -232,10 +237,10 @@ class StreamState:
         elif kind == "message_stop":
             self.done = True
             totals = Usage(self.input_tokens, self.output_tokens)
-            return StreamEnd(finish_reason(self.stop_reason), totals, self.model)
+            return StreamEnd(finish_reason(self.stop_reason), totals, self.model, stop_sequence=self.stop_sequence)
         elif kind == "error":
             raise error_event(data, self.model)
-        # ping, content_block_start/stop and event types added later are ignored, as Anthropic advises
+        # ping, content_block_stop and event types added later are ignored, as Anthropic advises
         return None
 
 
@@ -311,6 +316,7 @@ class AnthropicProvider:
 __all__ = [
     "API_VERSION",
     "DEFAULT_MAX_TOKENS",
+    "LEADING_USER_PLACEHOLDER",
     "MODELS",
     "AnthropicProvider",
     "SSEParser",

@@ -15,13 +15,25 @@ from typing import Any
 import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from rhetor.providers.base import Availability, AvailabilityCache
+from rhetor.providers.base import Availability, AvailabilityCache, Embeddings
 from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
-from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+from rhetor.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    Message,
+    ProviderEvent,
+    StreamEnd,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 PROVIDER = "ollama"
 CONTEXT_WINDOW = 8192
+DEFAULT_EMBEDDING_MODEL = "nomic-embed-text"
 PROBE_TIMEOUT_S = 1.0  # availability must stay cheap: a local daemon answers /api/tags in milliseconds
 STREAM_ERROR_STATUS = 500  # an error line inside a 200 stream: the server failed mid-generation
 
@@ -31,10 +43,10 @@ STREAM_ERROR_STATUS = 500  # an error line inside a 200 stream: the server faile
 
 def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
     """The /api/chat body. `stream` is always explicit because Ollama streams when it is absent."""
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    messages.extend(_message(m) for m in request.messages)
     options: dict[str, Any] = {}
     if request.temperature is not None:
         options["temperature"] = request.temperature
@@ -44,10 +56,57 @@ def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, An
         options["num_predict"] = request.max_tokens
     if request.stop:
         options["stop"] = list(request.stop)
+    if request.seed is not None:
+        options["seed"] = request.seed
     payload: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
     if options:
         payload["options"] = options
+    if request.tools and (request.tool_choice is None or request.tool_choice.mode != "none"):
+        # Ollama has no tool_choice: "none" is honoured by not offering the tools, the rest is "auto"
+        payload["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                              "parameters": t.parameters}} for t in request.tools]
+    fmt = request.response_format or {}
+    if fmt.get("type") == "json_object":
+        payload["format"] = "json"
+    elif fmt.get("type") == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        payload["format"] = fmt["json_schema"].get("schema") or "json"
     return payload
+
+
+def _message(m: Message) -> dict[str, Any]:
+    """Ollama wants tool-call arguments as objects and names a tool result by `tool_name`."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"function": {"name": c.name, "arguments": _json_object(c.arguments)}}
+                             for c in m.tool_calls]
+    if m.role == "tool" and m.name:
+        out["tool_name"] = m.name
+    return out
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def parse_tool_calls(data: dict[str, Any], start: int = 0) -> list[ToolCall]:
+    """`message.tool_calls` (whole calls, arguments as objects; ids only in newer Ollama versions)."""
+    message = data.get("message")
+    raw = message.get("tool_calls") if isinstance(message, dict) else None
+    calls: list[ToolCall] = []
+    for item in raw if isinstance(raw, list) else []:
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            continue
+        args = function.get("arguments")
+        n = start + len(calls)
+        call_id = str(item.get("id") or f"call_{n}_{function['name']}")
+        calls.append(ToolCall(call_id, function["name"],
+                              orjson.dumps(args if isinstance(args, dict) else {}).decode()))
+    return calls
 
 
 # ---------------------------------------------------------------- response translation (pure)
@@ -84,12 +143,14 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
     if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
         raise UpstreamProtocolError("ollama answered with an unexpected body (no message)", provider=PROVIDER,
                                     model=model)
+    calls = parse_tool_calls(data)
     return ChatResponse(
         content=_content(data),
         model=str(data.get("model") or model),
         provider=PROVIDER,
-        finish_reason=finish_reason(data.get("done_reason")),
+        finish_reason="tool_calls" if calls else finish_reason(data.get("done_reason")),
         usage=_usage(data),
+        tool_calls=calls,
     )
 
 
@@ -101,6 +162,8 @@ class StreamState:
     def __init__(self, model: str) -> None:
         self.model = model
         self.final: StreamEnd | None = None
+        self.tool_calls = 0
+        self.pending: list[ToolCallDelta] = []  # whole tool calls of the last fed line, drained by the caller
 
     @property
     def done(self) -> bool:
@@ -121,8 +184,12 @@ class StreamState:
             raise error_line(data["error"], self.model)
         self.model = str(data.get("model") or self.model)
         text = _content(data)  # the done line may carry a last piece of text
+        for call in parse_tool_calls(data, self.tool_calls):
+            self.pending.append(ToolCallDelta(self.tool_calls, call.id, call.name, call.arguments))
+            self.tool_calls += 1
         if data.get("done"):
-            self.final = StreamEnd(finish_reason(data.get("done_reason")), _usage(data), self.model)
+            reason = "tool_calls" if self.tool_calls else finish_reason(data.get("done_reason"))
+            self.final = StreamEnd(reason, _usage(data), self.model)
         return TextDelta(text) if text else None
 
     def end(self) -> StreamEnd:
@@ -180,10 +247,31 @@ class OllamaProvider:
                 delta = state.feed(line.decode("utf-8", "replace"))
                 if delta is not None:
                     yield delta
+                if state.pending:
+                    for tool_delta in state.pending:
+                        yield tool_delta
+                    state.pending.clear()
         except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if not state.done:  # a cut after the done line loses nothing
                 raise
         yield state.end()
+
+    def embedding_models(self) -> list[str]:
+        return list(self._models) or [DEFAULT_EMBEDDING_MODEL]
+
+    async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
+        """POST /api/embed (Ollama >= 0.3): one vector per input, in order."""
+        name = model or DEFAULT_EMBEDDING_MODEL
+        data = await self._http.request_json("POST", "/api/embed", {"model": name, "input": texts}, model=name)
+        if isinstance(data, dict) and data.get("error"):
+            raise error_line(data["error"], name)
+        vectors = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(vectors, list) or len(vectors) != len(texts) or \
+                not all(isinstance(v, list) for v in vectors):
+            raise UpstreamProtocolError("ollama answered /api/embed without one vector per input",
+                                        provider=PROVIDER, model=name)
+        return Embeddings([[float(x) for x in v] for v in vectors], str(data.get("model") or name),
+                          _int(data.get("prompt_eval_count")))
 
     async def _tags(self) -> list[str]:
         """Fetch /api/tags (short timeout); refreshes the cached model list. Raises ProviderError."""
@@ -229,4 +317,5 @@ __all__ = [
     "finish_reason",
     "model_names",
     "parse_response",
+    "parse_tool_calls",
 ]

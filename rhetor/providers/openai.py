@@ -10,7 +10,7 @@ sent only in the Authorization header and is scrubbed from every error message.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -22,14 +22,25 @@ from rhetor.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from rhetor.providers.base import Availability
+from rhetor.providers.base import Availability, Embeddings
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.openai_tools import add_request_knobs, message_dict, parse_tool_call_deltas, parse_tool_calls
 from rhetor.settings import Settings
-from rhetor.types import ChatRequest, ChatResponse, FinishReason, ProviderEvent, StreamEnd, TextDelta, Usage
+from rhetor.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ProviderEvent,
+    StreamEnd,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 PROVIDER = "openai"
 MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "o3-mini",
           "o4-mini", "gpt-4-turbo", "gpt-3.5-turbo"]
+EMBEDDING_MODELS = ["text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"]
 # (model prefix, context window); the first matching prefix wins, so more specific prefixes come first.
 CONTEXT_WINDOWS: list[tuple[str, int]] = [
     ("gpt-4o", 128_000),
@@ -72,10 +83,10 @@ def max_tokens_key(model: str) -> str:
 
 def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
     """The Chat Completions body for `request`; optional knobs are sent only when set."""
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    messages.extend(message_dict(m) for m in request.messages)
     payload: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.temperature is not None:
         payload["temperature"] = request.temperature
@@ -85,6 +96,7 @@ def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, An
         payload[max_tokens_key(request.model)] = request.max_tokens
     if request.stop:
         payload["stop"] = list(request.stop)
+    add_request_knobs(payload, request)
     if stream:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
@@ -143,6 +155,7 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         provider=PROVIDER,
         finish_reason=finish_reason(first.get("finish_reason")),
         usage=parse_usage(data.get("usage")) or Usage(),
+        tool_calls=parse_tool_calls(message.get("tool_calls")) if isinstance(message, dict) else [],
     )
 
 
@@ -162,6 +175,7 @@ class Chunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     model: str | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 def parse_chunk(data: Any, model: str = "") -> Chunk:
@@ -180,6 +194,8 @@ def parse_chunk(data: Any, model: str = "") -> Chunk:
         content = delta.get("content") if isinstance(delta, dict) else None
         if isinstance(content, str):
             chunk.text = content
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            chunk.tool_calls = parse_tool_call_deltas(delta["tool_calls"])
         if choice.get("finish_reason"):
             chunk.finish_reason = finish_reason(choice["finish_reason"])
     return chunk
@@ -195,6 +211,7 @@ class StreamState:
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
         self.done = False
+        self.pending: list[ToolCallDelta] = []  # tool-call deltas of the last fed chunk, drained by the caller
 
     def feed(self, line: str) -> TextDelta | None:
         raw = sse_data(line)
@@ -212,6 +229,7 @@ class StreamState:
         self.model = chunk.model or self.model
         self.usage = chunk.usage or self.usage  # the last reported usage wins (the final usage chunk)
         self.finish = chunk.finish_reason or self.finish
+        self.pending.extend(chunk.tool_calls)
         return TextDelta(chunk.text) if chunk.text else None
 
     @property
@@ -223,6 +241,23 @@ class StreamState:
             raise UpstreamProtocolError("openai stream ended before [DONE] and without a finish_reason",
                                         provider=PROVIDER, model=self.model)
         return StreamEnd(self.finish or "stop", self.usage or Usage(), self.model)
+
+
+def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
+    """Embeddings from a `list` of `embedding` objects, ordered by `index`; UpstreamProtocolError otherwise."""
+    items = data.get("data") if isinstance(data, dict) else None
+    vectors: list[list[float] | None] = [None] * count
+    for pos, item in enumerate(items if isinstance(items, list) else []):
+        index = item.get("index", pos) if isinstance(item, dict) else None
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(index, int) and 0 <= index < count and isinstance(vector, list):
+            vectors[index] = [float(x) for x in vector]
+    if any(v is None for v in vectors):
+        raise UpstreamProtocolError(f"openai answered {len(items) if isinstance(items, list) else 0} embeddings "
+                                    f"for {count} inputs", provider=PROVIDER, model=model)
+    usage = parse_usage(data.get("usage")) if isinstance(data, dict) else None
+    return Embeddings([v for v in vectors if v is not None], str(data.get("model") or model),
+                      usage.input_tokens if usage else 0)
 
 
 def context_window(model: str) -> int:
@@ -270,6 +305,10 @@ class OpenAIProvider:
                 delta = state.feed(line.decode("utf-8", "replace"))
                 if delta is not None:
                     yield delta
+                if state.pending:
+                    for tool_delta in state.pending:
+                        yield tool_delta
+                    state.pending.clear()
         except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if not state.complete:  # a cut after the finish_reason loses at most the usage chunk
                 raise
@@ -279,6 +318,17 @@ class OpenAIProvider:
 
     async def models(self) -> list[str]:
         return list(MODELS)
+
+    def embedding_models(self) -> list[str]:
+        return list(EMBEDDING_MODELS)
+
+    async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
+        """POST /embeddings; vectors come back in input order (the answer's `index` decides)."""
+        name = model or EMBEDDING_MODELS[0]
+        self._require_key(name)
+        data = await self._http.request_json("POST", "/embeddings", {"model": name, "input": texts,
+                                                                     "encoding_format": "float"}, model=name)
+        return parse_embeddings(data, name, len(texts))
 
     async def available(self) -> Availability:
         if self._key:
@@ -303,6 +353,7 @@ __all__ = [
     "finish_reason",
     "max_tokens_key",
     "parse_chunk",
+    "parse_embeddings",
     "parse_response",
     "parse_usage",
     "sse_data",

@@ -5,7 +5,8 @@ Models: `simulated-fast` (0.5 s, 10-char chunks every 0.02 s), `simulated-standa
 `simulated-advanced` (2.0 s, 3 / 0.08 s). Delays scale by `RHETOR_SIMULATED_DELAY_SCALE` (0 = instant).
 Scenario models: `simulated-fail-<status>` raises that upstream status (429 and 529 carry Retry-After 0),
 `simulated-unreachable` raises a connect error, `simulated-cut-<n>` streams n chunks and then breaks.
-Knows nothing of routing or contexts.
+Tools and JSON response formats: see `simulated_tools`; embeddings (`simulated-embedding`, 384 dims): see
+`simulated_embed`. Knows nothing of routing or contexts.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from rhetor.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from rhetor.providers.base import Availability, estimate_tokens
+from rhetor.providers.base import Availability, Embeddings, estimate_tokens
+from rhetor.providers.simulated_embed import MODEL as EMBEDDING_MODEL
+from rhetor.providers.simulated_embed import embed_text
+from rhetor.providers.simulated_tools import shape_text, tool_call, tool_result_text
 from rhetor.settings import Settings
-from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamEnd, TextDelta, Usage
+from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamEnd, TextDelta, ToolCallDelta, Usage
 
 # model -> (non-streaming delay s, chunk size chars, gap between chunks s)
 TIMINGS: dict[str, tuple[float, int, float]] = {
@@ -109,15 +113,37 @@ class SimulatedProvider:
             raise UpstreamProtocolError("simulated upstream cut the response (scenario)", provider=self.name,
                                         model=request.model)
         await self._sleep(TIMINGS[family][0])
-        text = reply_text(request, family)
-        return ChatResponse(text, request.model, self.name, "stop", self._usage(request, text), simulated=True)
+        call = tool_call(request)
+        if call is not None:
+            usage = self._usage(request, call.arguments)
+            return ChatResponse("", request.model, self.name, "tool_calls", usage, simulated=True, tool_calls=[call])
+        text, seq = self._text(request, family)
+        return ChatResponse(text, request.model, self.name, "stop", self._usage(request, text), simulated=True,
+                            stop_sequence=seq)
+
+    def _text(self, request: ChatRequest, family: str) -> tuple[str, str | None]:
+        """The reply, cut before the first of the request's stop sequences it contains (and that sequence)."""
+        text = shape_text(request, tool_result_text(request) or reply_text(request, family))
+        hits = [(text.index(s), s) for s in request.stop or [] if s and s in text]
+        if not hits:
+            return text, None
+        at, seq = min(hits)
+        return text[:at], seq
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         family, scenario, cut = self._resolve(request.model)
         if scenario:
             self._fail(scenario, request.model)
         _, size, gap = TIMINGS[family]
-        text = reply_text(request, family)
+        call = tool_call(request)
+        if call is not None:
+            yield ToolCallDelta(0, call.id, call.name)
+            for i in range(0, len(call.arguments), size):
+                await self._sleep(gap)
+                yield ToolCallDelta(0, arguments=call.arguments[i : i + size])
+            yield StreamEnd("tool_calls", self._usage(request, call.arguments), request.model)
+            return
+        text, seq = self._text(request, family)
         for n, i in enumerate(range(0, len(text), size)):
             if cut is not None and n >= cut:
                 raise UpstreamProtocolError("simulated upstream cut the stream (scenario)", provider=self.name,
@@ -125,10 +151,19 @@ class SimulatedProvider:
             if n:
                 await self._sleep(gap)
             yield TextDelta(text[i : i + size])
-        yield StreamEnd("stop", self._usage(request, text), request.model)
+        yield StreamEnd("stop", self._usage(request, text), request.model, stop_sequence=seq)
 
     async def models(self) -> list[str]:
         return list(TIMINGS)
+
+    def embedding_models(self) -> list[str]:
+        return [EMBEDDING_MODEL]
+
+    async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
+        """Deterministic hashed bag-of-words vectors (rhetor.providers.simulated_embed: 384 dims, unit length)."""
+        if model not in (None, EMBEDDING_MODEL):
+            raise UnknownModelError(self.name, model, [EMBEDDING_MODEL])
+        return Embeddings([embed_text(t) for t in texts], EMBEDDING_MODEL, sum(estimate_tokens(t) for t in texts))
 
     async def available(self) -> Availability:
         return Availability(True, "always available (no network, no key)")

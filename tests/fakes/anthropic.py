@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from tests.fakes.server import serve_app
+from tests.fakes.tools import choose_tool, quote_result, split_json
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -81,6 +82,8 @@ class FakeAnthropic:
         self.disconnects = 0  # answers the client walked away from before the server finished them
         self.disconnected = threading.Event()  # set at the first such walk-away (waitable from any thread)
         self.completed = 0
+        self.tool_input: dict[str, Any] = {"city": "Paris"}  # a tool call's input, when tools are offered
+        self.tool_text = "Let me check."  # the text Claude writes before a tool_use block
         self._script: deque[_Action] = deque()
         self._lock = threading.Lock()
 
@@ -180,11 +183,22 @@ class FakeAnthropic:
             return 400, "messages: at least one message is required"
         if not isinstance(messages[0], dict) or messages[0].get("role") != "user":
             return 400, "messages: first message must use the \"user\" role"
-        return None
+        return _check_tool_results(messages)
+
+    def _tool(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The tool_use block this answer ends with, if any."""
+        names = [t["name"] for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
+        choice = body.get("tool_choice") or {}
+        name = choose_tool(names, choice.get("name"), choice.get("type") == "none",
+                           _last_tool_result(body["messages"]) is not None)
+        return None if name is None else {"type": "tool_use", "id": _id("toolu_"), "name": name,
+                                          "input": self.tool_input}
 
     def _answer(self, body: dict[str, Any]) -> tuple[list[str], str, str | None, int]:
         """(text pieces, stop_reason, stop_sequence, input tokens) — one word is one token here."""
-        text, stop_reason, stop_seq = self.reply_text, "end_turn", None
+        result = _last_tool_result(body["messages"])
+        text = self.reply_text if result is None else quote_result(result.get("content"))
+        text, stop_reason, stop_seq = text, "end_turn", None
         for seq in body.get("stop_sequences") or []:
             if seq and seq in text:
                 text, stop_reason, stop_seq = text[: text.index(seq)], "stop_sequence", seq
@@ -196,8 +210,14 @@ class FakeAnthropic:
 
     def _message(self, body: dict[str, Any]) -> dict[str, Any]:
         pieces, stop_reason, stop_seq, input_tokens = self._answer(body)
+        content: list[dict[str, Any]] = [{"type": "text", "text": "".join(pieces)}]
+        tool = self._tool(body)
+        if tool is not None:
+            pieces = re.findall(r"\s*\S+", self.tool_text)
+            content = [{"type": "text", "text": self.tool_text}, tool]
+            stop_reason, stop_seq = "tool_use", None
         return {"id": _id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": "".join(pieces)}], "stop_reason": stop_reason,
+                "content": content, "stop_reason": stop_reason,
                 "stop_sequence": stop_seq,
                 "usage": {"input_tokens": input_tokens, "output_tokens": len(pieces),
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
@@ -205,6 +225,9 @@ class FakeAnthropic:
     async def _stream(self, body: dict[str, Any], action: _Action | None, send: Send,
                       watcher: asyncio.Future[Any]) -> None:
         pieces, stop_reason, stop_seq, input_tokens = self._answer(body)
+        tool = self._tool(body)
+        if tool is not None:
+            pieces, stop_reason, stop_seq = re.findall(r"\s*\S+", self.tool_text), "tool_use", None
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
                                 (b"cache-control", b"no-cache"), (b"request-id", _id("req_").encode())]})
@@ -239,7 +262,20 @@ class FakeAnthropic:
             err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
             await send({"type": "http.response.body", "body": _sse("error", err), "more_body": False})
             return
-        tail = [_sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        last_block = 0
+        if tool is not None:
+            last_block = 1
+            start_block = {**tool, "input": {}}
+            tool_events = [_sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                           _sse("content_block_start", {"type": "content_block_start", "index": 1,
+                                                        "content_block": start_block})]
+            tool_events += [_sse("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                                         "delta": {"type": "input_json_delta", "partial_json": p}})
+                            for p in split_json(orjson.dumps(tool["input"]).decode())]
+            for chunk in tool_events:
+                if not await emit(chunk):
+                    return
+        tail = [_sse("content_block_stop", {"type": "content_block_stop", "index": last_block}),
                 _sse("message_delta", {"type": "message_delta",
                                        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_seq},
                                        "usage": {"output_tokens": len(pieces)}}),
@@ -249,6 +285,33 @@ class FakeAnthropic:
                 return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.completed += 1
+
+
+def _last_tool_result(messages: list[Any]) -> dict[str, Any] | None:
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content")
+    blocks = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] \
+        if isinstance(content, list) else []
+    return blocks[-1] if blocks else None
+
+
+def _check_tool_results(messages: list[Any]) -> tuple[int, str] | None:
+    """As the real API: every tool_result answers a tool_use of the assistant turn just before it."""
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                continue
+            prev = messages[i - 1].get("content") if i else None
+            ids = {b.get("id") for b in prev if isinstance(b, dict) and b.get("type") == "tool_use"} \
+                if isinstance(prev, list) else set()
+            if block.get("tool_use_id") not in ids:
+                return 400, (f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                             f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                             "`tool_use` block in the previous message.")
+    return None
 
 
 async def _respond(send: Send, status: int, body: bytes,

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from tests.fakes.server import serve_app
+from tests.fakes.tools import choose_tool, fake_vector, quote_result
 
 ERRORS: dict[int, str] = {  # status -> Ollama's own message for it
     400: "invalid options",
@@ -82,6 +83,8 @@ class FakeOllama:
         self.models = ["llama3:latest"]
         self.tags_requests = 0
         self.disconnects = 0
+        self.tool_arguments: dict[str, Any] = {"city": "Paris"}  # a tool call's arguments, when tools are offered
+        self.embed_requests: list[dict[str, Any]] = []
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
 
@@ -129,6 +132,16 @@ class FakeOllama:
         method, path = scope["method"], scope["path"]
         if path == "/api/chat" and method == "POST":
             await self._chat(body, receive, send)
+        elif path == "/api/embed" and method == "POST":
+            request = orjson.loads(body)
+            self.embed_requests.append(request)
+            if self._resolve(str(request.get("model"))) is None:
+                await send_bytes(send, 404, error_body(ERRORS[404].format(model=request.get("model"))))
+                return
+            inputs = request["input"] if isinstance(request["input"], list) else [request["input"]]
+            await send_bytes(send, 200, orjson.dumps({"model": request["model"],
+                                                      "embeddings": [fake_vector(t) for t in inputs],
+                                                      "prompt_eval_count": sum(len(t.split()) for t in inputs)}))
         elif path == "/api/tags" and method == "GET":
             self.tags_requests += 1
             await send_bytes(send, 200, orjson.dumps({"models": [_tag(m) for m in self.models]}))
@@ -172,6 +185,9 @@ class FakeOllama:
                                     (b"content-length", b"512")]})
             return  # headers promising a body, then the connection drops
         words, reason = self._words(body)
+        call = self._tool_call(body)
+        if call is not None:
+            words = []
         messages = body.get("messages") or []
         prompt = sum(len(str(m.get("content", "")).split()) + 4 for m in messages if isinstance(m, dict))
         final = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
@@ -180,12 +196,32 @@ class FakeOllama:
                  "eval_duration": 4_799_921_000}
         if not stream:
             final["message"] = {"role": "assistant", "content": "".join(words)}
+            if call is not None:
+                final["message"]["tool_calls"] = [call]
             await send_bytes(send, 200, orjson.dumps(final))
+            return
+        if call is not None:  # Ollama streams a tool call whole, in one line before the done line
+            line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": "",
+                                                                       "tool_calls": [call]}, "done": False}
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/x-ndjson")]})
+            await send({"type": "http.response.body", "body": orjson.dumps(line) + b"\n" + orjson.dumps(final)
+                        + b"\n"})
             return
         await self._stream(str(model), words, final, action, receive, send)
 
+    def _tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        names = [t["function"]["name"] for t in body.get("tools") or []
+                 if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+        messages = body.get("messages") or [{}]
+        name = choose_tool(names, None, False, messages[-1].get("role") == "tool")
+        return None if name is None else {"function": {"name": name, "arguments": self.tool_arguments}}
+
     def _words(self, body: dict[str, Any]) -> tuple[list[str], str]:
-        parts = self.reply_text.split(" ")
+        messages = body.get("messages") or [{}]
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        text = quote_result(last.get("content")) if last.get("role") == "tool" else self.reply_text
+        parts = text.split(" ")
         words = [parts[0], *(" " + p for p in parts[1:])]
         options = body.get("options")
         limit = options.get("num_predict") if isinstance(options, dict) else None

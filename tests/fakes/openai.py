@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from tests.fakes.server import serve_app
+from tests.fakes.tools import choose_tool, fake_vector, quote_result, split_json
 
 ERRORS: dict[int, tuple[str, str, str | None]] = {  # status -> (message, type, code), as OpenAI sends them
     400: ("Invalid value for 'messages'.", "invalid_request_error", None),
@@ -88,6 +89,8 @@ class FakeOpenAI:
         self.api_key: str | None = None  # if set, only this bearer token is accepted; else any
         self.models = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-3.5-turbo"]
         self.disconnects = 0
+        self.tool_arguments = '{"city": "Paris"}'  # what a tool call's arguments are, when tools are offered
+        self.embedding_requests: list[dict[str, Any]] = []
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
 
@@ -129,6 +132,8 @@ class FakeOpenAI:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if path == "/v1/chat/completions" and method == "POST":
             await self._chat(body, headers, receive, send)
+        elif path == "/v1/embeddings" and method == "POST":
+            await self._embeddings(body, headers, send)
         elif path == "/v1/models" and method == "GET":
             if await self._auth(headers, send):
                 data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
@@ -188,21 +193,55 @@ class FakeOpenAI:
                         "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")]})
             return
         words, finish = self._words(body)
+        call = self._tool_call(body)
         usage = _usage(body, len(words))
         if stream:
-            await self._stream(body, words, finish, usage, action, receive, send)
+            await self._stream(body, words, finish, usage, action, receive, send, call)
             return
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(words), "refusal": None,
+                                   "annotations": []}
+        if call is not None:
+            message.update(content=None, tool_calls=[call])
+            finish = "tool_calls"
         completion = {
             **_envelope("chat.completion", model),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words), "refusal": None,
-                                                 "annotations": []},
-                         "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": usage,
         }
         await send_bytes(send, 200, orjson.dumps(completion))
 
+    def _tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        tools = body.get("tools") or []
+        names = [t["function"]["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+        choice = body.get("tool_choice")
+        forced = choice["function"]["name"] if isinstance(choice, dict) else None
+        messages = body.get("messages") or [{}]
+        name = choose_tool(names, forced, choice == "none", messages[-1].get("role") == "tool")
+        if name is None:
+            return None
+        return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                "function": {"name": name, "arguments": self.tool_arguments}}
+
+    async def _embeddings(self, raw: bytes, headers: dict[str, str], send: Any) -> None:
+        body = orjson.loads(raw)
+        self.embedding_requests.append(body)
+        if not await self._auth(headers, send):
+            return
+        action = self._pop()
+        if action is not None and action.kind == "fail":
+            await self._fail(send, action, str(body.get("model")))
+            return
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t)} for i, t in enumerate(inputs)]
+        tokens = sum(len(str(t).split()) for t in inputs)
+        await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data, "model": body["model"],
+                                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+
     def _words(self, body: dict[str, Any]) -> tuple[list[str], str]:
-        parts = self.reply_text.split(" ")
+        messages = body.get("messages") or [{}]
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        text = quote_result(last.get("content")) if last.get("role") == "tool" else self.reply_text
+        parts = text.split(" ")
         words = [parts[0], *(" " + p for p in parts[1:])]
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if isinstance(limit, int) and limit < len(words):
@@ -220,7 +259,7 @@ class FakeOpenAI:
         await send_bytes(send, action.status, error_body(text, etype, code), headers=headers)
 
     async def _stream(self, body: dict[str, Any], words: list[str], finish: str, usage: dict[str, Any],
-                      action: Action | None, receive: Any, send: Any) -> None:
+                      action: Action | None, receive: Any, send: Any, call: dict[str, Any] | None = None) -> None:
         model = str(body["model"])
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -239,7 +278,15 @@ class FakeOpenAI:
         watcher = asyncio.ensure_future(receive())  # completes with http.disconnect if the client goes away
         try:
             events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-            events += [chunk({"content": w}) for w in words]
+            if call is None:
+                events += [chunk({"content": w}) for w in words]
+            else:
+                fn = call["function"]
+                events.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                     "function": {"name": fn["name"], "arguments": ""}}]}))
+                events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                           for piece in split_json(fn["arguments"])]
+                finish = "tool_calls"
             cut_at = action.after + 1 if action is not None and action.kind in ("cut", "error_event") else None
             for i, event in enumerate(events):
                 if cut_at is not None and i == cut_at:

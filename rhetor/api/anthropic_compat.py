@@ -1,0 +1,220 @@
+"""The Anthropic-compatible front: POST /v1/messages (JSON, or the Messages SSE event sequence) and
+POST /v1/messages/count_tokens (an estimate, and it says so).
+
+Any provider answers behind it (model names: rhetor.routing.models). Text, tool_use and tool_result blocks
+translate to the normalized types; image and document blocks are refused with a 400 naming the block rather
+than silently dropped; thinking blocks in the history are skipped. Errors are Anthropic's (compat_errors).
+Knows the gateway, never providers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rhetor.api.compat_anthropic_stream import STOP_REASONS, events, stop_reason
+from rhetor.api.compat_common import (
+    chat_input,
+    gateway,
+    new_id,
+    read_body,
+    resolve,
+    rhetor_headers,
+    session_headers,
+    sse_response,
+)
+from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.responses import json_response
+from rhetor.errors import InvalidRequestError
+from rhetor.gateway import ChatOutcome
+from rhetor.providers.base import estimate_tokens
+from rhetor.types import Message, ToolCall, ToolChoice, ToolSpec
+
+SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class MessageIn(_Model):
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class ToolIn(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    input_schema: dict[str, Any]
+    type: str | None = None
+
+
+class ToolChoiceIn(_Model):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Metadata(_Model):
+    user_id: str | None = None
+
+
+class OutputFormat(_Model):
+    type: Literal["json_schema"]
+    schema_: Annotated[dict[str, Any], Field(alias="schema")]
+
+
+class OutputConfig(_Model):
+    format: OutputFormat | None = None
+
+
+class CountTokensBody(_Model):
+    model: str
+    messages: Annotated[list[MessageIn], Field(min_length=1)]
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[ToolIn] | None = None
+    tool_choice: ToolChoiceIn | None = None
+
+
+class MessagesBody(CountTokensBody):
+    max_tokens: Annotated[int, Field(ge=1)]
+    stop_sequences: list[str] | None = None
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    stream: bool = False
+    metadata: Metadata | None = None
+    output_config: OutputConfig | None = None
+
+    def response_format(self) -> dict[str, Any] | None:
+        """Structured output (`output_config.format`) in the normalized (OpenAI-shaped) response_format."""
+        fmt = self.output_config.format if self.output_config else None
+        return None if fmt is None else {"type": "json_schema",
+                                         "json_schema": {"name": "output", "schema": fmt.schema_, "strict": True}}
+
+
+def _block_text(value: Any, where: str) -> str:
+    """Text of a string or a list of text blocks (system prompts and tool_result contents)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    parts: list[str] = []
+    for i, block in enumerate(value if isinstance(value, list) else [value]):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            raise InvalidRequestError(f"{where}[{i}]: only text blocks are supported here, got {kind!r}",
+                                      param=where)
+        parts.append(block["text"])
+    return "\n\n".join(parts) if where == "system" else "".join(parts)
+
+
+def to_messages(body: CountTokensBody) -> list[Message]:
+    out: list[Message] = []
+    names: dict[str, str] = {}
+    for i, m in enumerate(body.messages):
+        if isinstance(m.content, str):
+            out.append(Message(m.role, m.content))
+            continue
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for j, block in enumerate(m.content):
+            kind, where = block.get("type"), f"messages[{i}].content[{j}]"
+            if kind == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif kind == "tool_use" and m.role == "assistant":
+                calls.append(ToolCall(str(block.get("id", "")), str(block.get("name", "")),
+                                      orjson.dumps(block.get("input") or {}).decode()))
+                names[calls[-1].id] = calls[-1].name
+            elif kind == "tool_result" and m.role == "user":
+                call_id = str(block.get("tool_use_id", ""))
+                out.append(Message("tool", _block_text(block.get("content"), f"{where}.content"),
+                                   tool_call_id=call_id, name=names.get(call_id),
+                                   is_error=bool(block.get("is_error"))))
+            elif kind not in SKIPPED_BLOCKS:
+                raise InvalidRequestError(f"{where}: {kind!r} blocks are not supported for role {m.role!r}",
+                                          param=where)
+        if m.role == "assistant":
+            out.append(Message("assistant", "".join(texts), tool_calls=calls or None))
+        elif texts:
+            out.append(Message("user", "".join(texts)))
+    return out
+
+
+def tools_and_choice(body: CountTokensBody) -> tuple[list[ToolSpec] | None, ToolChoice | None]:
+    for i, t in enumerate(body.tools or []):
+        if t.type not in (None, "custom"):
+            raise InvalidRequestError(f"tools[{i}]: server tool {t.type!r} is not supported", param=f"tools[{i}]")
+    tools = [ToolSpec(t.name, t.description or "", t.input_schema) for t in body.tools or []] or None
+    c = body.tool_choice
+    if c is None:
+        return tools, None
+    mode = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}[c.type]
+    if mode == "tool" and not c.name:
+        raise InvalidRequestError("tool_choice.name is required when tool_choice.type is 'tool'",
+                                  param="tool_choice.name")
+    parallel = False if c.disable_parallel_tool_use else None
+    return tools, ToolChoice(mode, c.name, parallel)  # type: ignore[arg-type]
+
+
+def message(outcome: ChatOutcome, message_id: str) -> dict[str, Any]:
+    r = outcome.response
+    content: list[dict[str, Any]] = [{"type": "text", "text": r.content}] if r.content or not r.tool_calls else []
+    for call in r.tool_calls:
+        try:
+            arguments = orjson.loads(call.arguments or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {"_raw": call.arguments}  # a model wrote invalid JSON: pass it on, visibly
+        content.append({"type": "tool_use", "id": call.id, "name": call.name,
+                        "input": arguments if isinstance(arguments, dict) else {"value": arguments}})
+    return {"id": message_id, "type": "message", "role": "assistant", "model": f"{r.provider}/{r.model}",
+            "content": content, "stop_reason": stop_reason(r.finish_reason, r.stop_sequence),
+            "stop_sequence": r.stop_sequence,
+            "usage": {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens}}
+
+
+def estimate_input(body: CountTokensBody) -> int:
+    """Rhetor's offline estimate (~4 characters a token, plus per-message overhead): not a vendor tokenizer."""
+    text = orjson.dumps([body.system, [m.content for m in body.messages],
+                         [t.model_dump() for t in body.tools or []]]).decode()
+    return estimate_tokens(text) + 4 * len(body.messages)
+
+
+async def messages(request: Request) -> Response:
+    body = await read_body(request, MessagesBody)
+    route = resolve(request, body.model)
+    tools, choice = tools_and_choice(body)
+    options = {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop_sequences,
+               "max_tokens": body.max_tokens, "top_k": body.top_k}
+    inp = chat_input(request, route, to_messages(body), _block_text(body.system, "system") or None, options,
+                     tools=tools, tool_choice=choice, user=body.metadata.user_id if body.metadata else None,
+                     response_format=body.response_format())
+    gw = gateway(request)
+    if body.stream:
+        session = await gw.open_stream(inp)
+        return sse_response(events(session, new_id("msg_"), estimate_input(body)), session_headers(session))
+    outcome = await gw.chat(inp)
+    r = outcome.response
+    return json_response(message(outcome, new_id("msg_")),
+                         headers=rhetor_headers(r.provider, r.model, outcome.info, r.simulated))
+
+
+async def count_tokens(request: Request) -> Response:
+    body = await read_body(request, CountTokensBody)
+    resolve(request, body.model)  # an unknown model is a 404, as the real endpoint answers
+    to_messages(body)
+    tools_and_choice(body)
+    return json_response({"input_tokens": estimate_input(body), "estimated": True,
+                          "method": "rhetor offline estimate (~4 characters per token), not a vendor tokenizer"},
+                         headers={"x-rhetor-token-count": "estimate"})
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/messages", compat_endpoint("anthropic", messages), methods=["POST"]),
+    Route("/v1/messages/count_tokens", compat_endpoint("anthropic", count_tokens), methods=["POST"]),
+]
+
+__all__ = ["STOP_REASONS", "MessagesBody", "count_tokens", "message", "messages", "routes", "to_messages"]

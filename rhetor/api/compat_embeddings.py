@@ -1,0 +1,77 @@
+"""POST /v1/embeddings, OpenAI's shape: `{input: str | [str], model, encoding_format?: float|base64}` →
+`{object:"list", data:[{object:"embedding", index, embedding}], model, usage{prompt_tokens, total_tokens}}`.
+
+Served by providers with the EmbeddingProvider capability: `openai/<model>` (or bare `text-embedding-*`),
+`ollama/<model>`, and `simulated/simulated-embedding` (deterministic, 384 dimensions). The official SDK asks
+for base64 by default: little-endian float32, as OpenAI sends it. Called directly on the provider (no fallback
+chain: a vector space is not interchangeable). Errors are OpenAI's. Knows the provider protocol, no wire.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import sys
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rhetor.api.compat_common import gateway, read_body, resolve
+from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.responses import json_response
+from rhetor.errors import InvalidRequestError, ProviderUnavailableError
+from rhetor.providers.base import EmbeddingProvider
+from rhetor.timing import add_upstream_wait
+
+MAX_INPUTS = 2048
+
+
+class EmbeddingsBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
+def encode(vector: list[float], fmt: str) -> list[float] | str:
+    if fmt == "float":
+        return vector
+    packed = array.array("f", vector)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+async def embeddings(request: Request) -> Response:
+    body = await read_body(request, EmbeddingsBody)
+    route = resolve(request, body.model)
+    if route.provider_id is None or route.model_id is None or not route.pinned:
+        raise InvalidRequestError("embeddings need a provider model (e.g. openai/text-embedding-3-small, "
+                                  "ollama/nomic-embed-text, simulated/simulated-embedding), not a task route",
+                                  param="model")
+    provider = gateway(request).providers.get(route.provider_id)
+    if not isinstance(provider, EmbeddingProvider):
+        raise InvalidRequestError(f"provider {route.provider_id!r} does not offer embeddings", param="model")
+    availability = await provider.available()
+    if not availability.ok:
+        raise ProviderUnavailableError(availability.reason, provider=route.provider_id, model=route.model_id)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    started = time.perf_counter()
+    try:
+        result = await provider.embed(texts, route.model_id)
+    finally:
+        add_upstream_wait(time.perf_counter() - started)
+    data: list[dict[str, Any]] = [{"object": "embedding", "index": i, "embedding": encode(v, body.encoding_format)}
+                                  for i, v in enumerate(result.vectors)]
+    return json_response({"object": "list", "data": data, "model": f"{route.provider_id}/{result.model}",
+                          "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}})
+
+
+routes: list[BaseRoute] = [Route("/v1/embeddings", compat_endpoint("openai", embeddings), methods=["POST"])]
+
+__all__ = ["EmbeddingsBody", "embeddings", "encode", "routes"]

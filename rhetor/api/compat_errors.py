@@ -1,0 +1,131 @@
+"""Errors of the OpenAI- and Anthropic-compatible fronts, in each API's own body and status, so each official
+SDK raises its own exception class (RateLimitError, NotFoundError, AuthenticationError, ...).
+
+OpenAI: `{"error": {"message", "type", "param", "code"}}`; Anthropic: `{"type": "error", "error": {"type",
+"message"}}`. A run whose targets all failed answers with the upstream's own status when every failed attempt
+agrees on one (a pinned model answering 429 is a 429 to the caller), else 502; when every target was skipped
+(no key, open breaker) 503. Body validation failures are 400, as both APIs answer them. Handlers are wrapped
+route-locally (`compat_endpoint`), so the native API's global handlers are untouched. Knows no providers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rhetor.api.responses import validation_message
+from rhetor.errors import (
+    AllTargetsFailedError,
+    CircuitOpenError,
+    InvalidRequestError,
+    ProviderUnavailableError,
+    RhetorError,
+    UpstreamStatusError,
+)
+
+log = logging.getLogger("rhetor.api")
+Api = Literal["openai", "anthropic"]
+Handler = Callable[[Request], Awaitable[Response]]
+
+# Attempts that failed without a status: what the caller is told.
+_TYPE_STATUS = {"upstream_timeout": 504, "upstream_unreachable": 502, "upstream_protocol_error": 502}
+OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
+                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+                422: "invalid_request_error", 429: "rate_limit_error"}
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                   403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                   422: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error",
+                   529: "overloaded_error"}
+
+
+def attempts_status(attempts: Sequence[dict[str, Any]]) -> int:
+    """The status a failed run is reported with (see the module docstring)."""
+    failed = [a for a in attempts if a.get("outcome") == "error"]
+    if not failed:
+        return 503
+    statuses = {int(a["status"]) if a.get("status") else _TYPE_STATUS.get(str(a.get("error_type")), 502)
+                for a in failed}
+    return statuses.pop() if len(statuses) == 1 else 502
+
+
+def status_of(err: RhetorError) -> int:
+    if isinstance(err, AllTargetsFailedError):
+        return attempts_status(err.attempts)
+    if isinstance(err, UpstreamStatusError):
+        return err.upstream_status
+    if isinstance(err, (ProviderUnavailableError, CircuitOpenError)):
+        return 503
+    return err.status
+
+
+def openai_type(status: int) -> str:
+    return OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_type(status: int) -> str:
+    return ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": anthropic_type(status), "message": message}}
+
+
+def error_response(api: Api, err: RhetorError) -> Response:
+    status = status_of(err)
+    headers: dict[str, str] = {}
+    if isinstance(err, AllTargetsFailedError):
+        # Rhetor already retried and fell back; the summary of what was tried rides along for debugging.
+        headers["x-rhetor-attempts"] = ",".join(f"{a['provider']}/{a['model']}:{a.get('status') or a['outcome']}"
+                                                for a in err.attempts)[:1000]
+    param = err.param if isinstance(err, InvalidRequestError) else None
+    message = err.message
+    failed = [a for a in err.attempts if a.get("message")] if isinstance(err, AllTargetsFailedError) else []
+    if failed:  # say what the upstream said (keys are already scrubbed from attempt messages)
+        message = f"{message}; last error: {failed[-1]['message']}"
+    body = (openai_error(status, message, code=err.type, param=param) if api == "openai"
+            else anthropic_error(status, message))
+    if status >= 500:
+        log.warning("compat request failed (%s): %s", status, err.message)
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def invalid_response(api: Api, errors: list[Any]) -> Response:
+    message, param = validation_message(errors)
+    body = (openai_error(400, message, code="invalid_value", param=param) if api == "openai"
+            else anthropic_error(400, f"{param}: {message}" if param not in message else message))
+    return Response(orjson.dumps(body), status_code=400, media_type="application/json")
+
+
+def compat_endpoint(api: Api, handler: Handler) -> Handler:
+    """`handler` with every failure answered in `api`'s error format, never the native envelope."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RhetorError as exc:
+            return error_response(api, exc)
+        except (RequestValidationError, ValidationError) as exc:
+            return invalid_response(api, list(exc.errors()))
+        except Exception:
+            rid = request.scope.get("state", {}).get("request_id")
+            log.exception("unexpected error in compat request %s", rid)
+            body = (openai_error(500, f"internal error (request {rid})") if api == "openai"
+                    else anthropic_error(500, f"internal error (request {rid})"))
+            return Response(orjson.dumps(body), status_code=500, media_type="application/json")
+
+    return endpoint
+
+
+__all__ = ["anthropic_error", "anthropic_type", "attempts_status", "compat_endpoint", "error_response",
+           "invalid_response", "openai_error", "openai_type", "status_of"]

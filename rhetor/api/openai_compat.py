@@ -1,0 +1,198 @@
+"""The OpenAI-compatible front: POST /v1/chat/completions (JSON, or SSE `chat.completion.chunk`s ending with
+`data: [DONE]`), plus the route table that also carries /v1/models and /v1/embeddings (their own modules).
+
+Any provider answers behind it (model names: rhetor.routing.models); tools, tool_choice, response_format,
+seed and user pass through to providers that support them. Errors are OpenAI's (compat_errors). Plain
+Starlette routes, like the native API, to keep the hot path lean. Knows the gateway, never providers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rhetor.api import compat_embeddings, compat_models
+from rhetor.api.compat_common import (
+    chat_input,
+    gateway,
+    new_id,
+    read_body,
+    resolve,
+    rhetor_headers,
+    session_headers,
+    sse_response,
+    unix_now,
+)
+from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.compat_openai_stream import FINISH, chunks
+from rhetor.api.responses import json_response
+from rhetor.errors import InvalidRequestError
+from rhetor.gateway import ChatOutcome
+from rhetor.types import Message, ToolCall, ToolChoice, ToolSpec
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class FunctionDef(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolDef(_Model):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class CallFunction(_Model):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallIn(_Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: CallFunction
+
+
+class MessageIn(_Model):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class NamedFunction(_Model):
+    name: str
+
+
+class NamedChoice(_Model):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class StreamOptions(_Model):
+    include_usage: bool = False
+
+
+class ChatCompletionBody(_Model):
+    model: str
+    messages: Annotated[list[MessageIn], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_completion_tokens: Annotated[int, Field(gt=0)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedChoice | None = None
+    parallel_tool_calls: bool | None = None
+    n: Annotated[int, Field(ge=1, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _formats(self) -> ChatCompletionBody:
+        kind = (self.response_format or {}).get("type", "text")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValueError(f"response_format.type must be text, json_object or json_schema, got {kind!r}")
+        return self
+
+
+def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts: list[str] = []
+    for i, part in enumerate(content):
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRequestError(f"{where}.content[{i}]: only text parts are supported, got "
+                                      f"{part.get('type')!r}", param=f"{where}.content")
+        parts.append(part["text"])
+    return "".join(parts)
+
+
+def to_messages(body: ChatCompletionBody) -> tuple[list[Message], str | None]:
+    """(conversation, system prompt from system/developer messages)."""
+    systems: list[str] = []
+    out: list[Message] = []
+    names: dict[str, str] = {}  # tool call id -> tool name, for providers that name tool results
+    for i, m in enumerate(body.messages):
+        text = _text(m.content, f"messages[{i}]")
+        if m.role in ("system", "developer"):
+            systems.append(text)
+        elif m.role == "assistant":
+            calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
+            names.update((c.id, c.name) for c in calls)
+            out.append(Message("assistant", text, tool_calls=calls or None))
+        elif m.role == "tool":
+            if not m.tool_call_id:
+                raise InvalidRequestError(f"messages[{i}].tool_call_id is required for role 'tool'",
+                                          param=f"messages[{i}].tool_call_id")
+            out.append(Message("tool", text, tool_call_id=m.tool_call_id, name=names.get(m.tool_call_id)))
+        else:
+            out.append(Message("user", text))
+    return out, "\n\n".join(systems) or None
+
+
+def tool_choice(body: ChatCompletionBody) -> ToolChoice | None:
+    choice, parallel = body.tool_choice, body.parallel_tool_calls
+    if isinstance(choice, NamedChoice):
+        return ToolChoice("tool", choice.function.name, parallel)
+    if choice is None and parallel is None:
+        return None
+    return ToolChoice(choice or "auto", None, parallel)
+
+
+def completion(outcome: ChatOutcome, completion_id: str) -> dict[str, Any]:
+    r = outcome.response
+    message: dict[str, Any] = {"role": "assistant", "content": r.content if r.content or not r.tool_calls else None,
+                               "refusal": None}
+    if r.tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
+                                                                               "arguments": c.arguments}}
+                                 for c in r.tool_calls]
+    return {"id": completion_id, "object": "chat.completion", "created": unix_now(),
+            "model": f"{r.provider}/{r.model}",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH[r.finish_reason]}],
+            "usage": {"prompt_tokens": r.usage.input_tokens, "completion_tokens": r.usage.output_tokens,
+                      "total_tokens": r.usage.total_tokens}}
+
+
+async def chat_completions(request: Request) -> Response:
+    body = await read_body(request, ChatCompletionBody)
+    route = resolve(request, body.model)
+    messages, system = to_messages(body)
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    options = {"temperature": body.temperature, "top_p": body.top_p, "stop": stop,
+               "max_tokens": body.max_completion_tokens or body.max_tokens}
+    tools = [ToolSpec(t.function.name, t.function.description or "",
+                      t.function.parameters or {"type": "object", "properties": {}}) for t in body.tools or []]
+    inp = chat_input(request, route, messages, system, options, tools=tools or None, tool_choice=tool_choice(body),
+                     response_format=body.response_format, seed=body.seed, user=body.user)
+    gw = gateway(request)
+    if body.stream:
+        session = await gw.open_stream(inp)
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return sse_response(chunks(session, new_id("chatcmpl-"), include_usage), session_headers(session))
+    outcome = await gw.chat(inp)
+    r = outcome.response
+    return json_response(completion(outcome, new_id("chatcmpl-")),
+                         headers=rhetor_headers(r.provider, r.model, outcome.info, r.simulated))
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/chat/completions", compat_endpoint("openai", chat_completions), methods=["POST"]),
+    *compat_models.routes,
+    *compat_embeddings.routes,
+]
+
+__all__ = ["ChatCompletionBody", "chat_completions", "completion", "routes", "to_messages", "tool_choice"]

@@ -1,0 +1,105 @@
+"""Model names as the OpenAI- and Anthropic-compatible fronts receive them, resolved to routing fields.
+
+A pure function, no I/O: `resolve_model_name` turns the `model` string of a standard client (plus the optional
+`x-rhetor-task` header) into a `ModelRoute` the gateway understands, and `pinned` narrows a route to the one
+target a caller named. Knows provider names through the registry's `canonical`, never provider classes.
+
+Forms, in order:
+    alias                 from RHETOR_MODEL_ALIASES (one level; the target is any form below)
+    rhetor, rhetor/<task> a task route: the router's chain for <task> (default: "default"), with fallback
+    <provider>/<model>    that model on that provider (aliases such as claude/ accepted), pinned: no fallback
+    <bare model>          claude-* = anthropic, gpt-*/o1*/o3*/o4*/chatgpt-*/text-embedding-* = openai,
+                          simulated-* = simulated; pinned
+With the header `x-rhetor-task: <task>` the request takes that task's chain; a model that names a provider
+model becomes the chain's first target (the rest stays as fallback), `rhetor`/`rhetor/<task>` names none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rhetor.errors import ConfigError, InvalidRequestError, ModelNotFoundError, UnknownProviderError
+from rhetor.providers import canonical
+from rhetor.routing.router import Route
+
+TASK_PREFIX = "rhetor"
+BARE_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("claude-",), "anthropic"),
+    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
+    (("simulated-",), "simulated"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    provider_id: str | None = None
+    model_id: str | None = None
+    task_type: str | None = None
+    pinned: bool = False  # the caller named one model: no fallback chain, no task-entry defaults
+
+    @property
+    def label(self) -> str:
+        """The model name to report back when the answer does not name one."""
+        return f"{self.provider_id}/{self.model_id}" if self.provider_id else f"{TASK_PREFIX}/{self.task_type}"
+
+
+def _explicit(name: str) -> tuple[str, str] | None:
+    """(provider, model) for `provider/model` or a recognisable bare model name; None if neither."""
+    head, sep, tail = name.partition("/")
+    if sep and tail:
+        try:
+            return canonical(head), tail
+        except UnknownProviderError:
+            return None
+    if sep:
+        return None
+    lowered = name.lower()
+    for prefixes, provider in BARE_PREFIXES:
+        if lowered.startswith(prefixes):
+            return provider, name
+    return None
+
+
+def resolve_model_name(model: str, *, aliases: Mapping[str, str] | None = None,
+                       task_header: str | None = None) -> ModelRoute:
+    """The routing fields for a compat request's `model` (and `x-rhetor-task`); ModelNotFoundError if none fit."""
+    name = model.strip()
+    if not name:
+        raise InvalidRequestError("model must be a non-empty string", param="model")
+    if aliases and name in aliases:
+        name = aliases[name]
+    task = (task_header or "").strip().lower() or None
+    head, sep, tail = name.partition("/")
+    if head.lower() == TASK_PREFIX:
+        return ModelRoute(task_type=task or (tail.strip().lower() if sep and tail.strip() else "default"))
+    explicit = _explicit(name)
+    if explicit is None:
+        raise ModelNotFoundError(
+            f"The model {model!r} does not exist: use provider/model (providers: anthropic, openai, ollama, "
+            f"simulated), a configured alias, or {TASK_PREFIX}/<task> for a routed task")
+    provider, model_id = explicit
+    if task is not None:
+        return ModelRoute(provider, model_id, task, pinned=False)
+    return ModelRoute(provider, model_id, None, pinned=True)
+
+
+def validate_aliases(aliases: Mapping[str, str]) -> None:
+    """Raise ConfigError naming the first alias whose target is not a resolvable model name."""
+    for alias, target in aliases.items():
+        if not alias.strip() or target in aliases:
+            raise ConfigError(f"RHETOR_MODEL_ALIASES: {alias!r}: an alias must name a model, not another alias")
+        try:
+            resolve_model_name(target)
+        except InvalidRequestError as exc:
+            raise ConfigError(f"RHETOR_MODEL_ALIASES: {alias!r} -> {target!r}: {exc.message}") from None
+
+
+def pinned(route: Route, request_options: Mapping[str, Any]) -> Route:
+    """`route` narrowed to its first target (the caller's model) with only the caller's own options."""
+    options = {k: v for k, v in request_options.items() if v is not None}
+    return replace(route, targets=route.targets[:1], options=options)
+
+
+__all__ = ["ModelRoute", "pinned", "resolve_model_name", "validate_aliases"]
