@@ -109,6 +109,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from rhetor.api.app import create_app
+    from rhetor.api.health import RhetorServer
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # loads and validates the task config before binding the port
@@ -116,10 +117,14 @@ def _serve(settings: Settings) -> int:
     # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
-                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)), lifespan="on")
-    return 0
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                            loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
+                            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)), lifespan="on")
+    # RhetorServer = uvicorn's server, known to the app: POST /shutdown stops it, a signal marks it not-ready
+    # and tells Hermes at once, and the Hermes endpoint uses the port it really bound.
+    server = RhetorServer(config, app.state.runtime)
+    server.run()
+    return 0 if server.started else 3
 
 
 __all__ = ["main"]

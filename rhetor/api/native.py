@@ -1,4 +1,4 @@
-"""Native routes — the tekton-llm-client contract: health, providers, models, chat, chat/stream (SSE) and
+"""Native routes — the tekton-llm-client contract: providers, models, chat, chat/stream (SSE) and
 context inspection. Each handler parses, calls the Gateway, frames. No business logic lives here.
 
 They are plain Starlette routes, not FastAPI path operations: FastAPI's per-request dependency solving and
@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from rhetor import __version__
 from rhetor.api import shapes
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatBody
@@ -48,12 +47,6 @@ def sse(session: StreamSession, *, done_sentinel: bool = True) -> StreamingRespo
 
     return StreamingResponse(frames(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
-
-
-async def health(request: Request) -> Response:
-    avail = {name: a.ok for name, a in (await gateway(request).providers.availability()).items()}
-    return json_response({"status": "healthy", "component": "rhetor", "version": __version__,
-                          "providers": avail})
 
 
 async def providers(request: Request) -> Response:
@@ -146,8 +139,6 @@ def _not_found(context_id: str) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/health", health, methods=["GET"]),
-    Route("/api/v1/health", health, methods=["GET"]),
     Route("/api/v1/providers", providers, methods=["GET"]),
     Route("/api/v1/models", models, methods=["GET"]),
     Route("/api/v1/chat", chat, methods=["POST"]),

@@ -2,7 +2,9 @@
 
 REGISTER→REGISTER_ACK, PING→PONG, GENERATE/CHAT→RESPONSE, STREAM/CHAT_STREAM→CHUNK…(done), CANCEL stops a
 request (its upstream call is cancelled), errors are ERROR{request_id, error}. Several requests run at once
-on one socket. A bad frame gets an ERROR and the socket stays open. Knows the gateway, not providers.
+on one socket. A bad frame gets an ERROR and the socket stays open. Frames shaped like the LLM Adapter's
+envelope (`payload` object, no `request_id`) go to `legacy_ws`. Served on `/ws` and `/`. Knows the gateway,
+not providers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rhetor.api import shapes
+from rhetor.api.legacy_ws import Envelope, is_envelope
 from rhetor.api.responses import validation_message
 from rhetor.api.schemas import ChatBody
 from rhetor.errors import RhetorError
@@ -34,6 +37,7 @@ class Connection:
         self.gateway = gateway
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
+        self.envelope = Envelope(self)  # the legacy envelope protocol, on the same socket
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -51,6 +55,9 @@ class Connection:
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.error(None, "a frame must be a JSON object with a string 'type'")
+            return
+        if is_envelope(frame):  # {type, source?, target?, payload:{…}}: the LLM Adapter's protocol
+            await self.envelope.handle(frame)
             return
         kind, rid = frame["type"].upper(), frame.get("request_id")
         if kind == "REGISTER":
@@ -128,6 +135,7 @@ class Connection:
 
 
 @router.websocket("/ws")
+@router.websocket("/")  # the LLM Adapter's WebSocket server accepted any path; its clients used the root
 async def websocket_endpoint(ws: WebSocket) -> None:
     await ws.accept()
     conn = Connection(ws, ws.app.state.gateway)

@@ -16,7 +16,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
@@ -40,6 +40,14 @@ from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamError, 
 
 T = TypeVar("T")
 RequestBuilder = Callable[[Target, Provider], ChatRequest]
+
+
+class RunObserver(Protocol):
+    """Optional metrics hook (rhetor.metrics.Metrics): told of every finished attempt and every fallback."""
+
+    def attempt(self, attempt: Attempt) -> None: ...
+
+    def fell_back(self, target: Target) -> None: ...
 
 
 @dataclass(slots=True)
@@ -82,6 +90,7 @@ class FallbackRunner:
         self._breaker = breaker
         self._max_retry_after = max_retry_after_s
         self._backoff = wait_random_exponential(multiplier=backoff_base_s, max=10.0)  # full jitter
+        self.observer: RunObserver | None = None
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -100,12 +109,16 @@ class FallbackRunner:
                 elapsed = time.perf_counter() - started
                 add_upstream_wait(elapsed)
                 info.attempts.append(_failed(target, exc, elapsed))
+                if self.observer is not None:
+                    self.observer.attempt(info.attempts[-1])
                 if exc.retryable:
                     self._breaker.record_failure(key)
                 raise
             elapsed = time.perf_counter() - started
             add_upstream_wait(elapsed)
             info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000))
+            if self.observer is not None:
+                self.observer.attempt(info.attempts[-1])
             self._breaker.record_success(key)
             return result
 
@@ -161,6 +174,8 @@ class FallbackRunner:
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
+            if index and self.observer is not None:
+                self.observer.fell_back(target)
             return response
         raise self._exhausted(route, info)
 
@@ -195,6 +210,8 @@ class FallbackRunner:
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
+            if index and self.observer is not None:
+                self.observer.fell_back(target)
             return _committed(first, holder[0], target, info)
         raise self._exhausted(route, info)
 
@@ -224,4 +241,4 @@ def _failed(target: Target, exc: RhetorError, elapsed: float) -> Attempt:
     return Attempt(target.provider, target.model, "error", exc.type, exc.message, status, elapsed * 1000)
 
 
-__all__ = ["Attempt", "FallbackRunner", "InvalidRequestError", "RequestBuilder", "RunInfo"]
+__all__ = ["Attempt", "FallbackRunner", "InvalidRequestError", "RequestBuilder", "RunInfo", "RunObserver"]

@@ -1,0 +1,277 @@
+"""Health, readiness, metrics and graceful shutdown: the routes a Tekton launcher and monitors use, and the
+process `Runtime` behind them (ready/draining flags, Hermes registration, Engram mirror, counters).
+
+- `GET /health` (`/api/health`, `/api/v1/health`): the Tekton standard body plus `providers {id: bool}`. Fast:
+  provider availability is cached and refreshed in the background, never probed on the request path.
+- `GET /ready`: 503 until the store is open and the config loaded, and again while draining.
+- `POST /shutdown` (`/api/shutdown`): 202, then a graceful exit; loopback callers only, unless
+  RHETOR_SHUTDOWN_TOKEN is set (then the token is required, in `X-Shutdown-Token` or as a Bearer token).
+- On SIGTERM (`RhetorServer.handle_exit`): not ready at once, Hermes told `shutting_down`, uvicorn drains,
+  then the lifespan unregisters from Hermes and closes the store.
+Knows the gateway only for availability; knows nothing of providers' wire formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hermes_integration import HermesClient, Registration, endpoint_url, registration_payload
+from rhetor import __version__
+from rhetor.api.responses import json_response
+from rhetor.context.engram import EngramMirror
+from rhetor.context.store import ContextStore
+from rhetor.gateway import Gateway, now_iso
+from rhetor.metrics import Metrics
+from rhetor.settings import Settings
+
+log = logging.getLogger("rhetor")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost", "::ffff:127.0.0.1"})
+
+
+class Runtime:
+    """Process-level state of one Rhetor: created with the app, started and stopped by its lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.started_at, self._t0 = now_iso(), time.monotonic()
+        self.ready = False
+        self.draining = False
+        self.server: uvicorn.Server | None = None  # set by RhetorServer; None when served some other way
+        self.gateway: Gateway | None = None
+        self.hermes: Registration | None = None
+        self.mirror: EngramMirror | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._avail: dict[str, bool] | None = None
+        self._avail_at = 0.0
+        self._avail_task: asyncio.Task[None] | None = None
+        self._announce: asyncio.Task[None] | None = None
+
+    # -- lifespan ----------------------------------------------------------------------------------------
+    def wrap_store(self, store: ContextStore) -> ContextStore:
+        s = self.settings
+        if not s.engram_url:
+            return store
+        key = s.engram_api_key.get_secret_value() if s.engram_api_key else None
+        self.mirror = EngramMirror(store, s.engram_url, api_key=key, timeout_s=s.engram_timeout_s,
+                                   queue_max=s.engram_queue_max)
+        return self.mirror
+
+    async def start(self, gateway: Gateway) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.gateway = gateway
+        gateway.runner.observer = self.metrics
+        s = self.settings
+        if s.hermes_enabled and s.hermes_url:
+            self.hermes = Registration(HermesClient(s.hermes_url), self._hermes_payload,
+                                       heartbeat_s=s.hermes_heartbeat_s, retry_max_s=s.hermes_retry_max_s,
+                                       status=lambda: {"status": "shutting_down" if self.draining else "healthy"})
+            self.hermes.start()  # in the background: a missing Hermes never delays serving
+        self.ready = True
+
+    async def stop(self) -> None:
+        """After uvicorn has drained: tell Hermes (if SIGTERM did not already), then unregister."""
+        self.begin_drain()
+        await asyncio.sleep(0)  # let a just-scheduled announcement start
+        if self._announce is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._announce, 2.0)
+        if self.hermes is not None:
+            await self.hermes.aclose()
+        if self._avail_task is not None:
+            self._avail_task.cancel()
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+    def begin_drain(self) -> None:
+        """Not ready any more, and Hermes is told we are shutting down. Safe to call from a signal handler."""
+        if self.draining:
+            return
+        self.draining, self.ready = True, False
+        if self.hermes is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._spawn_announce)
+
+    def _spawn_announce(self) -> None:
+        if self.hermes is not None and self._announce is None:
+            self._announce = asyncio.create_task(self.hermes.announce("shutting_down", self.port()))
+
+    def request_exit(self) -> None:
+        self.begin_drain()
+        if self.server is not None:
+            self.server.should_exit = True  # uvicorn drains exactly as on SIGTERM
+        elif threading.current_thread() is threading.main_thread():
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            log.warning("shutdown requested, but this server was not started by `python -m rhetor`: draining only")
+
+    # -- facts -------------------------------------------------------------------------------------------
+    def port(self) -> int:
+        """The port actually bound (differs from settings with port 0), else the configured one."""
+        server = self.server
+        if server is not None and server.started:
+            for srv in getattr(server, "servers", []):
+                for sock in srv.sockets:
+                    port: int = sock.getsockname()[1]
+                    return port
+        return self.settings.port
+
+    def uptime(self) -> float:
+        return round(time.monotonic() - self._t0, 3)
+
+    def _hermes_payload(self) -> dict[str, Any] | None:
+        if self.server is not None and not self.server.started:
+            return None  # not bound yet: the endpoint we would register is not real
+        port = self.port()
+        return registration_payload(endpoint_url(self.settings.advertise_host or self.settings.host, port),
+                                    __version__, port)
+
+    async def availability(self) -> dict[str, bool]:
+        """Cached provider availability; a stale value is refreshed in the background, never on the caller."""
+        gw = self.gateway
+        if gw is None:
+            return {}
+        if self._avail is None or time.monotonic() - self._avail_at > self.settings.availability_ttl_s:
+            if self._avail_task is None or self._avail_task.done():
+                self._avail_task = asyncio.create_task(self._refresh(gw))
+            if self._avail is None:  # first call only: wait briefly for a first answer
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._avail_task), 1.0)
+        return self._avail if self._avail is not None else {name: False for name in gw.providers.names()}
+
+    async def _refresh(self, gw: Gateway) -> None:
+        self._avail = {name: a.ok for name, a in (await gw.providers.availability()).items()}
+        self._avail_at = time.monotonic()
+
+    def dependencies(self) -> list[dict[str, Any]]:
+        s = self.settings
+        hermes = ("registered" if self.hermes.registered else "unregistered") if self.hermes else "disabled"
+        engram = self.mirror.state if self.mirror else "disabled"
+        return [{"name": "hermes", "required": False, "status": hermes, "url": s.hermes_url if self.hermes else None},
+                {"name": "engram", "required": False, "status": engram, "url": s.engram_url}]
+
+
+class RhetorServer(uvicorn.Server):
+    """uvicorn's server, made known to the Runtime (real port, /shutdown) and marking drain on a signal."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        runtime.server = self
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+class RequestCounter:
+    """Pure-ASGI counter of requests, requests in flight, 5xx answers and open WebSockets."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        m = self.metrics
+        if scope["type"] == "websocket":
+            m.websockets += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                m.websockets -= 1
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        m.request_started()
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            m.request_finished(status)
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def health(request: Request) -> Response:
+    rt = runtime_of(request)
+    hermes = rt.hermes.describe() if rt.hermes else {"enabled": False}
+    engram = rt.mirror.status() if rt.mirror else {"enabled": False}
+    return json_response({
+        "status": "healthy", "component": "rhetor", "version": __version__, "timestamp": now_iso(),
+        "uptime": rt.uptime(), "port": rt.port(), "registeredWithHermes": bool(rt.hermes and rt.hermes.registered),
+        "dependencies": rt.dependencies(), "metrics": rt.metrics.snapshot(),
+        "details": {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at, "pid": os.getpid(),
+                    "hermes": hermes, "engram": engram},
+        "providers": await rt.availability(),
+    })
+
+
+async def ready(request: Request) -> Response:
+    rt = runtime_of(request)
+    if rt.ready:
+        return json_response({"status": "ready", "ready": True})
+    return json_response({"status": "draining" if rt.draining else "starting", "ready": False}, 503)
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime_of(request)
+    return json_response({"component": "rhetor", "uptime": rt.uptime(), "timestamp": now_iso(),
+                          **rt.metrics.snapshot()})
+
+
+async def shutdown(request: Request) -> Response:
+    rt = runtime_of(request)
+    token = rt.settings.shutdown_token
+    if token is not None:
+        given = request.headers.get("x-shutdown-token") or ""
+        auth = request.headers.get("authorization", "")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:]
+        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            return json_response({"error": {"type": "unauthorized", "message": "shutdown needs the token set in "
+                                            "RHETOR_SHUTDOWN_TOKEN (header X-Shutdown-Token)"}}, 401)
+    elif (request.client.host if request.client else "") not in LOOPBACK:
+        return json_response({"error": {"type": "forbidden", "message": "shutdown is accepted from loopback "
+                                        "callers only (set RHETOR_SHUTDOWN_TOKEN to allow others)"}}, 403)
+    rt.request_exit()
+    return json_response({"status": "accepted", "message": "Rhetor is shutting down gracefully",
+                          "timestamp": now_iso()}, 202)
+
+
+routes: list[BaseRoute] = [
+    Route("/health", health, methods=["GET"]),
+    Route("/api/health", health, methods=["GET"]),
+    Route("/api/v1/health", health, methods=["GET"]),
+    Route("/ready", ready, methods=["GET"]),
+    Route("/api/ready", ready, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/api/metrics", metrics, methods=["GET"]),
+    Route("/shutdown", shutdown, methods=["POST"]),
+    Route("/api/shutdown", shutdown, methods=["POST"]),
+]
+
+__all__ = ["RequestCounter", "RhetorServer", "Runtime", "routes"]
