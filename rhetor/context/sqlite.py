@@ -30,6 +30,7 @@ from rhetor.context.store import (
     validate_context_id,
     validate_status,
 )
+from rhetor.context.vectors import MEMORY_SCHEMA
 from rhetor.errors import ConfigError, InvalidRequestError, RhetorError
 from rhetor.providers.base import estimate_tokens
 
@@ -46,6 +47,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "metadata TEXT NOT NULL DEFAULT '{}')",
         "CREATE INDEX messages_by_context ON messages(context_id, id)",
     ),
+    MEMORY_SCHEMA,  # 2: message vectors and the FTS5 lexical index (statements in rhetor/context/vectors.py)
 )
 
 _MESSAGE_COLUMNS = "id, role, content, status, timestamp, metadata"
@@ -121,6 +123,10 @@ class SqliteContextStore:
     async def export(self, context_id: str) -> dict[str, Any] | None:
         cid = validate_context_id(context_id)
         return await self._run(lambda conn: _export(conn, cid))
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on the store's worker; sibling modules (vectors, retrieval) keep their own queries."""
+        return await self._run(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:

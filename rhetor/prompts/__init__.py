@@ -1,59 +1,58 @@
-"""Per-component system prompts (simple built-ins; templates come later) and the rule that combines them
-with a caller's own system prompt. Data lives in components.json; this module only loads and renders it.
+"""Prompts: sandboxed, versioned templates (built-in data files + user versions in RHETOR_DATA_DIR) and the
+per-component system prompts built from them.
 
-Rule: the component's prompt comes first, the caller's system prompt follows after a blank line; with no
-component only the caller's prompt is used. The legacy adapter's contexts (`awt-team`, `agora`, `default`)
-and components without a prompt get "You are {Name}, a Tekton AI component."
+The system-prompt rule (also in README.md): the component's prompt (`system.<component>`, else
+`system.generic`) comes first; then, if the request names a `template_id` whose metadata `use_as` is "system"
+(the default), its rendered text; then the caller's `system_prompt`; then any system messages — joined by a
+blank line. With no component, only the caller's parts are used. A `use_as: "user"` template's rendered text
+is the request's new user message instead.
 Knows nothing of providers, routing or HTTP.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
 from typing import Any
 
-_ADAPTER = {
-    "awt-team": "You are the AWT team assistant in Tekton, helping a team of agents coordinate their work.",
-    "agora": "You are Agora, the Tekton forum where AI components discuss and reach decisions together.",
-    "default": "You are a helpful assistant in Tekton, a multi-AI engineering platform.",
-}
+from rhetor.errors import InvalidRequestError
+from rhetor.prompts.errors import TemplateConflictError, TemplateNotFoundError, TemplateRenderError
+from rhetor.prompts.store import Rendered, TemplateStore
+from rhetor.prompts.templates import Version
+from rhetor.types import Message
 
 
 @cache
-def _components() -> dict[str, dict[str, Any]]:
-    text = resources.files("rhetor.prompts").joinpath("components.json").read_text("utf-8")
-    data: dict[str, dict[str, Any]] = json.loads(text)
-    return data
-
-
-def render(spec: dict[str, Any]) -> str:
-    caps = "\n".join(f"- {c}" for c in spec["capabilities"])
-    return (
-        f"# {spec['name']} - Tekton AI Component\n\n"
-        f"## Role\nYou are {spec['name']}, {spec['role']}.\n\n"
-        f"## Capabilities\n{caps}\n\n"
-        f"## Communication Style\n- Tone: {spec['tone']}\n- Focus: {spec['focus']}\n"
-        f"- Style: {spec['style']}\n- Personality: {spec['personality']}\n\n"
-        "## Collaboration\nYou work alongside the other Tekton components; say which of them is better "
-        "placed to help when a request falls outside your role."
-    )
+def _builtin_store() -> TemplateStore:
+    return TemplateStore(None)
 
 
 def component_prompt(component: str | None) -> str | None:
-    if not component:
-        return None
-    key = component.lower()
-    spec = _components().get(key)
-    if spec is not None:
-        return render(spec)
-    return _ADAPTER.get(key) or f"You are {component.capitalize()}, a Tekton AI component."
+    """The built-in prompt of a component (no user overrides: those need the running gateway's store)."""
+    return _builtin_store().component_prompt(component)
 
 
 def system_prompt_for(component: str | None, caller_system: str | None) -> str | None:
-    parts = [p for p in (component_prompt(component), caller_system) if p]
-    return "\n\n".join(parts) if parts else None
+    """The rule above over the built-ins; the gateway calls its own store's `system_prompt` instead."""
+    return _builtin_store().system_prompt(component, caller_system)
 
 
-__all__ = ["component_prompt", "system_prompt_for"]
+def apply_template(store: TemplateStore, template_id: str, version: int | None, variables: dict[str, Any] | None,
+                   message: str | None, messages: list[Message] | None,
+                   ) -> tuple[str | None, list[Message] | None, str | None]:
+    """A chat request's template: returns (message, messages, template system prompt) per the rule above."""
+    rendered = store.render_request(template_id, version, variables)
+    if rendered.use_as == "user":
+        if message is not None:
+            raise InvalidRequestError(f"template {template_id!r} renders the user message (use_as: user); do not "
+                                      "send 'message' as well", param="message")
+        if messages is not None:
+            return None, [*messages, Message("user", rendered.text)], None
+        return rendered.text, None, None
+    if message is None and messages is None:
+        raise InvalidRequestError(f"template {template_id!r} renders a system prompt; give 'message' or 'messages' "
+                                  "too", param="message")
+    return message, messages, rendered.text
+
+
+__all__ = ["Rendered", "TemplateConflictError", "TemplateNotFoundError", "TemplateRenderError", "TemplateStore",
+           "Version", "apply_template", "component_prompt", "system_prompt_for"]

