@@ -8,7 +8,7 @@ PY="${PYTHON:-python3}"
 stamp=.venv/.rhetor-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,local]'
   touch "$stamp"
 fi
 mkdir -p "${RHETOR_DATA_DIR:-$HOME/.tekton/data/rhetor}" "$HOME/.tekton/logs"

@@ -19,17 +19,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rhetor.context import ContextStore, NewMessage
-from rhetor.context.window import budget_for, fit_history
+from rhetor.context.retrieval import Memory, Recall
+from rhetor.context.store import StoredMessage
+from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.errors import InvalidRequestError
-from rhetor.prompts import system_prompt_for
+from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
-from rhetor.providers.base import Provider
+from rhetor.providers.base import Provider, estimate_tokens
 from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import FallbackRunner, RunInfo
+from rhetor.routing.models import pinned
 from rhetor.routing.router import Route, Target, route
 from rhetor.settings import Settings
-from rhetor.types import ChatRequest, ChatResponse, Message, StreamEnd, StreamError, StreamEvent, TextDelta
+from rhetor.types import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolChoice,
+    ToolSpec,
+)
 
 _SAMPLING = {"temperature": float, "top_p": float, "max_tokens": int}
 
@@ -51,6 +64,18 @@ class ChatInput:
     model_id: str | None = None
     system_prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # a named prompt template (rhetor.prompts): rendered with `variables`; with one, message/messages may be absent
+    template_id: str | None = None
+    template_version: int | None = None
+    variables: dict[str, Any] | None = None
+    # compat fronts (OpenAI/Anthropic): tools and rare knobs pass through to the provider; `pinned` = the caller
+    # named one model, so no fallback chain and no task-entry defaults (rhetor.routing.models.pinned)
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: str | None = None
+    pinned: bool = False
 
 
 @dataclass(slots=True)
@@ -59,6 +84,7 @@ class ChatOutcome:
     info: RunInfo
     context_id: str | None
     timestamp: str
+    recall: Recall | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +94,8 @@ class _Prepared:
     history: list[Message]
     new_turn: list[Message]
     context_id: str | None
+    inp: ChatInput
+    recall: Recall | None = None  # older turns brought back by retrieval (rhetor.context.retrieval)
 
 
 class StreamSession:
@@ -77,6 +105,7 @@ class StreamSession:
                  events: AsyncIterator[StreamEvent]) -> None:
         self._gateway, self._prepared, self.info, self._events = gateway, prepared, info, events
         self.context_id = prepared.context_id
+        self.recall = prepared.recall
         target = info.target
         assert target is not None
         self.provider, self.model = target.provider, target.model
@@ -100,11 +129,14 @@ class StreamSession:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, config: TaskConfig, providers: Providers, store: ContextStore) -> None:
+    def __init__(self, settings: Settings, config: TaskConfig, providers: Providers, store: ContextStore,
+                 templates: TemplateStore | None = None) -> None:
         self.settings = settings
         self.config = config
         self.providers = providers
         self.store = store
+        self.memory: Memory | None = None  # set by the app (rhetor.api.app); None = no retrieval
+        self.templates = templates if templates is not None else TemplateStore(None)  # None: built-ins only
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.runner = FallbackRunner(providers, self.breaker, max_retry_after_s=settings.max_retry_after_s,
                                      backoff_base_s=settings.backoff_base_s)
@@ -118,10 +150,16 @@ class Gateway:
         rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
                    context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
                    options=inp.options)
-        caller_system = inp.system_prompt
-        if inp.messages is not None:
-            systems = [m.content for m in inp.messages if m.role == "system"]
-            convo = [m for m in inp.messages if m.role != "system"]
+        if inp.pinned:
+            rt = pinned(rt, inp.options)
+        caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
+        stored: list[StoredMessage] = []
+        if inp.template_id is not None:
+            message, messages, template_system = apply_template(self.templates, inp.template_id,
+                                                                inp.template_version, inp.variables, message, messages)
+        if messages is not None:
+            systems = [m.content for m in messages if m.role == "system"]
+            convo = [m for m in messages if m.role != "system"]
             if not convo:
                 raise InvalidRequestError("messages must contain at least one non-system message",
                                           param="messages")
@@ -129,15 +167,30 @@ class Gateway:
             cut = max((i + 1 for i, m in enumerate(convo) if m.role == "assistant"), default=0)
             history, new_turn = convo[:cut], convo[cut:]
         else:
-            assert inp.message is not None
-            new_turn = [Message("user", inp.message)]
+            assert message is not None
+            new_turn = [Message("user", message)]
             history = []
             if inp.context_id is not None:
                 stored = await self.store.history(inp.context_id)
                 history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
                            if m.role in ("user", "assistant")]
-        system = system_prompt_for(rt.component, caller_system)
-        return _Prepared(rt, system, history, new_turn, inp.context_id)
+        system = self.templates.system_prompt(rt.component, template_system, caller_system)  # rule: rhetor.prompts
+        recall = None
+        if self.memory is not None and messages is None and message is not None and inp.context_id and history:
+            recall = await self._recall(rt, inp.context_id, stored, message, system)
+            history = recall.history if recall is not None else history
+        return _Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
+
+    async def _recall(self, rt: Route, context_id: str, stored: list[StoredMessage], text: str,
+                      system: str | None) -> Recall | None:
+        """When the stored conversation overflows the primary target's window, keep the recent turns and
+        bring back the older ones most relevant to `text` (else None: fit_history trims as before)."""
+        assert self.memory is not None
+        target = rt.targets[0]
+        window = self.providers.get(target.provider).context_window(target.model)
+        budget = budget_for(window, _sampling(rt.options).get("max_tokens"))
+        room = budget - message_tokens(Message("user", text)) - (estimate_tokens(system) if system else 0)
+        return await self.memory.recall(context_id, stored, text, room_tokens=room)
 
     def _builder(self, prepared: _Prepared) -> Any:
         opts = prepared.route.options
@@ -145,13 +198,16 @@ class Gateway:
         stop = opts.get("stop")
         stops = [stop] if isinstance(stop, str) else (list(stop) if isinstance(stop, list) else None)
         extra = {k: v for k, v in opts.items() if k not in _SAMPLING and k != "stop"}
+        inp = prepared.inp
 
         def build(target: Target, provider: Provider) -> ChatRequest:
             budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens"))
             convo = fit_history(prepared.history, prepared.new_turn, budget_tokens=budget, system=prepared.system)
             return ChatRequest(model=target.model, messages=convo, system=prepared.system,
                                temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
-                               top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra)
+                               top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra,
+                               tools=inp.tools, tool_choice=inp.tool_choice, response_format=inp.response_format,
+                               seed=inp.seed, user=inp.user)
 
         return build
 
@@ -162,6 +218,8 @@ class Gateway:
         if reply or status == "complete":
             turn.append(NewMessage("assistant", reply))
         await self.store.append_turn(prepared.context_id, turn, status=status)
+        if self.memory is not None:
+            self.memory.notify()  # the indexer embeds the turn in the background; nothing waits for it
 
     # -- entry points ----------------------------------------------------------------------------------
     async def chat(self, inp: ChatInput) -> ChatOutcome:
@@ -173,7 +231,7 @@ class Gateway:
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
         await self._record(prepared, response.content, "complete")
-        return ChatOutcome(response, info, inp.context_id, now_iso())
+        return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall)
 
     async def open_stream(self, inp: ChatInput) -> StreamSession:
         """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""

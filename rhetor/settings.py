@@ -7,10 +7,11 @@ appear in a repr, a log line or a response.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -45,6 +46,31 @@ class Settings(BaseModel):
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, ge=0)
 
+    # Semantic memory (rhetor/context/embedder.py): auto = local if the `local` extra is installed, else none
+    # (retrieval then uses lexical search).
+    embedder: Literal["auto", "local", "openai", "ollama", "simulated", "none"] = "auto"
+    embedding_model: str | None = None
+    index_interval_s: float = Field(2.0, gt=0)  # how often the indexer looks for messages other processes wrote
+    retrieval_k: int = Field(4, ge=0, le=64)  # older turns brought back at most, per request
+
+    # Tekton integration. Hermes is off unless `hermes_url` is set (from_env sets it), so a bare Settings()
+    # — every test — never reaches for a Hermes on localhost:8001.
+    hermes_enabled: bool = True
+    hermes_url: str | None = None
+    hermes_heartbeat_s: float = Field(30.0, gt=0)
+    hermes_retry_max_s: float = Field(60.0, gt=0)
+    advertise_host: str | None = None  # host put in the Hermes endpoint; default: the bind host
+    engram_url: str | None = None
+    engram_api_key: SecretStr | None = None
+    engram_timeout_s: float = Field(5.0, gt=0)
+    engram_queue_max: int = Field(1000, ge=1)
+    shutdown_token: SecretStr | None = None
+    run_dir: Path = Path("~/.tekton/run").expanduser()
+
+    # OpenAI/Anthropic-compatible fronts: caller keys (empty = no auth) and model-name aliases
+    api_keys: tuple[SecretStr, ...] = ()
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from RHETOR_* and the vendors' own variables; `overrides` (CLI flags) win."""
@@ -66,10 +92,24 @@ class Settings(BaseModel):
             "RHETOR_BACKOFF_BASE_S": "backoff_base_s",
             "RHETOR_BREAKER_THRESHOLD": "breaker_threshold",
             "RHETOR_BREAKER_COOLDOWN_S": "breaker_cooldown_s",
+            "RHETOR_EMBEDDER": "embedder",
+            "RHETOR_EMBEDDING_MODEL": "embedding_model",
+            "RHETOR_INDEX_INTERVAL_S": "index_interval_s",
+            "RHETOR_RETRIEVAL_K": "retrieval_k",
             "ANTHROPIC_API_KEY": "anthropic_api_key",
             "ANTHROPIC_BASE_URL": "anthropic_base_url",
             "OPENAI_API_KEY": "openai_api_key",
             "OPENAI_BASE_URL": "openai_base_url",
+            "RHETOR_HERMES": "hermes_enabled",
+            "RHETOR_HERMES_HEARTBEAT_S": "hermes_heartbeat_s",
+            "RHETOR_HERMES_RETRY_MAX_S": "hermes_retry_max_s",
+            "RHETOR_ADVERTISE_HOST": "advertise_host",
+            "ENGRAM_URL": "engram_url",
+            "ENGRAM_API_KEY": "engram_api_key",
+            "RHETOR_ENGRAM_TIMEOUT_S": "engram_timeout_s",
+            "RHETOR_ENGRAM_QUEUE_MAX": "engram_queue_max",
+            "RHETOR_SHUTDOWN_TOKEN": "shutdown_token",
+            "RHETOR_RUN_DIR": "run_dir",
         }
         for var, key in simple.items():
             if e.get(var):
@@ -77,9 +117,17 @@ class Settings(BaseModel):
         ollama = e.get("OLLAMA_HOST") or e.get("OLLAMA_API_BASE")
         if ollama:
             raw["ollama_host"] = ollama if "://" in ollama else f"http://{ollama}"
+        raw["hermes_url"] = e.get("HERMES_URL") or f"http://localhost:{e.get('HERMES_PORT') or 8001}"
+        if e.get("RHETOR_ENGRAM_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raw.pop("engram_url", None)
+        if e.get("RHETOR_API_KEYS"):
+            raw["api_keys"] = _api_keys(e["RHETOR_API_KEYS"])
+        if e.get("RHETOR_MODEL_ALIASES"):
+            raw["model_aliases"] = _aliases(e["RHETOR_MODEL_ALIASES"])
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        if "data_dir" in raw:
-            raw["data_dir"] = Path(str(raw["data_dir"])).expanduser()
+        for key in ("data_dir", "run_dir"):
+            if key in raw:
+                raw[key] = Path(str(raw[key])).expanduser()
         try:
             return cls(**raw)
         except ValidationError as exc:
@@ -92,6 +140,46 @@ class Settings(BaseModel):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "rhetor.db"
+
+
+def _file_or_inline(value: str, var: str) -> str:
+    """A value that starts like a path (/, ./, ~) is read from that file; anything else is the value itself."""
+    if not value.startswith(("/", "./", "../", "~")):
+        return value
+    try:
+        return Path(value).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{var}: cannot read {value}: {exc.strerror or exc}") from None
+
+
+def _api_keys(value: str) -> tuple[SecretStr, ...]:
+    """Keys separated by commas or newlines (a file may hold one per line; `#` starts a comment line)."""
+    text = _file_or_inline(value.strip(), "RHETOR_API_KEYS")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    keys = [k.strip() for line in lines for k in line.split(",") if k.strip()]
+    if not keys:
+        raise ConfigError("RHETOR_API_KEYS: set but holds no key")
+    return tuple(SecretStr(k) for k in dict.fromkeys(keys))
+
+
+def _aliases(value: str) -> dict[str, str]:
+    """`alias=model,alias=model` or a JSON object {alias: model} (inline or in a file)."""
+    text = _file_or_inline(value.strip(), "RHETOR_MODEL_ALIASES").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"RHETOR_MODEL_ALIASES: invalid JSON: {exc.msg}") from None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            raise ConfigError("RHETOR_MODEL_ALIASES: every alias and model must be a string")
+        return dict(data)
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
+        alias, sep, model = item.partition("=")
+        if not sep or not alias.strip() or not model.strip():
+            raise ConfigError(f"RHETOR_MODEL_ALIASES: {item!r} is not alias=provider/model")
+        out[alias.strip()] = model.strip()
+    return out
 
 
 __all__ = ["Settings"]

@@ -23,6 +23,12 @@ _VENDOR_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_API
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in _VENDOR_ENV:
         monkeypatch.delenv(var, raising=False)
+    # Subprocesses inherit this: no test reaches for a real Hermes on localhost:8001 (nothing listens on 9).
+    # Tests that exercise Hermes pass their fake's HERMES_URL explicitly.
+    monkeypatch.setenv("HERMES_URL", "http://127.0.0.1:9")
+    # The deterministic embedder unless a test asks for the local model: loading torch in every test server
+    # would cost ~5 s of CPU each on a 2-core machine.
+    monkeypatch.setenv("RHETOR_EMBEDDER", "simulated")
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -33,6 +39,7 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "ollama_host": "http://127.0.0.1:9",  # nothing listens: Ollama is unavailable unless a test says so
         "availability_ttl_s": 0.5,
         "connect_timeout_s": 1.0,
+        "embedder": "simulated",
     }
     base.update(overrides)
     return Settings(**base)

@@ -14,14 +14,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.middleware.cors import CORSMiddleware
 
 from rhetor import __version__
-from rhetor.api import native, ws
+from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_compat, templates, ws
+from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.middleware import GatewayMiddleware
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
 from rhetor.context import SqliteContextStore
+from rhetor.context.embedder import make_embedder
+from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
+from rhetor.prompts import TemplateStore
 from rhetor.providers import Providers
 from rhetor.routing.config import TaskConfig, load_config
+from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor")
@@ -29,14 +34,24 @@ log = logging.getLogger("rhetor")
 
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     task_config = config if config is not None else load_config(settings.task_config)
+    validate_aliases(settings.model_aliases)  # a bad RHETOR_MODEL_ALIASES refuses to start, naming the alias
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SqliteContextStore(settings.db_path)
+        runtime: health.Runtime = app.state.runtime
+        sqlite_store = SqliteContextStore(settings.db_path)
+        store = runtime.wrap_store(sqlite_store)  # Engram mirror when ENGRAM_URL is set
         await store.open()
-        gateway = Gateway(settings, task_config, Providers(settings), store)
+        prompt_store = TemplateStore(settings.data_dir / "templates.db")  # built-ins + user templates, in memory
+        await prompt_store.open()
+        gateway = Gateway(settings, task_config, Providers(settings), store, templates=prompt_store)
         app.state.gateway = gateway
+        # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
+        gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),
+                                interval_s=settings.index_interval_s, k_turns=settings.retrieval_k)
+        gateway.memory.start()
         app.state.ready = True
+        await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready
         if settings.anthropic_api_key is None and settings.openai_api_key is None:
             # No probe here: start-up makes no network call, not even to a local Ollama.
             log.warning("no ANTHROPIC_API_KEY or OPENAI_API_KEY: answering from Ollama if it is running at %s, "
@@ -46,18 +61,26 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             yield
         finally:
             app.state.ready = False
+            await runtime.stop()  # not ready, Hermes told shutting_down, then unregistered
+            await gateway.memory.stop()
             await gateway.aclose()
             await store.close()
+            await prompt_store.close()
 
     app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.runtime = health.Runtime(settings)
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
-    for table in (native.routes,):
+    for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
+                  openai_compat.routes, anthropic_compat.routes):
         app.router.routes.extend(table)
     app.include_router(ws.router)
+    if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
+        app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(health.RequestCounter, metrics=app.state.runtime.metrics)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -30,11 +30,16 @@ class ChatBody(BaseModel):
     system_prompt: str | None = None
     streaming: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    template_id: str | None = Field(None, min_length=1, max_length=128)  # a prompt template (rhetor.prompts)
+    template_version: int | None = Field(None, ge=0)
+    variables: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ChatBody:
-        if (self.message is None) == (self.messages is None):
+        if self.message is not None and self.messages is not None:
             raise ValueError("give exactly one of 'message' or 'messages'")
+        if self.message is None and self.messages is None and self.template_id is None:
+            raise ValueError("give exactly one of 'message' or 'messages' (or a 'template_id' that renders it)")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' must not be empty")
         return self
@@ -50,6 +55,9 @@ class ChatBody(BaseModel):
             model_id=self.model_id,
             system_prompt=self.system_prompt,
             options=dict(self.options),
+            template_id=self.template_id,
+            template_version=self.template_version,
+            variables=self.variables,
         )
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rhetor.context.retrieval import Recall
 from rhetor.gateway import ChatOutcome, StreamSession, now_iso
 from rhetor.types import StreamEnd, StreamError, StreamEvent, TextDelta
 
 
 def result(outcome: ChatOutcome) -> dict[str, Any]:
     r = outcome.response
-    return {
+    out = {
         "content": r.content,
         "message": r.content,
         "model": r.model,
@@ -26,6 +27,15 @@ def result(outcome: ChatOutcome) -> dict[str, Any]:
         "finished": True,
         "timestamp": outcome.timestamp,
     }
+    return _with_recall(out, outcome.recall)
+
+
+def _with_recall(out: dict[str, Any], recall: Recall | None) -> dict[str, Any]:
+    """`retrieval` ("semantic" | "lexical") and `retrieved` [{id, role, score}] when older turns came back."""
+    if recall is not None:
+        out["retrieval"] = recall.mode
+        out["retrieved"] = recall.retrieved
+    return out
 
 
 def stream_frame(session: StreamSession, event: StreamEvent) -> dict[str, Any]:
@@ -34,9 +44,10 @@ def stream_frame(session: StreamSession, event: StreamEvent) -> dict[str, Any]:
     if isinstance(event, TextDelta):
         return {"chunk": event.text, **base, "done": False}
     if isinstance(event, StreamEnd):
-        return {"chunk": "", **base, "done": True, "finish_reason": event.finish_reason,
-                "usage": event.usage.as_dict(), "fallback": session.info.fallback,
-                "simulated": session.simulated, "attempts": session.info.attempts_dicts()}
+        return _with_recall({"chunk": "", **base, "done": True, "finish_reason": event.finish_reason,
+                             "usage": event.usage.as_dict(), "fallback": session.info.fallback,
+                             "simulated": session.simulated, "attempts": session.info.attempts_dicts()},
+                            session.recall)
     assert isinstance(event, StreamError)
     return {"chunk": "", **base, "done": True, "finish_reason": "error", "error": event.error,
             "error_type": event.type, "attempts": session.info.attempts_dicts()}
