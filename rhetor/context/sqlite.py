@@ -1,7 +1,7 @@
 """The embedded default ContextStore: one SQLite file (WAL), driven from one dedicated worker thread.
 
-Every blocking sqlite3 call runs on a single-thread executor, so the event loop never blocks and writes
-are serialized; each turn is one `BEGIN IMMEDIATE` transaction, so concurrent turns on one context never
+Every blocking sqlite3 call runs on one worker thread (rhetor.sqlite_worker), so the event loop never blocks
+and writes are serialized; each turn is one `BEGIN IMMEDIATE` transaction, so concurrent turns on one context never
 interleave and a failed turn leaves nothing behind. The schema comes from the ordered `MIGRATIONS` list,
 tracked with `PRAGMA user_version`. Context ids are bound parameters, never file names. This module knows
 nothing of providers, routing or HTTP.
@@ -9,10 +9,8 @@ nothing of providers, routing or HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -31,8 +29,9 @@ from rhetor.context.store import (
     validate_status,
 )
 from rhetor.context.vectors import MEMORY_SCHEMA
-from rhetor.errors import ConfigError, InvalidRequestError, RhetorError
+from rhetor.errors import InvalidRequestError
 from rhetor.providers.base import estimate_tokens
+from rhetor.sqlite_worker import SqliteWorker, immediate
 
 T = TypeVar("T")
 
@@ -59,29 +58,13 @@ class SqliteContextStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # created, used and closed on the worker thread only
+        self._db = SqliteWorker(self.path, MIGRATIONS, label="context store")
 
     async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rhetor-context")
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_sync)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
+        await self._db.open()
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            # Queued behind any call still in flight, so those finish before the connection goes.
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
-        finally:
-            executor.shutdown(wait=False)
+        await self._db.close()
 
     async def append_turn(
         self, context_id: str, messages: list[NewMessage], *, status: str = "complete"
@@ -126,63 +109,10 @@ class SqliteContextStore:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the store's worker; sibling modules (vectors, retrieval) keep their own queries."""
-        return await self._run(fn)
+        return await self._db.run(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            raise RhetorError("context store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            raise RhetorError("context store is not open")
-        try:
-            return fn(self._conn)
-        except sqlite3.Error as exc:
-            raise RhetorError(f"context store failed: {exc}") from exc
-
-    def _open_sync(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open context database {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn, self.path)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise ConfigError(f"cannot open context database {self.path}: {exc}") from exc
-            raise
-        self._conn = conn
-
-    def _close_sync(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # another process may hold the WAL; the checkpoint is an optimisation, closing is not
-        finally:
-            conn.close()
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction taken up front, so the turn's read-then-insert cannot race another writer."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # also covers a failed COMMIT, so the connection stays usable
-            conn.execute("ROLLBACK")
-        raise
+        return await self._db.run(fn)
 
 
 @contextmanager
@@ -194,25 +124,6 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")  # nothing was written; ending the read is all that is needed
-
-
-def _user_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    current = _user_version(conn)
-    if current > len(MIGRATIONS):
-        raise ConfigError(
-            f"context database {path} has schema version {current}; this Rhetor knows up to {len(MIGRATIONS)}"
-        )
-    for target in range(current + 1, len(MIGRATIONS) + 1):
-        with _immediate(conn):
-            if _user_version(conn) >= target:  # another process migrated while we waited for the lock
-                continue
-            for statement in MIGRATIONS[target - 1]:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {target}")
 
 
 def _encode_turn(messages: list[NewMessage]) -> list[_Row]:
@@ -239,7 +150,7 @@ def _append(conn: sqlite3.Connection, cid: str, meta: str, rows: list[_Row], sta
     # Stamped here, on the worker, so timestamps rise with message ids even under concurrent turns.
     stamped = [(role, content, status, utc_now(), md) for role, content, md in rows]
     now = stamped[-1][3]
-    with _immediate(conn):
+    with immediate(conn):
         conn.execute(
             "INSERT INTO contexts (id, created_at, updated_at, metadata) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
@@ -288,7 +199,7 @@ def _summaries(conn: sqlite3.Connection, cid: str | None) -> list[ContextSummary
 
 
 def _delete(conn: sqlite3.Connection, cid: str) -> bool:
-    with _immediate(conn):
+    with immediate(conn):
         deleted = conn.execute("DELETE FROM contexts WHERE id = ?", (cid,)).rowcount
     return deleted > 0
 
