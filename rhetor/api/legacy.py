@@ -30,25 +30,15 @@ from starlette.routing import BaseRoute, Route
 from rhetor.api import shapes
 from rhetor.api.native import sse
 from rhetor.api.responses import invalid, json_response, parse_json
-from rhetor.api.schemas import MessageIn
+from rhetor.api.schemas import ChatFields, MessageIn
 from rhetor.errors import InvalidRequestError, RhetorError, UnknownModelError
 from rhetor.gateway import ChatInput, ChatOutcome, Gateway, StreamSession, now_iso
 from rhetor.providers import ALIASES, REGISTRY, canonical
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
 
 
-class LegacyBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    message: str | None = None
-    messages: list[MessageIn] | None = None
-    context_id: str = Field("default", min_length=1, max_length=256)
-    task_type: str | None = None
-    component: str | None = None
-    provider_id: str | None = None
-    model_id: str | None = None
-    system_prompt: str | None = None
-    streaming: bool = False
-    options: dict[str, Any] = Field(default_factory=dict)
+class LegacyBody(ChatFields):
+    context_id: str = Field("default", min_length=1, max_length=256)  # the legacy default
 
 
 class GenerateBody(BaseModel):

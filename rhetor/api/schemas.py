@@ -18,11 +18,12 @@ class MessageIn(BaseModel):
     content: str
 
 
-class ChatBody(BaseModel):
+class ChatFields(BaseModel):
+    """The fields every native and legacy chat body shares."""
+
     model_config = ConfigDict(extra="ignore")
     message: str | None = None
     messages: list[MessageIn] | None = None
-    context_id: str | None = Field(None, min_length=1, max_length=256)
     task_type: str | None = None
     component: str | None = None
     provider_id: str | None = None
@@ -30,6 +31,10 @@ class ChatBody(BaseModel):
     system_prompt: str | None = None
     streaming: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatBody(ChatFields):
+    context_id: str | None = Field(None, min_length=1, max_length=256)
     template_id: str | None = Field(None, min_length=1, max_length=128)  # a prompt template (rhetor.prompts)
     template_version: int | None = Field(None, ge=0)
     variables: dict[str, Any] | None = None
@@ -61,4 +66,4 @@ class ChatBody(BaseModel):
         )
 
 
-__all__ = ["ChatBody", "MessageIn"]
+__all__ = ["ChatBody", "ChatFields", "MessageIn"]

@@ -11,16 +11,14 @@ Knows nothing of Rhetor.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from tests.fakes.script import Action, Script, read_body
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, fake_vector, quote_result
 
@@ -33,26 +31,6 @@ ERRORS: dict[int, str] = {  # status -> Ollama's own message for it
     503: "server busy, please try again.  maximum pending requests exceeded",
 }
 STREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
-
-
-@dataclass(slots=True)
-class Action:
-    kind: str  # "fail" | "cut" | "error_event" | "delay"
-    status: int = 0
-    retry_after: float | None = None
-    message: str | None = None
-    after: int = 0
-    clean: bool = False
-    seconds: float = 0.0
-
-
-async def read_body(receive: Any) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if not message.get("more_body"):
-            return body
 
 
 async def send_bytes(send: Any, status: int, body: bytes, content_type: bytes = b"application/json; charset=utf-8",
@@ -71,11 +49,12 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
-class FakeOllama:
+class FakeOllama(Script):
     """The fake's state and ASGI app. Tests set `reply_text`, `chunk_delay`, `models` and read `requests`
     (JSON bodies on /api/chat), `tags_requests` (GETs of /api/tags) and `disconnects` (abandoned streams)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.base_url = ""  # http://127.0.0.1:PORT, set when served
         self.requests: list[dict[str, Any]] = []
         self.reply_text = "Hello from fake Ollama"
@@ -85,36 +64,8 @@ class FakeOllama:
         self.disconnects = 0
         self.tool_arguments: dict[str, Any] = {"city": "Paris"}  # a tool call's arguments, when tools are offered
         self.embed_requests: list[dict[str, Any]] = []
-        self._script: deque[Action] = deque()
-        self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ scripting (called from the test thread)
-
-    def _add(self, action: Action, n: int) -> None:
-        with self._lock:
-            self._script.extend(replace(action) for _ in range(n))
-
-    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
-                  message: str | None = None) -> None:
-        """The next n chat requests answer `status` with `{"error": "..."}` (and Retry-After if given)."""
-        self._add(Action("fail", status=status, retry_after=retry_after, message=message), n)
-
-    def cut_next(self, after_chunks: int, n: int = 1, *, clean: bool = False) -> None:
-        """Streaming: `after_chunks` lines, then the connection drops (clean=True: the body ends properly but
-        without the done line). Non-stream: headers, then a drop."""
-        self._add(Action("cut", after=after_chunks, clean=clean), n)
-
-    def error_event_next(self, after_chunks: int) -> None:
-        """Streaming: after `after_chunks` lines, an `{"error": "..."}` line and the end of the body.
-        Non-stream: a 500 with the same error."""
-        self._add(Action("error_event", after=after_chunks), 1)
-
-    def delay_next(self, seconds: float, n: int = 1) -> None:
-        self._add(Action("delay", seconds=seconds), n)
-
-    def _pop(self) -> Action | None:
-        with self._lock:
-            return self._script.popleft() if self._script else None
+    # ------------------------------------------------------------ (scripting: tests.fakes.script)
 
     def _resolve(self, name: str) -> str | None:
         """Ollama's model lookup: `llama3` means `llama3:latest`."""

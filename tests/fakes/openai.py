@@ -11,17 +11,15 @@ consumed in order, one per chat request. Knows nothing of Rhetor.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from tests.fakes.script import Action, Script, read_body, send_bytes
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, fake_vector, quote_result, split_json
 
@@ -43,43 +41,16 @@ NO_KEY = ("You didn't provide an API key. You need to provide your API key in an
           "obtain an API key from https://platform.openai.com/account/api-keys.")
 
 
-@dataclass(slots=True)
-class Action:
-    kind: str  # "fail" | "cut" | "error_event" | "delay"
-    status: int = 0
-    retry_after: float | None = None
-    message: str | None = None
-    after: int = 0
-    clean: bool = False
-    seconds: float = 0.0
-
-
 def error_body(message: str, etype: str, code: str | None = None, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
 
 
-async def read_body(receive: Any) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if not message.get("more_body"):
-            return body
-
-
-async def send_bytes(send: Any, status: int, body: bytes, content_type: bytes = b"application/json",
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class FakeOpenAI:
+class FakeOpenAI(Script):
     """The fake's state and ASGI app. Tests set `reply_text`, `chunk_delay`, `omit_done`, `api_key` and read
     `requests` (JSON bodies), `headers` (request headers) and `disconnects` (streams the client abandoned)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.base_url = ""  # http://127.0.0.1:PORT/v1, set when served
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -91,38 +62,8 @@ class FakeOpenAI:
         self.disconnects = 0
         self.tool_arguments = '{"city": "Paris"}'  # what a tool call's arguments are, when tools are offered
         self.embedding_requests: list[dict[str, Any]] = []
-        self._script: deque[Action] = deque()
-        self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ scripting (called from the test thread)
-
-    def _add(self, action: Action, n: int) -> None:
-        with self._lock:
-            self._script.extend(replace(action) for _ in range(n))
-
-    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
-                  message: str | None = None) -> None:
-        """The next n chat requests answer `status` with OpenAI's error body (and Retry-After if given)."""
-        self._add(Action("fail", status=status, retry_after=retry_after, message=message), n)
-
-    def cut_next(self, after_chunks: int, n: int = 1, *, clean: bool = False) -> None:
-        """Streaming: the role chunk and `after_chunks` content chunks, then the connection drops (clean=True:
-        the body ends properly but without finish_reason or [DONE]). Non-stream: headers, then a drop."""
-        self._add(Action("cut", after=after_chunks, clean=clean), n)
-
-    def error_event_next(self, after_chunks: int) -> None:
-        """Streaming: after `after_chunks` content chunks, `data: {"error": {... server_error ...}}` and the
-        end of the body. Non-stream: a 500 with the same error."""
-        self._add(Action("error_event", after=after_chunks), 1)
-
-    def delay_next(self, seconds: float, n: int = 1) -> None:
-        self._add(Action("delay", seconds=seconds), n)
-
-    def _pop(self) -> Action | None:
-        with self._lock:
-            return self._script.popleft() if self._script else None
-
-    # ------------------------------------------------------------ the ASGI app
+    # ------------------------------------------------------------ the ASGI app (scripting: tests.fakes.script)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
