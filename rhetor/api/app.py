@@ -80,8 +80,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
         app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(health.RequestCounter, metrics=app.state.runtime.metrics)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.runtime.metrics)
     return app
 
 

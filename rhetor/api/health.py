@@ -28,7 +28,6 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hermes_integration import HermesClient, Registration, endpoint_url, registration_payload
 from rhetor import __version__
@@ -177,40 +176,6 @@ class RhetorServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-class RequestCounter:
-    """Pure-ASGI counter of requests, requests in flight, 5xx answers and open WebSockets."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        m = self.metrics
-        if scope["type"] == "websocket":
-            m.websockets += 1
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                m.websockets -= 1
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        m.request_started()
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            m.request_finished(status)
-
-
 def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
@@ -274,4 +239,4 @@ routes: list[BaseRoute] = [
     Route("/api/shutdown", shutdown, methods=["POST"]),
 ]
 
-__all__ = ["RequestCounter", "RhetorServer", "Runtime", "routes"]
+__all__ = ["RhetorServer", "Runtime", "routes"]

@@ -1,7 +1,8 @@
-"""Conversation storage for Rhetor: the ContextStore protocol, the SQLite default, and window trimming.
+"""Conversation storage for Rhetor: the ContextStore protocol, the SQLite default, window trimming, and
+semantic memory (embedders, vectors, retrieval, the background indexer).
 
-The gateway imports from here only. Nothing in this package knows of HTTP, routing or provider wire
-formats; providers know nothing of it.
+Nothing in this package knows of Rhetor's web layer, routing or provider wire formats (the one outward HTTP
+client is the optional Engram mirror in `engram.py`, which speaks Engram's API); providers know nothing of it.
 """
 
 from rhetor.context.sqlite import MIGRATIONS, SqliteContextStore

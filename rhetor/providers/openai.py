@@ -9,6 +9,7 @@ sent only in the Authorization header and is scrubbed from every error message.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -260,6 +261,7 @@ def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
                       usage.input_tokens if usage else 0)
 
 
+@functools.lru_cache(maxsize=1024)
 def context_window(model: str) -> int:
     return next((size for prefix, size in CONTEXT_WINDOWS if model.startswith(prefix)),
                 DEFAULT_CONTEXT_WINDOW)
