@@ -151,7 +151,9 @@ def test_body_over_the_cap_is_413_for_both_sdks(tmp_path: Path) -> None:
                 pytest.raises(openai.APIStatusError) as oerr:
             o.chat.completions.create(model="simulated/simulated-fast", messages=big)
         assert oerr.value.status_code == 413
+        assert "exceeds 2000 bytes" in oerr.value.message and oerr.value.code == "payload_too_large"
         with anthropic.Anthropic(base_url=url, api_key="x", max_retries=0) as a, \
                 pytest.raises(anthropic.APIStatusError) as aerr:
             a.messages.create(model="simulated/simulated-fast", max_tokens=5, messages=big)
         assert aerr.value.status_code == 413
+        assert aerr.value.body["error"]["type"] == "payload_too_large"  # type: ignore[index]

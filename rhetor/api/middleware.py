@@ -88,7 +88,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = (b'{"error":{"type":"payload_too_large","message":"request body exceeds %d bytes"}}' % limit)
+    # Sent before any route runs, so one body fits every front: the native `{error:{type,message}}`, OpenAI's
+    # `{error:{message,type,param,code}}` and Anthropic's `{type:"error", error:{type,message}}`.
+    body = (b'{"type":"error","error":{"type":"payload_too_large","message":"request body exceeds %d bytes",'
+            b'"param":null,"code":"payload_too_large"}}' % limit)
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
