@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from rhetor.types import ChatRequest, ChatResponse, ProviderEvent
+from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamEnd, TextDelta, ToolCallDelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,21 @@ class EmbeddingProvider(Protocol):
     def embedding_models(self) -> list[str]: ...
 
 
+class LineDecoder(Protocol):
+    """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each line, drain `pending`
+    (tool-call deltas) after each, and `end()` gives the one StreamEnd or raises if the stream may not end yet.
+    `finished` says the terminator was seen, so a connection cut after it loses nothing."""
+
+    pending: list[ToolCallDelta]
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, line: str) -> TextDelta | None: ...
+
+    def end(self) -> StreamEnd: ...
+
+
 class AvailabilityCache:
     """Caches an availability probe for `ttl_s` so checks stay cheap and never hammer the upstream."""
 
@@ -82,4 +97,5 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-__all__ = ["Availability", "AvailabilityCache", "EmbeddingProvider", "Embeddings", "Provider", "estimate_tokens"]
+__all__ = ["Availability", "AvailabilityCache", "EmbeddingProvider", "Embeddings", "LineDecoder", "Provider",
+           "estimate_tokens"]

@@ -23,6 +23,8 @@ from rhetor.errors import (
     UpstreamTimeoutError,
     parse_retry_after,
 )
+from rhetor.providers.base import LineDecoder
+from rhetor.types import ProviderEvent
 
 
 class HttpUpstream:
@@ -110,6 +112,30 @@ class HttpUpstream:
                     yield line.rstrip(b"\r\n")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.scrub(self.transport_error(exc, model, started=started)) from None
+
+    async def events(self, path: str, payload: Any, decoder: LineDecoder, *, model: str,
+                     timeout_s: float | None = None, accept: str = "text/event-stream"
+                     ) -> AsyncIterator[ProviderEvent]:
+        """Stream `path` through a provider's line decoder: its deltas as they come, then its StreamEnd.
+
+        The body is read to its end even after the terminator, so the connection returns to the pool; a cut
+        after the terminator loses nothing. Closing this generator early closes the upstream response.
+        """
+        try:
+            async for line in self.stream_lines(path, payload, model=model, timeout_s=timeout_s, accept=accept):
+                delta = decoder.feed(line.decode("utf-8", "replace"))
+                if delta is not None:
+                    yield delta
+                if decoder.pending:
+                    for tool_delta in decoder.pending:
+                        yield tool_delta
+                    decoder.pending.clear()
+        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
+            if not decoder.finished:
+                raise
+        except ProviderError as exc:
+            raise self.scrub(exc) from None
+        yield decoder.end()
 
     async def aclose(self) -> None:
         if self._session is not None:

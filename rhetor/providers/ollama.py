@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
+from rhetor.errors import ProviderError, UpstreamProtocolError, UpstreamStatusError
 from rhetor.providers.base import Availability, AvailabilityCache, Embeddings
 from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
@@ -166,7 +166,7 @@ class StreamState:
         self.pending: list[ToolCallDelta] = []  # whole tool calls of the last fed line, drained by the caller
 
     @property
-    def done(self) -> bool:
+    def finished(self) -> bool:
         return self.final is not None
 
     def feed(self, line: str) -> TextDelta | None:
@@ -236,25 +236,9 @@ class OllamaProvider:
                                              timeout_s=request.timeout_s)
         return parse_response(data, request.model)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        state = StreamState(request.model)
-        try:
-            # Read to the end of the body even after the done line, so the connection returns to the pool;
-            # closing this generator early closes the upstream response.
-            async for line in self._http.stream_lines("/api/chat", build_payload(request, stream=True),
-                                                      model=request.model, timeout_s=request.timeout_s,
-                                                      accept="application/x-ndjson"):
-                delta = state.feed(line.decode("utf-8", "replace"))
-                if delta is not None:
-                    yield delta
-                if state.pending:
-                    for tool_delta in state.pending:
-                        yield tool_delta
-                    state.pending.clear()
-        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
-            if not state.done:  # a cut after the done line loses nothing
-                raise
-        yield state.end()
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        return self._http.events("/api/chat", build_payload(request, stream=True), StreamState(request.model),
+                                 model=request.model, timeout_s=request.timeout_s, accept="application/x-ndjson")
 
     def embedding_models(self) -> list[str]:
         return list(self._models) or [DEFAULT_EMBEDDING_MODEL]

@@ -19,7 +19,6 @@ import orjson
 from rhetor.errors import (
     ProviderError,
     ProviderUnavailableError,
-    UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
 )
@@ -234,11 +233,11 @@ class StreamState:
         return TextDelta(chunk.text) if chunk.text else None
 
     @property
-    def complete(self) -> bool:
+    def finished(self) -> bool:
         return self.done or self.finish is not None
 
     def end(self) -> StreamEnd:
-        if not self.complete:
+        if not self.finished:
             raise UpstreamProtocolError("openai stream ended before [DONE] and without a finish_reason",
                                         provider=PROVIDER, model=self.model)
         return StreamEnd(self.finish or "stop", self.usage or Usage(), self.model)
@@ -295,28 +294,10 @@ class OpenAIProvider:
         except ProviderError as exc:
             raise self._http.scrub(exc) from None
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        model = request.model
-        self._require_key(model)
-        state = StreamState(model)
-        try:
-            # Read to the end of the body even after [DONE], so the connection returns to the pool; closing
-            # this generator early closes the upstream response.
-            async for line in self._http.stream_lines("/chat/completions", build_payload(request, stream=True),
-                                                      model=model, timeout_s=request.timeout_s):
-                delta = state.feed(line.decode("utf-8", "replace"))
-                if delta is not None:
-                    yield delta
-                if state.pending:
-                    for tool_delta in state.pending:
-                        yield tool_delta
-                    state.pending.clear()
-        except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
-            if not state.complete:  # a cut after the finish_reason loses at most the usage chunk
-                raise
-        except ProviderError as exc:
-            raise self._http.scrub(exc) from None
-        yield state.end()
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        self._require_key(request.model)
+        return self._http.events("/chat/completions", build_payload(request, stream=True),
+                                 StreamState(request.model), model=request.model, timeout_s=request.timeout_s)
 
     async def models(self) -> list[str]:
         return list(MODELS)
