@@ -5,8 +5,12 @@
     ├── InvalidRequestError       400    the caller's request cannot be served as asked
     │   ├── UnknownProviderError  400    lists the valid providers
     │   ├── UnknownModelError     400    lists the valid models
-    │   └── ModelNotFoundError    404    a compat-API model name that matches no form
+    │   ├── ModelNotFoundError    404    a compat-API model name that matches no form
+    │   ├── TemplateSyntaxInvalid 400    a template's text does not compile (or uses include/import/extends)
+    │   └── TemplateRenderError   400    rendering failed, or the sandbox refused (`type` says which)
     ├── AuthenticationError       401    RHETOR_API_KEYS is set and the caller gave no valid key
+    ├── TemplateNotFoundError     404    no template (or version) by that id
+    ├── TemplateConflictError     409    creating a template id that exists
     ├── PayloadTooLargeError      413
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
@@ -82,6 +86,32 @@ class ModelNotFoundError(InvalidRequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="model")
+
+
+class TemplateSyntaxInvalid(InvalidRequestError):
+    type = "template_syntax_error"
+
+    def __init__(self, message: str, *, param: str = "text") -> None:
+        super().__init__(message, param=param)
+
+
+class TemplateRenderError(InvalidRequestError):
+    type = "template_render_error"
+
+    def __init__(self, message: str, *, error_type: str | None = None, param: str | None = "variables") -> None:
+        super().__init__(message, param=param)
+        if error_type:
+            self.type = error_type
+
+
+class TemplateNotFoundError(RhetorError):
+    status = 404
+    type = "not_found"
+
+
+class TemplateConflictError(RhetorError):
+    status = 409
+    type = "conflict"
 
 
 class AuthenticationError(RhetorError):
@@ -189,6 +219,10 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailableError",
     "RhetorError",
+    "TemplateConflictError",
+    "TemplateNotFoundError",
+    "TemplateRenderError",
+    "TemplateSyntaxInvalid",
     "UnknownModelError",
     "UnknownProviderError",
     "UpstreamConnectError",

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from rhetor.errors import InvalidRequestError
-from rhetor.prompts.errors import TemplateRenderError, TemplateSyntaxInvalid
+from rhetor.errors import InvalidRequestError, TemplateRenderError, TemplateSyntaxInvalid
 from rhetor.prompts.sandbox import compile_text, render
 from rhetor.prompts.templates import bind, make_version, validate_id
 

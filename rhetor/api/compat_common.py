@@ -19,20 +19,16 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from rhetor.api.native import gateway
 from rhetor.api.responses import parse_json
 from rhetor.context.store import validate_context_id
-from rhetor.gateway import ChatInput, Gateway, StreamSession
+from rhetor.gateway import ChatInput, StreamSession
 from rhetor.routing.fallback import RunInfo
 from rhetor.routing.models import ModelRoute, resolve_model_name
 from rhetor.types import Message
 
 B = TypeVar("B", bound=BaseModel)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
 
 
 async def read_body(request: Request, model: type[B]) -> B:

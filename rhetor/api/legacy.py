@@ -28,11 +28,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api import shapes
-from rhetor.api.native import sse
+from rhetor.api.native import gateway, sse
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatFields, MessageIn
 from rhetor.errors import InvalidRequestError, RhetorError, UnknownModelError
-from rhetor.gateway import ChatInput, ChatOutcome, Gateway, StreamSession, now_iso
+from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso
 from rhetor.providers import ALIASES, REGISTRY, canonical
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
 
@@ -150,7 +150,7 @@ async def _parse(request: Request, needs: str) -> LegacyBody | Response:
 
 
 async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
-    gw: Gateway = request.app.state.gateway
+    gw = gateway(request)
     inp, context = legacy_input(body, defaults_of(request.app)), body.context_id
     try:
         if not stream:
@@ -201,7 +201,7 @@ async def chat(request: Request) -> Response:
 
 
 async def providers(request: Request) -> Response:
-    status = await request.app.state.gateway.provider_status()
+    status = await gateway(request).provider_status()
     chosen = defaults_of(request.app).get()
     status["current_provider"], status["current_model"] = chosen or (status["default_provider"],
                                                                      status["default_model"])
@@ -217,7 +217,7 @@ async def set_provider(request: Request) -> Response:
         return invalid([{"loc": ("provider_id",), "msg": "Field required (a provider id, e.g. 'anthropic')"}])
     if raw_model is not None and not isinstance(raw_model, str):
         return invalid([{"loc": ("model_id",), "msg": "must be a string"}])
-    gw: Gateway = request.app.state.gateway
+    gw = gateway(request)
     try:
         name = canonical(raw_provider)
         provider = gw.providers.get(name)
@@ -259,14 +259,14 @@ async def generate(request: Request) -> Response:
     body = await _generate_body(request)
     if isinstance(body, Response):
         return body
-    return json_response(shapes.result(await request.app.state.gateway.chat(_generate_input(body))))
+    return json_response(shapes.result(await gateway(request).chat(_generate_input(body))))
 
 
 async def generate_stream(request: Request) -> Response:
     body = await _generate_body(request)
     if isinstance(body, Response):
         return body
-    return sse(await request.app.state.gateway.open_stream(_generate_input(body)))
+    return sse(await gateway(request).open_stream(_generate_input(body)))
 
 
 routes: list[BaseRoute] = [

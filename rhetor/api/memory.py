@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.context.retrieval import Memory
 from rhetor.context.store import component_of, validate_context_id
 from rhetor.errors import InvalidRequestError, RhetorError
-from rhetor.gateway import ChatInput, Gateway
+from rhetor.gateway import ChatInput
 
 MAX_TRANSCRIPT_CHARS: Final = 24_000  # ~6k tokens: fits the smallest routed window with room for the reply
 SUMMARY_PROMPT: Final = (
@@ -48,13 +49,8 @@ class SummarizeBody(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-def _gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
-
-
 def _memory(request: Request) -> Memory:
-    memory = _gateway(request).memory
+    memory = gateway(request).memory
     if memory is None:
         raise RhetorError("memory is not running")
     return memory
@@ -97,7 +93,7 @@ async def search_context(request: Request) -> Response:
     body = await _search_body(request, query_params=True)
     if isinstance(body, Response):
         return body
-    if await _gateway(request).store.get_summary(context_id) is None:
+    if await gateway(request).store.get_summary(context_id) is None:
         return _not_found(context_id)
     return await _answer(_memory(request), body, context_id=context_id)
 
@@ -127,7 +123,7 @@ async def summarize(request: Request) -> Response:
         body = SummarizeBody.model_validate(parse_json(raw) if raw else {})
     except ValidationError as exc:
         return invalid(list(exc.errors()))
-    gw = _gateway(request)
+    gw = gateway(request)
     if await gw.store.get_summary(context_id) is None:
         return _not_found(context_id)
     stored = [m for m in await gw.store.history(context_id) if m.role in ("user", "assistant")]

@@ -14,8 +14,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from rhetor.errors import InvalidRequestError
-from rhetor.prompts.errors import TemplateConflictError, TemplateNotFoundError, TemplateRenderError
+from rhetor.errors import InvalidRequestError, TemplateConflictError, TemplateNotFoundError, TemplateRenderError
 from rhetor.prompts.store import Rendered, TemplateStore
 from rhetor.prompts.templates import Version
 from rhetor.types import Message

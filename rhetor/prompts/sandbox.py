@@ -25,7 +25,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rhetor.prompts.errors import TemplateRenderError, TemplateSyntaxInvalid
+from rhetor.errors import TemplateRenderError, TemplateSyntaxInvalid
 
 MAX_TEMPLATE_CHARS = 100_000  # the source text
 MAX_OUTPUT_CHARS = 1_000_000  # one render's output

@@ -24,8 +24,7 @@ from typing import Any
 
 from jinja2.environment import Template
 
-from rhetor.errors import InvalidRequestError
-from rhetor.prompts.errors import TemplateConflictError, TemplateNotFoundError
+from rhetor.errors import InvalidRequestError, TemplateConflictError, TemplateNotFoundError
 from rhetor.prompts.persist import TemplateDB
 from rhetor.prompts.sandbox import compile_text, render
 from rhetor.prompts.templates import (
