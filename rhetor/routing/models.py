@@ -22,14 +22,10 @@ from typing import Any
 
 from rhetor.errors import ConfigError, InvalidRequestError, ModelNotFoundError, UnknownProviderError
 from rhetor.providers import canonical
+from rhetor.routing.names import BARE_PREFIXES
 from rhetor.routing.router import Route
 
 TASK_PREFIX = "rhetor"
-BARE_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("claude-",), "anthropic"),
-    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
-    (("simulated-",), "simulated"),
-)
 
 
 @dataclass(frozen=True, slots=True)

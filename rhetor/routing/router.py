@@ -5,7 +5,8 @@ whether a model exists (that needs the provider; the gateway does it) nor whethe
 (the fallback runner does). Knows provider names only through the registry's `canonical`.
 
 Order of the chain:
-    1. the primary: the request's provider/model override if any, else the entry's first target;
+    1. the primary: the request's provider/model override if any, else the entry's first target (a model
+       named without a provider runs on the provider that serves it: rhetor.routing.names);
     2. the request's options.fallback_provider/fallback_model, if set (null = ignore);
     3. the rest of the entry's chain (targets, then its own options.fallback_*);
     4. simulated/<default model>, unless the entry says "simulated_fallback": false or simulated is present.
@@ -28,6 +29,7 @@ from rhetor.routing.config import (
     TaskConfig,
     resolve_model,
 )
+from rhetor.routing.names import provider_for_model, split_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,11 @@ def _target(spec: TargetSpec, defaults: Mapping[str, str]) -> Target:
 
 
 def _override(provider: str | None, model: str | None, base: Target, defaults: Mapping[str, str]) -> Target:
-    """provider+model as given; model alone = base's provider; provider alone = its default model."""
+    """provider+model as given; provider alone = its default model; model alone = the provider that serves
+    it (`provider/model`, or a recognisable bare name: rhetor.routing.names), else base's provider."""
+    if provider is None and model is not None:
+        provider, model = split_model(model)
+        provider = provider or provider_for_model(model)
     if provider is not None:
         name = canonical(provider)  # raises UnknownProviderError listing the valid ones
         return Target(name, model or resolve_model(name, None, defaults))
