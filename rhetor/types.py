@@ -56,8 +56,14 @@ class Message:
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens of one answer. `cached_input_tokens` (read from the vendor's prompt cache) and `cache_write_tokens`
+    are parts of `input_tokens`; `reasoning_tokens` are part of `output_tokens` (they price differently)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

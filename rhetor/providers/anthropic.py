@@ -128,6 +128,13 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def usage_of(usage: dict[str, Any]) -> Usage:
+    """Anthropic counts cache reads and writes apart from `input_tokens`; the normalized Usage counts them in it."""
+    read, write = _int(usage.get("cache_read_input_tokens")), _int(usage.get("cache_creation_input_tokens"))
+    return Usage(_int(usage.get("input_tokens")) + read + write, _int(usage.get("output_tokens")),
+                 cached_input_tokens=read, cache_write_tokens=write)
+
+
 def parse_response(data: Any, model: str = "") -> ChatResponse:
     """A ChatResponse from a Messages API `message` object; UpstreamProtocolError if it is not one."""
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
@@ -141,7 +148,7 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         model=str(data.get("model") or model),
         provider=PROVIDER,
         finish_reason=finish_reason(data.get("stop_reason")),
-        usage=Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens"))),
+        usage=usage_of(usage),
         tool_calls=parse_tool_uses(blocks),
         stop_sequence=data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
     )
@@ -191,6 +198,8 @@ class StreamState:
         self.model = model
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_read = 0
+        self.cache_write = 0
         self.stop_reason: Any = None
         self.stop_sequence: str | None = None
         self.done = False
@@ -225,6 +234,8 @@ class StreamState:
             usage = _obj(message, "usage")
             self.input_tokens = _int(usage.get("input_tokens"))
             self.output_tokens = _int(usage.get("output_tokens"))
+            self.cache_read = _int(usage.get("cache_read_input_tokens"))
+            self.cache_write = _int(usage.get("cache_creation_input_tokens"))
         elif kind == "message_delta":
             delta = _obj(data, "delta")
             self.stop_reason = delta.get("stop_reason", self.stop_reason)
@@ -236,7 +247,9 @@ class StreamState:
             self.input_tokens = _int(usage.get("input_tokens")) or self.input_tokens
         elif kind == "message_stop":
             self.done = True
-            totals = Usage(self.input_tokens, self.output_tokens)
+            totals = usage_of({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                               "cache_read_input_tokens": self.cache_read,
+                               "cache_creation_input_tokens": self.cache_write})
             return StreamEnd(finish_reason(self.stop_reason), totals, self.model, stop_sequence=self.stop_sequence)
         elif kind == "error":
             raise error_event(data, self.model)

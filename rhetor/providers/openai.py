@@ -114,7 +114,12 @@ def parse_usage(value: Any) -> Usage | None:
     if not isinstance(value, dict):
         return None
     prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
-    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    details, out_details = value.get("prompt_tokens_details"), value.get("completion_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
+    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0,
+                 cached_input_tokens=cached if isinstance(cached, int) else 0,
+                 reasoning_tokens=reasoning if isinstance(reasoning, int) else 0)
 
 
 def error_event(err: Any, model: str = "") -> UpstreamStatusError:
