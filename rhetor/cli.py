@@ -109,7 +109,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from rhetor.api.app import create_app
-    from rhetor.api.health import RhetorServer
+    from rhetor.api.health import UVICORN_GRACE_S, RhetorServer
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # loads and validates the task config before binding the port
@@ -119,9 +119,10 @@ def _serve(settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
-                            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)), lifespan="on")
+                            timeout_graceful_shutdown=UVICORN_GRACE_S, lifespan="on")
     # RhetorServer = uvicorn's server, known to the app: POST /shutdown stops it, a signal marks it not-ready
-    # and tells Hermes at once, and the Hermes endpoint uses the port it really bound.
+    # and tells Hermes at once, and the Hermes endpoint uses the port it really bound. It drains for
+    # RHETOR_SHUTDOWN_GRACE_S and ends open streams itself *before* uvicorn's (short) graceful timeout starts.
     server = RhetorServer(config, app.state.runtime)
     server.run()
     return 0 if server.started else 3

@@ -19,8 +19,10 @@ import hmac
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -174,6 +176,48 @@ class RhetorServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.runtime.begin_drain()
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Rhetor drains before uvicorn does, so no stream is ever cut by uvicorn's forced cancel: stop
+        accepting, let answers and streams finish for up to RHETOR_SHUTDOWN_GRACE_S, then end the streams still
+        open with their protocol's final error frame (rhetor.drain), and only then run uvicorn's own shutdown
+        (which closes WebSockets with 1012, so they are left open until here)."""
+        gw = self.runtime.gateway
+        if gw is not None and not self.force_exit:
+            for server in self.servers:
+                server.close()  # no new connections; uvicorn's shutdown closes them again, harmlessly
+            for conn in list(self.server_state.connections):
+                if not _is_websocket(conn):
+                    conn.shutdown()  # idle keep-alive connections close now, busy ones after their response
+            grace = self.runtime.settings.shutdown_grace_s
+            if not await _until(lambda: not gw.drain.busy() and not self._http_connections(), grace):
+                ended = gw.drain.expire()
+                log.warning("shutdown grace of %.1f s is over: ending %d open stream(s) with a final error frame",
+                            grace, ended)
+                await _until(lambda: not gw.drain.streams, FLUSH_S)
+        await super().shutdown(sockets)
+
+    def _http_connections(self) -> bool:
+        return any(not _is_websocket(c) for c in self.server_state.connections)
+
+
+FLUSH_S = 2.0  # after the grace: how long ended streams get to send their final frame
+UVICORN_GRACE_S = 3  # uvicorn's own timeout_graceful_shutdown, which starts only after Rhetor's drain
+
+
+def _is_websocket(conn: object) -> bool:
+    return type(conn).__module__.startswith("uvicorn.protocols.websockets")
+
+
+async def _until(done: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
+    """Wait until `done()`; False if `timeout_s` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(poll_s, left))
+    return True
 
 
 def runtime_of(request: Request) -> Runtime:
