@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from rhetor.context import ContextStore, NewMessage
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
-from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
@@ -31,6 +30,7 @@ from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import FallbackRunner, RunInfo
 from rhetor.routing.models import pinned
+from rhetor.routing.options import request_options
 from rhetor.routing.router import Route, Target, route
 from rhetor.settings import Settings
 from rhetor.types import (
@@ -45,7 +45,7 @@ from rhetor.types import (
     ToolSpec,
 )
 
-_SAMPLING = {"temperature": float, "top_p": float, "max_tokens": int}
+_SAMPLING = ("temperature", "top_p", "max_tokens")
 
 
 def now_iso() -> str:
@@ -111,33 +111,12 @@ class StreamSession:
         assert target is not None
         self.provider, self.model = target.provider, target.model
         self.simulated = target.provider == "simulated"
-        self._expired = False
-        self._waiter: asyncio.Task[Any] | None = None  # the task awaiting the upstream's next event, if any
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         parts: list[str] = []
         status = "cancelled"
-        drain, source = self._gateway.drain, self._events
-        drain.streams.add(self)
-        self._expired = self._expired or drain.expired
         try:
-            while True:
-                if self._expired:  # shutdown grace ran out (rhetor.drain): the final error frame, stored cancelled
-                    if status == "cancelled":  # (not after the stream's own last event)
-                        yield shutdown_error()
-                    break
-                self._waiter = task = asyncio.current_task()
-                try:
-                    event = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except asyncio.CancelledError:
-                    # ours (expire) unless someone else cancelled too: then the task really is being stopped
-                    if not self._expired or task is None or task.uncancel() > 0:
-                        raise
-                    continue
-                finally:
-                    self._waiter = None
+            async for event in self._events:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 elif isinstance(event, StreamEnd):
@@ -146,15 +125,8 @@ class StreamSession:
                     status = "error"
                 yield event
         finally:
-            drain.streams.discard(self)
-            await _aclose(source)
+            await _aclose(self._events)
             await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
-
-    def expire(self) -> None:
-        """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""
-        self._expired = True
-        if self._waiter is not None:
-            self._waiter.cancel("rhetor shutdown: grace period over")
 
 
 class Gateway:
@@ -170,13 +142,14 @@ class Gateway:
         self.runner = FallbackRunner(providers, self.breaker, max_retry_after_s=settings.max_retry_after_s,
                                      backoff_base_s=settings.backoff_base_s)
         self.defaults = providers.default_models()
-        self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
     async def aclose(self) -> None:
         await self.providers.aclose()
 
     # -- preparation -------------------------------------------------------------------------------------
     async def _prepare(self, inp: ChatInput) -> _Prepared:
+        # The one check of `options` for every front, before routing or I/O (rhetor.routing.options).
+        inp = replace(inp, options=request_options(inp.options))
         rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
                    context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
                    options=inp.options)
@@ -225,10 +198,10 @@ class Gateway:
     def _builder(self, prepared: _Prepared) -> Any:
         opts = prepared.route.options
         sampling = _sampling(opts)
-        stop = opts.get("stop")
-        stops = [stop] if isinstance(stop, str) else (list(stop) if isinstance(stop, list) else None)
-        extra = {k: v for k, v in opts.items() if k not in _SAMPLING and k != "stop"}
+        stops = opts.get("stop")  # a list of strings or None: request_options normalized it
+        extra = {k: v for k, v in opts.items() if k not in _SAMPLING and k not in ("stop", "seed")}
         inp = prepared.inp
+        seed = inp.seed if inp.seed is not None else opts.get("seed")
 
         def build(target: Target, provider: Provider) -> ChatRequest:
             budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens"))
@@ -237,7 +210,7 @@ class Gateway:
                                temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
                                top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra,
                                tools=inp.tools, tool_choice=inp.tool_choice, response_format=inp.response_format,
-                               seed=inp.seed, user=inp.user)
+                               seed=seed, user=inp.user)
 
         return build
 
@@ -255,14 +228,11 @@ class Gateway:
     async def chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
         info = RunInfo()
-        self.drain.calls += 1
         try:
             response = await self.runner.complete(prepared.route, self._builder(prepared), info)
         except BaseException:
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
-        finally:
-            self.drain.calls -= 1
         await self._record(prepared, response.content, "complete")
         return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall)
 
@@ -298,16 +268,8 @@ class Gateway:
 
 
 def _sampling(opts: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, kind in _SAMPLING.items():
-        value = opts.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-            raise InvalidRequestError(f"options.{key} must be a {kind.__name__}, got {value!r}",
-                                      param=f"options.{key}")
-        out[key] = kind(value)
-    return out
+    """The set sampling knobs of a route's options (already typed: tasks.json's schema, request_options)."""
+    return {key: opts[key] for key in _SAMPLING if opts.get(key) is not None}
 
 
 async def _aclose(gen: AsyncIterator[Any]) -> None:

@@ -124,7 +124,8 @@ class SimulatedProvider:
     def _text(self, request: ChatRequest, family: str) -> tuple[str, str | None]:
         """The reply, cut before the first of the request's stop sequences it contains (and that sequence)."""
         text = shape_text(request, tool_result_text(request) or reply_text(request, family))
-        hits = [(text.index(s), s) for s in request.stop or [] if s and s in text]
+        # Strings only: a provider never trusts a caller's types (rhetor.routing.options checks them at the edge).
+        hits = [(text.index(s), s) for s in request.stop or [] if isinstance(s, str) and s and s in text]
         if not hits:
             return text, None
         at, seq = min(hits)

@@ -37,6 +37,7 @@ DEFAULT_RETRIES = 2
 SIMULATED = "simulated"
 ROUTING_OPTION_KEYS = frozenset({"provider", "model", "fallback_provider", "fallback_model"})
 SHIPPED = "rhetor/config/tasks.json"
+MAX_TOKENS_LIMIT = 2**31 - 1  # no model answers more; larger values only break a vendor's JSON encoder
 
 StrictFloat = Annotated[float, Strict()]
 StrictInt = Annotated[int, Strict()]
@@ -71,9 +72,10 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     temperature: Annotated[StrictFloat, Field(ge=0, le=2)] | None = None
-    max_tokens: Annotated[StrictInt, Field(gt=0)] | None = None
+    max_tokens: Annotated[StrictInt, Field(gt=0, le=MAX_TOKENS_LIMIT)] | None = None
     top_p: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
     stop: list[Annotated[str, Strict()]] | None = None
+    seed: Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | None = None  # vendors take a signed 64-bit seed
     fallback_provider: Annotated[str, Strict()] | None = None
     fallback_model: Annotated[str, Strict(), Field(min_length=1)] | None = None
 
