@@ -22,6 +22,7 @@ from rhetor.context import ContextStore, NewMessage
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
+from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
@@ -111,12 +112,33 @@ class StreamSession:
         assert target is not None
         self.provider, self.model = target.provider, target.model
         self.simulated = target.provider == "simulated"
+        self._expired = False
+        self._waiter: asyncio.Task[Any] | None = None  # the task awaiting the upstream's next event, if any
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         parts: list[str] = []
         status = "cancelled"
+        drain, source = self._gateway.drain, self._events
+        drain.streams.add(self)
+        self._expired = self._expired or drain.expired
         try:
-            async for event in self._events:
+            while True:
+                if self._expired:  # shutdown grace ran out (rhetor.drain): the final error frame, stored cancelled
+                    if status == "cancelled":  # (not after the stream's own last event)
+                        yield shutdown_error()
+                    break
+                self._waiter = task = asyncio.current_task()
+                try:
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    # ours (expire) unless someone else cancelled too: then the task really is being stopped
+                    if not self._expired or task is None or task.uncancel() > 0:
+                        raise
+                    continue
+                finally:
+                    self._waiter = None
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 elif isinstance(event, StreamEnd):
@@ -125,8 +147,15 @@ class StreamSession:
                     status = "error"
                 yield event
         finally:
-            await _aclose(self._events)
+            drain.streams.discard(self)
+            await _aclose(source)
             await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
+
+    def expire(self) -> None:
+        """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""
+        self._expired = True
+        if self._waiter is not None:
+            self._waiter.cancel("rhetor shutdown: grace period over")
 
 
 class Gateway:
@@ -142,6 +171,7 @@ class Gateway:
         self.runner = FallbackRunner(providers, self.breaker, max_retry_after_s=settings.max_retry_after_s,
                                      backoff_base_s=settings.backoff_base_s)
         self.defaults = providers.default_models()
+        self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
     async def aclose(self) -> None:
         await self.providers.aclose()
@@ -228,11 +258,14 @@ class Gateway:
     async def chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
         info = RunInfo()
+        self.drain.calls += 1
         try:
             response = await self.runner.complete(prepared.route, self._builder(prepared), info)
         except BaseException:
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
+        finally:
+            self.drain.calls -= 1
         await self._record(prepared, response.content, "complete")
         return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall)
 
