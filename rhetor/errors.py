@@ -15,6 +15,7 @@
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
     │   ├── CircuitOpenError             breaker open: skipped at once
+    │   │   └── CoolingDownError         inside the upstream's Retry-After window: skipped at once
     │   ├── UpstreamConnectError   ⟲     could not reach the upstream (connect refused, DNS)
     │   │   └── UpstreamTimeoutError ⟲   connect or read timed out
     │   ├── UpstreamStatusError   ⟲/✗    the upstream answered with an error status; retryable by status
@@ -142,6 +143,10 @@ class CircuitOpenError(ProviderError):
     type = "circuit_open"
 
 
+class CoolingDownError(CircuitOpenError):
+    type = "cooling_down"
+
+
 class UpstreamConnectError(ProviderError):
     type = "upstream_unreachable"
     retryable = True
@@ -213,6 +218,7 @@ __all__ = [
     "AuthenticationError",
     "CircuitOpenError",
     "ConfigError",
+    "CoolingDownError",
     "InvalidRequestError",
     "ModelNotFoundError",
     "PayloadTooLargeError",

@@ -167,9 +167,13 @@ class Gateway:
         self.store = store
         self.memory: Memory | None = None  # set by the app (rhetor.api.app); None = no retrieval
         self.templates = templates if templates is not None else TemplateStore(None)  # None: built-ins only
-        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s,
+                                      window_s=settings.breaker_window_s,
+                                      failure_rate=settings.breaker_failure_rate,
+                                      min_calls=settings.breaker_min_calls)
         self.runner = FallbackRunner(providers, self.breaker, max_retry_after_s=settings.max_retry_after_s,
-                                     backoff_base_s=settings.backoff_base_s)
+                                     backoff_base_s=settings.backoff_base_s,
+                                     max_retry_wait_s=settings.max_retry_wait_s)
         self.defaults = providers.default_models()
         self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
@@ -284,6 +288,7 @@ class Gateway:
     async def provider_status(self) -> dict[str, Any]:
         avail = await self.providers.availability()
         breakers = self.breaker.snapshot()
+        cooling = self.runner.cooldowns.snapshot()
         out: dict[str, Any] = {}
         for name, a in avail.items():
             provider = self.providers.get(name)
@@ -295,6 +300,7 @@ class Gateway:
                 "default_model": provider.default_model,
                 "models": [{"id": m, "name": m} for m in models],
                 "breakers": {k: v for k, v in breakers.items() if k.startswith(f"{name}/")},
+                "cooling_down": {k: v for k, v in cooling.items() if k.startswith(f"{name}/")},
             }
         default = next((n for n in ("anthropic", "openai", "ollama") if avail[n].ok), "simulated")
         return {"providers": out, "default_provider": default, "default_model": self.defaults[default]}

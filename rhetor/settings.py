@@ -45,6 +45,12 @@ class Settings(BaseModel):
     backoff_base_s: float = Field(0.5, ge=0)
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, ge=0)
+    # Item 6: a wait longer than this moves on to the next target (if one can serve) instead of sleeping;
+    # the breaker also opens on a failure rate over a short window (rhetor/routing/breaker.py).
+    max_retry_wait_s: float = Field(2.0, ge=0)
+    breaker_window_s: float = Field(10.0, gt=0)
+    breaker_failure_rate: float = Field(0.5, gt=0, le=1)
+    breaker_min_calls: int = Field(20, ge=1)
 
     # Semantic memory (rhetor/context/embedder.py): auto = local if the `local` extra is installed, else none
     # (retrieval then uses lexical search).
@@ -92,6 +98,10 @@ class Settings(BaseModel):
             "RHETOR_BACKOFF_BASE_S": "backoff_base_s",
             "RHETOR_BREAKER_THRESHOLD": "breaker_threshold",
             "RHETOR_BREAKER_COOLDOWN_S": "breaker_cooldown_s",
+            "RHETOR_MAX_RETRY_WAIT_S": "max_retry_wait_s",
+            "RHETOR_BREAKER_WINDOW_S": "breaker_window_s",
+            "RHETOR_BREAKER_FAILURE_RATE": "breaker_failure_rate",
+            "RHETOR_BREAKER_MIN_CALLS": "breaker_min_calls",
             "RHETOR_EMBEDDER": "embedder",
             "RHETOR_EMBEDDING_MODEL": "embedding_model",
             "RHETOR_INDEX_INTERVAL_S": "index_interval_s",

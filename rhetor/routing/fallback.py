@@ -4,6 +4,11 @@ success. Knows providers only through the Provider protocol and errors only thro
 Rules (house rules 3 and 4):
 - an unavailable provider (no key, unreachable) or an open breaker is skipped at once;
 - retryable failures are retried with exponential backoff and jitter, honouring Retry-After up to a cap;
+- but when the wait a target asks for (Retry-After or backoff) exceeds `max_retry_wait_s` and a later
+  target could serve, the runner moves on at once instead of sleeping it out;
+- a Retry-After is remembered per (provider, model) (rhetor.routing.cooldown): until it passes, following
+  requests skip that target when a later one could serve (the last candidate is still tried);
+- every retry asks the breaker again, and every call is counted in flight while it runs;
 - a non-retryable failure (400/401/403/404/422) is not retried; the next target is tried;
 - an `InvalidRequestError` (the caller's fault, e.g. an unknown simulated model) stops the run at once;
 - streams commit at the first event: before it, failures fall back; after it, a failure becomes one
@@ -12,18 +17,18 @@ Rules (house rules 3 and 4):
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
-
 from rhetor.errors import (
     AllTargetsFailedError,
     CircuitOpenError,
+    CoolingDownError,
     InvalidRequestError,
     ProviderError,
     ProviderUnavailableError,
@@ -34,6 +39,7 @@ from rhetor.errors import (
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider
 from rhetor.routing.breaker import CircuitBreaker
+from rhetor.routing.cooldown import Cooldowns
 from rhetor.routing.router import Route, Target
 from rhetor.timing import add_upstream_wait
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamError, StreamEvent
@@ -85,24 +91,39 @@ class RunInfo:
 
 class FallbackRunner:
     def __init__(self, providers: Providers, breaker: CircuitBreaker, *, max_retry_after_s: float = 60.0,
-                 backoff_base_s: float = 0.5) -> None:
+                 backoff_base_s: float = 0.5, max_retry_wait_s: float = 2.0,
+                 cooldowns: Cooldowns | None = None) -> None:
         self._providers = providers
         self._breaker = breaker
         self._max_retry_after = max_retry_after_s
-        self._backoff = wait_random_exponential(multiplier=backoff_base_s, max=10.0)  # full jitter
+        self._max_wait = max_retry_wait_s
+        self._backoff_base = backoff_base_s
+        self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
         self.observer: RunObserver | None = None
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _wait(self, exc: ProviderError, retry_number: int) -> float:
+        """Seconds before retry `retry_number` (1-based): Retry-After up to the cap, else full-jitter backoff."""
         if isinstance(exc, UpstreamStatusError) and exc.retry_after is not None:
             return min(exc.retry_after, self._max_retry_after)
-        return float(self._backoff(state))
+        return random.uniform(0, min(10.0, self._backoff_base * 2 ** retry_number))
 
-    async def _with_retries(self, target: Target, info: RunInfo, call: Callable[[], Awaitable[T]]) -> T:
+    async def _has_alternative(self, route: Route, index: int) -> bool:
+        """Could a target after `index` serve now (available, breaker not open, not cooling down)?"""
+        for t in route.targets[index + 1:]:
+            key = (t.provider, t.model)
+            if self._breaker.state(key) == "open" or self.cooldowns.remaining(key) > 0:
+                continue
+            if (await self._providers.get(t.provider).available()).ok:
+                return True
+        return False
+
+    async def _with_retries(self, route: Route, index: int, info: RunInfo, call: Callable[[], Awaitable[T]]) -> T:
+        target = route.targets[index]
         key = (target.provider, target.model)
 
         async def one_try() -> T:
             started = time.perf_counter()
+            self._breaker.acquire(key)
             try:
                 result = await call()
             except ProviderError as exc:
@@ -114,6 +135,8 @@ class FallbackRunner:
                 if exc.retryable:
                     self._breaker.record_failure(key)
                 raise
+            finally:
+                self._breaker.release(key)
             elapsed = time.perf_counter() - started
             add_upstream_wait(elapsed)
             info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000))
@@ -122,40 +145,49 @@ class FallbackRunner:
             self._breaker.record_success(key)
             return result
 
-        # Fast path: the first try runs outside tenacity (building a retrier costs ~10% of a request). Only a
-        # retryable failure enters tenacity, which sees that failure replayed as its first attempt, so its
-        # wait (Retry-After or backoff) and stop rules apply exactly as if it had made the call itself.
-        try:
-            return await one_try()
-        except ProviderError as exc:
-            if not exc.retryable or target.retries == 0:
-                raise
-            replay: list[ProviderError] = [exc]
+        retry = 0
+        while True:
+            try:
+                return await one_try()
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                asked = exc.retry_after if isinstance(exc, UpstreamStatusError) else None
+                if asked:
+                    self.cooldowns.note(key, min(asked, self._max_retry_after))
+                if retry >= target.retries:
+                    raise
+                retry += 1
+                wait = self._wait(exc, retry)
+                if wait > self._max_wait and await self._has_alternative(route, index):
+                    raise self._skip(target, info, CoolingDownError(
+                        f"asked to wait {wait:g}s, over the {self._max_wait:g}s budget: moved on",
+                        provider=target.provider, model=target.model)) from exc
+                await asyncio.sleep(wait)
+                if not self._breaker.allow(key):
+                    raise self._skip(target, info, CircuitOpenError(
+                        "circuit open: retry not attempted", provider=target.provider, model=target.model)) from exc
 
-        async def attempt() -> T:
-            if replay:
-                raise replay.pop()
-            return await one_try()
+    def _skip(self, target: Target, info: RunInfo, skip: ProviderError) -> ProviderError:
+        info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message))
+        return skip
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(target.retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
-            reraise=True,
-        )
-        return await retrying(attempt)
-
-    async def _eligible(self, target: Target, info: RunInfo) -> Provider | None:
+    async def _eligible(self, route: Route, index: int, info: RunInfo) -> Provider | None:
+        target = route.targets[index]
+        key = (target.provider, target.model)
         provider = self._providers.get(target.provider)
         availability = await provider.available()
         skip: ProviderError | None = None
         if not availability.ok:
             skip = ProviderUnavailableError(availability.reason, provider=target.provider, model=target.model)
-        elif not self._breaker.allow((target.provider, target.model)):
+        elif (left := self.cooldowns.remaining(key)) > 0 and await self._has_alternative(route, index):
+            skip = CoolingDownError(f"upstream asked for quiet (Retry-After): {left:.1f}s left",
+                                    provider=target.provider, model=target.model)
+        elif not self._breaker.allow(key):
             skip = CircuitOpenError("circuit open after repeated failures", provider=target.provider,
                                     model=target.model)
         if skip is not None:
-            info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message))
+            self._skip(target, info, skip)
             return None
         return provider
 
@@ -165,12 +197,13 @@ class FallbackRunner:
 
     async def complete(self, route: Route, build: RequestBuilder, info: RunInfo) -> ChatResponse:
         for index, target in enumerate(route.targets):
-            provider = await self._eligible(target, info)
+            provider = await self._eligible(route, index, info)
             if provider is None:
                 continue
             request = build(target, provider)
             try:
-                response = await self._with_retries(target, info, functools.partial(provider.complete, request))
+                response = await self._with_retries(route, index, info,
+                                                    functools.partial(provider.complete, request))
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
@@ -186,7 +219,7 @@ class FallbackRunner:
         Raises AllTargetsFailedError (or InvalidRequestError) before anything is committed to the caller.
         """
         for index, target in enumerate(route.targets):
-            provider = await self._eligible(target, info)
+            provider = await self._eligible(route, index, info)
             if provider is None:
                 continue
             request = build(target, provider)
@@ -206,7 +239,7 @@ class FallbackRunner:
                     raise
 
             try:
-                first = await self._with_retries(target, info, first_event)
+                first = await self._with_retries(route, index, info, first_event)
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
