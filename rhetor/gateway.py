@@ -192,8 +192,9 @@ class Gateway:
         caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
         stored: list[StoredMessage] = []
         if inp.template_id is not None:
-            message, messages, template_system = apply_template(self.templates, inp.template_id,
-                                                                inp.template_version, inp.variables, message, messages)
+            message, messages, template_system = await apply_template(self.templates, inp.template_id,
+                                                                      inp.template_version, inp.variables,
+                                                                      message, messages)
         if messages is not None:
             systems = [m.content for m in messages if m.role == "system"]
             convo = [m for m in messages if m.role != "system"]
@@ -211,7 +212,7 @@ class Gateway:
                 stored = await self.store.history(inp.context_id)
                 history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
                            if m.role in ("user", "assistant")]
-        system = self.templates.system_prompt(rt.component, template_system, caller_system)  # rule: rhetor.prompts
+        system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
         recall = None
         if self.memory is not None and messages is None and message is not None and inp.context_id and history:
             recall = await self._recall(rt, inp.context_id, stored, message, system)

@@ -59,6 +59,12 @@ class Settings(BaseModel):
     index_interval_s: float = Field(2.0, gt=0)  # how often the indexer looks for messages other processes wrote
     retrieval_k: int = Field(4, ge=0, le=64)  # older turns brought back at most, per request
 
+    # Templates (rhetor/prompts/pool.py): user template text renders in worker processes, each render under a
+    # wall-clock and a memory budget; a render over either is stopped and answered 400 template_sandbox_violation.
+    template_timeout_s: float = Field(1.0, gt=0, le=60)
+    template_memory_mb: int = Field(256, ge=32, le=65536)
+    template_workers: int = Field(2, ge=1, le=64)
+
     # Tekton integration. Hermes is off unless `hermes_url` is set (from_env sets it), so a bare Settings()
     # — every test — never reaches for a Hermes on localhost:8001.
     hermes_enabled: bool = True
@@ -106,6 +112,9 @@ class Settings(BaseModel):
             "RHETOR_EMBEDDING_MODEL": "embedding_model",
             "RHETOR_INDEX_INTERVAL_S": "index_interval_s",
             "RHETOR_RETRIEVAL_K": "retrieval_k",
+            "RHETOR_TEMPLATE_TIMEOUT_S": "template_timeout_s",
+            "RHETOR_TEMPLATE_MEMORY_MB": "template_memory_mb",
+            "RHETOR_TEMPLATE_WORKERS": "template_workers",
             "ANTHROPIC_API_KEY": "anthropic_api_key",
             "ANTHROPIC_BASE_URL": "anthropic_base_url",
             "OPENAI_API_KEY": "openai_api_key",

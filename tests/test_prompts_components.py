@@ -29,7 +29,7 @@ def test_every_component_and_context_has_a_full_prompt(name: str) -> None:
     store = TemplateStore(None)
     version = store.get(f"system.{name}")
     assert version.source == "builtin" and version.metadata["component"] == name
-    text = store.component_prompt(name)
+    text = store.builtin_component_prompt(name)
     assert text is not None and text.startswith("# ")
     for section in ("## Role", "## Capabilities", "## Communication Style", "## Collaboration", "- Tone: ",
                     "- Focus: ", "- Style: ", "- Personality: "):
@@ -74,12 +74,12 @@ def sent_system(fake: FakeAnthropic, url: str, **body: Any) -> str | None:
 
 
 def test_component_picks_its_prompt(upstream_rhetor: str, fake: FakeAnthropic) -> None:
-    ergon = TemplateStore(None).component_prompt("ergon")
-    telos = TemplateStore(None).component_prompt("telos")
+    ergon = TemplateStore(None).builtin_component_prompt("ergon")
+    telos = TemplateStore(None).builtin_component_prompt("telos")
     assert sent_system(fake, upstream_rhetor, component="ergon") == ergon
     assert sent_system(fake, upstream_rhetor, context_id="telos:t1") == telos  # context prefix
     assert sent_system(fake, upstream_rhetor, component="Ergon", context_id="telos:t2") == ergon  # explicit wins
-    assert sent_system(fake, upstream_rhetor, context_id="agora:x") == TemplateStore(None).component_prompt("agora")
+    assert sent_system(fake, upstream_rhetor, context_id="agora:x") == TemplateStore(None).builtin_component_prompt("agora")
     assert sent_system(fake, upstream_rhetor) is None  # no component, no caller prompt: none at all
     assert sent_system(fake, upstream_rhetor, system_prompt="only mine") == "only mine"
     unknown = sent_system(fake, upstream_rhetor, component="zephyr")
@@ -87,7 +87,7 @@ def test_component_picks_its_prompt(upstream_rhetor: str, fake: FakeAnthropic) -
 
 
 def test_caller_prompt_follows_the_component_prompt(upstream_rhetor: str, fake: FakeAnthropic) -> None:
-    ergon = TemplateStore(None).component_prompt("ergon")
+    ergon = TemplateStore(None).builtin_component_prompt("ergon")
     assert sent_system(fake, upstream_rhetor, component="ergon", system_prompt="be brief") == f"{ergon}\n\nbe brief"
     r = httpx.post(f"{upstream_rhetor}{'/api/v1/templates'}", json={"id": "tone", "text": "Answer in {{ lang }}.",
                                                                    "variables": {"lang": "string"}})
@@ -100,7 +100,7 @@ def test_caller_prompt_follows_the_component_prompt(upstream_rhetor: str, fake: 
 
 
 def test_users_override_a_component_prompt_through_the_api(upstream_rhetor: str, fake: FakeAnthropic) -> None:
-    original = TemplateStore(None).component_prompt("hermes")
+    original = TemplateStore(None).builtin_component_prompt("hermes")
     assert sent_system(fake, upstream_rhetor, component="hermes") == original  # now cached
     r = httpx.put(f"{upstream_rhetor}/api/v1/templates/system.hermes",
                   json={"text": "You are {{ name }}, the switchboard.", "variables": {"name": "string"}})

@@ -24,6 +24,7 @@ from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
 from rhetor.prompts import TemplateStore
+from rhetor.prompts.pool import RenderPool
 from rhetor.providers import Providers
 from rhetor.routing.config import TaskConfig, load_config
 from rhetor.routing.models import validate_aliases
@@ -42,7 +43,10 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         sqlite_store = SqliteContextStore(settings.db_path)
         store = runtime.wrap_store(sqlite_store)  # Engram mirror when ENGRAM_URL is set
         await store.open()
-        prompt_store = TemplateStore(settings.data_dir / "templates.db")  # built-ins + user templates, in memory
+        prompt_store = TemplateStore(settings.data_dir / "templates.db",  # built-ins + user templates, in memory
+                                     pool=RenderPool(workers=settings.template_workers,
+                                                     timeout_s=settings.template_timeout_s,
+                                                     memory_mb=settings.template_memory_mb))
         await prompt_store.open()
         gateway = Gateway(settings, task_config, Providers(settings), store, templates=prompt_store)
         app.state.gateway = gateway

@@ -125,7 +125,7 @@ async def render_template(request: Request) -> Response:
     body = await _parse(request, RenderBody, empty_ok=True)
     if isinstance(body, Response):
         return body
-    rendered = store(request).render(tid, body.variables, body.version)
+    rendered = await store(request).render(tid, body.variables, body.version)
     return json_response({"id": rendered.template_id, "version": rendered.version, "use_as": rendered.use_as,
                           "text": rendered.text})
 

@@ -27,19 +27,19 @@ def _builtin_store() -> TemplateStore:
 
 def component_prompt(component: str | None) -> str | None:
     """The built-in prompt of a component (no user overrides: those need the running gateway's store)."""
-    return _builtin_store().component_prompt(component)
+    return _builtin_store().builtin_component_prompt(component)
 
 
 def system_prompt_for(component: str | None, caller_system: str | None) -> str | None:
     """The rule above over the built-ins; the gateway calls its own store's `system_prompt` instead."""
-    return _builtin_store().system_prompt(component, caller_system)
+    return _builtin_store().builtin_system_prompt(component, caller_system)
 
 
-def apply_template(store: TemplateStore, template_id: str, version: int | None, variables: dict[str, Any] | None,
+async def apply_template(store: TemplateStore, template_id: str, version: int | None, variables: dict[str, Any] | None,
                    message: str | None, messages: list[Message] | None,
                    ) -> tuple[str | None, list[Message] | None, str | None]:
     """A chat request's template: returns (message, messages, template system prompt) per the rule above."""
-    rendered = store.render_request(template_id, version, variables)
+    rendered = await store.render_request(template_id, version, variables)
     if rendered.use_as == "user":
         if message is not None:
             raise InvalidRequestError(f"template {template_id!r} renders the user message (use_as: user); do not "

@@ -2,8 +2,10 @@
 (persisted in `templates.db`, versions 1, 2, …), all served from memory. Also renders component system prompts.
 
 Reads never touch the disk: every version is loaded at `open` and kept in memory; writes go to SQLite first,
-then to memory. Compiled templates are cached per (id, version) — versions are immutable — and rendered
-component prompts per component; any write clears the prompt cache, so a chat request costs a dict lookup.
+then to memory. Built-in versions are our own text: they compile once and render in-process. User versions are
+untrusted text: they render in the worker processes of rhetor.prompts.pool, under the time and memory budgets,
+never on the event loop. Rendered component prompts are cached per component; any write clears that cache, so
+a chat request costs a dict lookup.
 A built-in can be overridden (PUT adds user versions) but not destroyed: DELETE drops the user versions and
 the built-in is active again. One process owns a data dir; a second process would not see this one's writes
 until it restarts. Knows nothing of HTTP or the gateway.
@@ -26,6 +28,7 @@ from jinja2.environment import Template
 
 from rhetor.errors import InvalidRequestError, TemplateConflictError, TemplateNotFoundError
 from rhetor.prompts.persist import TemplateDB
+from rhetor.prompts.pool import RenderPool
 from rhetor.prompts.sandbox import compile_text, render
 from rhetor.prompts.templates import (
     BUILTIN_VERSION,
@@ -76,8 +79,9 @@ def _now() -> str:
 class TemplateStore:
     """Templates by id. `path=None` serves the built-ins only (nothing persists)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, pool: RenderPool | None = None) -> None:
         self._builtin = builtin_templates()
+        self.pool = pool if pool is not None else RenderPool()  # starts no process until a user version renders
         self._db = TemplateDB(path) if path is not None else None
         self._user: dict[str, dict[int, Version]] = {}
         self._active: dict[str, int] = {}
@@ -99,8 +103,11 @@ class TemplateStore:
                 continue
             self._user.setdefault(tid, {})[number] = version
         self._active = {tid: n for tid, n in active.items() if n in self._versions(tid)}
+        if self._user:
+            self.pool.warm()
 
     async def close(self) -> None:
+        await self.pool.aclose()
         if self._db is not None:
             await self._db.close()
 
@@ -208,7 +215,7 @@ class TemplateStore:
                    *, activate: bool) -> Version:
         version = make_version(template_id, number, text=text, variables=variables, metadata=metadata,
                                created_at=_now(), source="user")
-        compiled = compile_text(version.text, name=template_id)
+        compile_text(version.text, name=template_id)  # syntax and forbidden tags; user text renders in the pool
         active = number if activate else self.active_version(template_id)
         if self._db is not None:
             row = (template_id, number, version.text, {v.name: v.to_dict() for v in version.variables},
@@ -216,8 +223,8 @@ class TemplateStore:
             await self._db.add_version(row, active, version.created_at)
         self._user.setdefault(template_id, {})[number] = version
         self._active[template_id] = active
-        self._compiled[(template_id, number)] = compiled
         self._prompts.clear()
+        self.pool.warm()
         return version
 
     async def _set_active(self, template_id: str, number: int) -> None:
@@ -227,59 +234,90 @@ class TemplateStore:
         self._prompts.clear()
 
     def _forget(self, template_id: str) -> None:
-        for key in [k for k in self._compiled if k[0] == template_id and k[1] != BUILTIN_VERSION]:
-            del self._compiled[key]
         self._prompts.clear()
 
     # -- rendering --------------------------------------------------------------------------------------
-    def render(self, template_id: str, variables: Mapping[str, Any] | None = None,
-               version: int | None = None) -> Rendered:
-        """Render a version (the active one by default). 404 if absent; 400 for variables or render errors."""
+    async def render(self, template_id: str, variables: Mapping[str, Any] | None = None,
+                     version: int | None = None) -> Rendered:
+        """Render a version (the active one by default). 404 if absent; 400 for variables or render errors
+        (`template_sandbox_violation` when a budget was exceeded); 503 if every render worker stayed busy."""
         chosen = self.get(template_id, version)
         values = bind(chosen, variables)
-        return Rendered(template_id, chosen.version, self._render(chosen, values), chosen.use_as)
+        return Rendered(template_id, chosen.version, await self._render(chosen, values), chosen.use_as)
 
-    def render_request(self, template_id: str, version: int | None,
-                       variables: Mapping[str, Any] | None) -> Rendered:
+    async def render_request(self, template_id: str, version: int | None,
+                             variables: Mapping[str, Any] | None) -> Rendered:
         """`render` for a chat request: an unknown template or version is the caller's bad field (400)."""
         validate_id(template_id, "template_id")
         try:
-            return self.render(template_id, variables, version)
+            return await self.render(template_id, variables, version)
         except TemplateNotFoundError as exc:
             raise InvalidRequestError(exc.message, param="template_version" if version is not None and
                                       self.exists(template_id) else "template_id") from None
 
-    def _render(self, version: Version, values: Mapping[str, Any]) -> str:
+    async def _render(self, version: Version, values: Mapping[str, Any]) -> str:
+        if version.source != "builtin":
+            return await self.pool.render(version.text, values, name=version.template_id)
+        return self._render_builtin(version, values)
+
+    def _render_builtin(self, version: Version, values: Mapping[str, Any]) -> str:
+        """Our own text, compiled once: microseconds, so it renders in-process (bounded by the sandbox anyway)."""
         key = (version.template_id, version.version)
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = compile_text(version.text, name=version.template_id)
         return render(compiled, values, name=version.template_id)
 
-    def component_prompt(self, component: str | None) -> str | None:
+    def _prompt_source(self, component: str) -> tuple[Version | None, dict[str, Any]]:
+        tid = f"system.{component}"
+        if not (valid_id(tid) and self.exists(tid)):
+            tid = GENERIC
+        if not self.exists(tid):
+            return None, {}
+        chosen = self.get(tid)
+        given = {"name": component.capitalize(), "component": component}
+        declared = {v.name for v in chosen.variables}
+        return chosen, bind(chosen, {k: v for k, v in given.items() if k in declared})
+
+    def _remember(self, component: str, text: str) -> str:
+        if len(self._prompts) < _MAX_CACHED_PROMPTS:
+            self._prompts[component] = text
+        return text
+
+    def builtin_component_prompt(self, component: str | None) -> str | None:
+        """`component_prompt` for a store whose prompts are all built-ins (synchronous; no worker involved)."""
+        if not component:
+            return None
+        hit = self._prompts.get(component)
+        if hit is not None:
+            return hit
+        chosen, values = self._prompt_source(component)
+        if chosen is None:
+            return self._remember(component, f"You are {component.capitalize()}, a Tekton AI component.")
+        if chosen.source != "builtin":
+            raise RuntimeError(f"{chosen.template_id} is a user version: use `await component_prompt(...)`")
+        return self._remember(component, self._render_builtin(chosen, values))
+
+    async def component_prompt(self, component: str | None) -> str | None:
         """The rendered system prompt of a component (`system.<component>`, else `system.generic`); cached."""
         if not component:
             return None
         hit = self._prompts.get(component)
         if hit is not None:
             return hit
-        tid = f"system.{component}"
-        if not (valid_id(tid) and self.exists(tid)):
-            tid = GENERIC
-        if not self.exists(tid):
-            text = f"You are {component.capitalize()}, a Tekton AI component."
-        else:
-            chosen = self.get(tid)
-            given = {"name": component.capitalize(), "component": component}
-            declared = {v.name for v in chosen.variables}
-            text = self._render(chosen, bind(chosen, {k: v for k, v in given.items() if k in declared}))
-        if len(self._prompts) < _MAX_CACHED_PROMPTS:
-            self._prompts[component] = text
-        return text
+        chosen, values = self._prompt_source(component)
+        if chosen is None:
+            return self._remember(component, f"You are {component.capitalize()}, a Tekton AI component.")
+        return self._remember(component, await self._render(chosen, values))
 
-    def system_prompt(self, component: str | None, *caller_parts: str | None) -> str | None:
+    async def system_prompt(self, component: str | None, *caller_parts: str | None) -> str | None:
         """The combination rule: the component's prompt first, then each caller part, joined by a blank line."""
-        parts = [p for p in (self.component_prompt(component), *caller_parts) if p]
+        parts = [p for p in (await self.component_prompt(component), *caller_parts) if p]
+        return "\n\n".join(parts) if parts else None
+
+    def builtin_system_prompt(self, component: str | None, *caller_parts: str | None) -> str | None:
+        """`system_prompt` over the built-ins only (synchronous)."""
+        parts = [p for p in (self.builtin_component_prompt(component), *caller_parts) if p]
         return "\n\n".join(parts) if parts else None
 
 
