@@ -79,7 +79,8 @@ def test_component_picks_its_prompt(upstream_rhetor: str, fake: FakeAnthropic) -
     assert sent_system(fake, upstream_rhetor, component="ergon") == ergon
     assert sent_system(fake, upstream_rhetor, context_id="telos:t1") == telos  # context prefix
     assert sent_system(fake, upstream_rhetor, component="Ergon", context_id="telos:t2") == ergon  # explicit wins
-    assert sent_system(fake, upstream_rhetor, context_id="agora:x") == TemplateStore(None).builtin_component_prompt("agora")
+    agora = TemplateStore(None).builtin_component_prompt("agora")
+    assert sent_system(fake, upstream_rhetor, context_id="agora:x") == agora
     assert sent_system(fake, upstream_rhetor) is None  # no component, no caller prompt: none at all
     assert sent_system(fake, upstream_rhetor, system_prompt="only mine") == "only mine"
     unknown = sent_system(fake, upstream_rhetor, component="zephyr")

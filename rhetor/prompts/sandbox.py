@@ -151,7 +151,7 @@ def _concat_guard(parts: tuple[Any, ...]) -> str:
 def _finalize(value: Any) -> Any:
     """Every `{{ … }}` is turned into text: a container's text is bounded before it is built."""
     if not isinstance(value, str) and _text_size(value) > MAX_SEQUENCE:
-        raise _refuse(f"printing a value would build more than {MAX_SEQUENCE} characters")
+        raise _refuse(f"printing a value would build more than the limit of {MAX_SEQUENCE} characters")
     return value
 
 
