@@ -119,7 +119,11 @@ def _serve(settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
-                            timeout_graceful_shutdown=UVICORN_GRACE_S, lifespan="on")
+                            timeout_graceful_shutdown=UVICORN_GRACE_S, lifespan="on",
+                            # X-Forwarded-For is believed only from the proxies named in RHETOR_TRUSTED_PROXIES
+                            # (uvicorn's default trusts 127.0.0.1, so behind a local proxy everyone looked local)
+                            proxy_headers=bool(settings.trusted_proxies),
+                            forwarded_allow_ips=list(settings.trusted_proxies) or None)
     # RhetorServer = uvicorn's server, known to the app: POST /shutdown stops it, a signal marks it not-ready
     # and tells Hermes at once, and the Hermes endpoint uses the port it really bound. It drains for
     # RHETOR_SHUTDOWN_GRACE_S and ends open streams itself *before* uvicorn's (short) graceful timeout starts.

@@ -7,6 +7,7 @@ appear in a repr, a log line or a response.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -77,6 +78,8 @@ class Settings(BaseModel):
     engram_timeout_s: float = Field(5.0, gt=0)
     engram_queue_max: int = Field(1000, ge=1)
     shutdown_token: SecretStr | None = None
+    # Proxies whose X-Forwarded-For/Forwarded headers are believed (IPs or CIDRs, "*" = any); empty = none
+    trusted_proxies: tuple[str, ...] = ()
     run_dir: Path = Path("~/.tekton/run").expanduser()
 
     # OpenAI/Anthropic-compatible fronts: caller keys (empty = no auth) and model-name aliases
@@ -139,6 +142,8 @@ class Settings(BaseModel):
         raw["hermes_url"] = e.get("HERMES_URL") or f"http://localhost:{e.get('HERMES_PORT') or 8001}"
         if e.get("RHETOR_ENGRAM_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             raw.pop("engram_url", None)
+        if e.get("RHETOR_TRUSTED_PROXIES"):
+            raw["trusted_proxies"] = _trusted_proxies(e["RHETOR_TRUSTED_PROXIES"])
         if e.get("RHETOR_API_KEYS"):
             raw["api_keys"] = _api_keys(e["RHETOR_API_KEYS"])
         if e.get("RHETOR_MODEL_ALIASES"):
@@ -169,6 +174,19 @@ def _file_or_inline(value: str, var: str) -> str:
         return Path(value).expanduser().read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{var}: cannot read {value}: {exc.strerror or exc}") from None
+
+
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (uvicorn would silently treat anything else as a literal)."""
+    items = tuple(p.strip() for p in value.split(",") if p.strip())
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError(f"RHETOR_TRUSTED_PROXIES: {item!r} is not an IP address, a network or '*'") from None
+    return items
 
 
 def _api_keys(value: str) -> tuple[SecretStr, ...]:

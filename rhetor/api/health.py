@@ -4,10 +4,13 @@ process `Runtime` behind them (ready/draining flags, Hermes registration, Engram
 - `GET /health` (`/api/health`, `/api/v1/health`): the Tekton standard body plus `providers {id: bool}`. Fast:
   provider availability is cached and refreshed in the background, never probed on the request path.
 - `GET /ready`: 503 until the store is open and the config loaded, and again while draining.
-- `POST /shutdown` (`/api/shutdown`): 202, then a graceful exit; loopback callers only, unless
-  RHETOR_SHUTDOWN_TOKEN is set (then the token is required, in `X-Shutdown-Token` or as a Bearer token).
-- On SIGTERM (`RhetorServer.handle_exit`): not ready at once, Hermes told `shutting_down`, uvicorn drains,
-  then the lifespan unregisters from Hermes and closes the store.
+- `POST /shutdown` (`/api/shutdown`): 202, then a graceful exit; loopback callers only (not through an
+  untrusted proxy), unless RHETOR_SHUTDOWN_TOKEN is set (then the token is required, in `X-Shutdown-Token` or
+  as a Bearer token); refused outright on a non-loopback bind without keys or token (rhetor.api.exposure).
+  With caller keys configured, `/health` without a key omits the pid and per-provider metrics.
+- On SIGTERM (`RhetorServer.handle_exit`): not ready at once, Hermes told `shutting_down`; Rhetor drains for
+  RHETOR_SHUTDOWN_GRACE_S, ends streams still open with their final error frame (`RhetorServer.shutdown`),
+  then uvicorn closes the rest and the lifespan unregisters from Hermes and closes the store.
 Knows the gateway only for availability; knows nothing of providers' wire formats.
 """
 
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import signal
@@ -33,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from hermes_integration import HermesClient, Registration, endpoint_url, registration_payload
 from rhetor import __version__
+from rhetor.api.exposure import exposed_without_auth, exposure_warning, may_see_details, shutdown_refusal
 from rhetor.api.responses import json_response
 from rhetor.context.engram import EngramMirror
 from rhetor.context.store import ContextStore
@@ -41,7 +44,6 @@ from rhetor.metrics import Metrics
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor")
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost", "::ffff:127.0.0.1"})
 
 
 class Runtime:
@@ -83,6 +85,8 @@ class Runtime:
                                        heartbeat_s=s.hermes_heartbeat_s, retry_max_s=s.hermes_retry_max_s,
                                        status=lambda: {"status": "shutting_down" if self.draining else "healthy"})
             self.hermes.start()  # in the background: a missing Hermes never delays serving
+        if exposed_without_auth(s):
+            log.warning(exposure_warning(s))
         self.ready = True
 
     async def stop(self) -> None:
@@ -229,12 +233,15 @@ async def health(request: Request) -> Response:
     rt = runtime_of(request)
     hermes = rt.hermes.describe() if rt.hermes else {"enabled": False}
     engram = rt.mirror.status() if rt.mirror else {"enabled": False}
+    details: dict[str, Any] = {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at,
+                               "pid": os.getpid(), "hermes": hermes, "engram": engram}
+    metrics = rt.metrics.snapshot()
+    if not may_see_details(request, rt.settings):  # keys configured, none presented: Tekton fields only
+        del details["pid"], metrics["providers"]
     return json_response({
         "status": "healthy", "component": "rhetor", "version": __version__, "timestamp": now_iso(),
         "uptime": rt.uptime(), "port": rt.port(), "registeredWithHermes": bool(rt.hermes and rt.hermes.registered),
-        "dependencies": rt.dependencies(), "metrics": rt.metrics.snapshot(),
-        "details": {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at, "pid": os.getpid(),
-                    "hermes": hermes, "engram": engram},
+        "dependencies": rt.dependencies(), "metrics": metrics, "details": details,
         "providers": await rt.availability(),
     })
 
@@ -254,18 +261,9 @@ async def metrics(request: Request) -> Response:
 
 async def shutdown(request: Request) -> Response:
     rt = runtime_of(request)
-    token = rt.settings.shutdown_token
-    if token is not None:
-        given = request.headers.get("x-shutdown-token") or ""
-        auth = request.headers.get("authorization", "")
-        if not given and auth.lower().startswith("bearer "):
-            given = auth[7:]
-        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-            return json_response({"error": {"type": "unauthorized", "message": "shutdown needs the token set in "
-                                            "RHETOR_SHUTDOWN_TOKEN (header X-Shutdown-Token)"}}, 401)
-    elif (request.client.host if request.client else "") not in LOOPBACK:
-        return json_response({"error": {"type": "forbidden", "message": "shutdown is accepted from loopback "
-                                        "callers only (set RHETOR_SHUTDOWN_TOKEN to allow others)"}}, 403)
+    refusal = shutdown_refusal(request, rt.settings)  # token, or loopback without a proxy (rhetor.api.exposure)
+    if refusal is not None:
+        return refusal
     rt.request_exit()
     return json_response({"status": "accepted", "message": "Rhetor is shutting down gracefully",
                           "timestamp": now_iso()}, 202)
