@@ -128,3 +128,27 @@ def test_seed_in_options_reaches_the_provider(
         sent = fake.requests[-1]["options"]
         assert sent["seed"] == 7 and sent["stop"] == ["END"] and sent["num_predict"] == 5
         conn.close()
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_a_value_too_deep_for_the_upstream_is_a_400_not_a_500(
+        rhetor: Callable[..., AbstractContextManager[str]], make_settings: Callable[..., Settings]) -> None:
+    # Unknown options pass through (Anthropic forwards `metadata`); JSON encoders stop at 255 levels.
+    from tests.fakes.anthropic import running_fake_anthropic
+
+    with running_fake_anthropic() as fake, rhetor(make_settings(anthropic_api_key="sk-ant-test",
+                                                                anthropic_base_url=fake.base_url)) as url:
+        conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+        status, data = _post(conn, "/api/v1/chat", {"message": "hi", "options": {
+            "provider": "anthropic", "metadata": _nested(300)}})
+        assert status == 400 and b"cannot be sent to anthropic" in data, data
+        sock = conn.sock
+        status, data = _post(conn, "/api/v1/chat", {"message": "hi", "options": {"provider": "anthropic"}})
+        assert status == 200 and conn.sock is sock, data
+        conn.close()

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from rhetor.errors import (
+    InvalidRequestError,
     ProviderError,
     UpstreamConnectError,
     UpstreamProtocolError,
@@ -70,10 +71,19 @@ class HttpUpstream:
             return UpstreamProtocolError(f"{p} cut the response: {type(exc).__name__}", provider=p, model=model)
         return UpstreamConnectError(f"could not reach {p}: {type(exc).__name__}", provider=p, model=model)
 
+    def encode(self, payload: Any) -> bytes:
+        """The request body. A value JSON cannot carry (nested deeper than 255 levels, an integer beyond 64 bits)
+        is the caller's: a 400 before anything is sent, never a TypeError and a 500."""
+        try:
+            return orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:
+            raise InvalidRequestError(f"the request cannot be sent to {self.provider}: {exc} (a value is nested too "
+                                      "deeply or a number is out of range)") from None
+
     async def request_json(self, method: str, path: str, payload: Any = None, *, model: str = "",
                            timeout_s: float | None = None) -> Any:
         """Send (optionally) a JSON body and return the parsed JSON answer; raise mapped errors otherwise."""
-        data = orjson.dumps(payload) if payload is not None else None
+        data = self.encode(payload) if payload is not None else None
         try:
             async with self._get_session().request(
                 method, self.base_url + path, data=data, timeout=self._timeout(timeout_s),
@@ -100,7 +110,7 @@ class HttpUpstream:
         started = False
         try:
             async with self._get_session().post(
-                self.base_url + path, data=orjson.dumps(payload), timeout=self._timeout(timeout_s),
+                self.base_url + path, data=self.encode(payload), timeout=self._timeout(timeout_s),
                 headers={"content-type": "application/json", "accept": accept},
             ) as response:
                 if response.status >= 400:
