@@ -47,7 +47,10 @@ def test_tekton_llm_client_body(simulated_rhetor: str) -> None:
     assert body["simulated"] is True and body["fallback"] is False
     assert body["context_id"] == "ergon" and body["finish_reason"] == "stop"
     assert body["usage"]["output_tokens"] > 0 and body["timestamp"]
-    assert 'The system prompt was: "be brief"' in body["content"]
+    # a bare component id selects the component (its prompt comes first, the caller's "be brief" after it) but
+    # no shared history: over HTTP it is stateless (rhetor.api.context_scope)
+    assert 'The system prompt was: "# Ergon - Tekton AI Component' in body["content"]
+    assert body["context_scope"] == "stateless"
     assert r.headers["x-request-id"] and float(r.headers["x-rhetor-overhead-ms"]) >= 0
 
 

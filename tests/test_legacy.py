@@ -32,7 +32,12 @@ def test_message_shape_and_component_prompt(simulated_rhetor: str) -> None:
     assert "Ergon - Tekton AI Component" in ergon["message"]  # the bare adapter id picks Ergon's prompt
     agora = httpx.post(f"{simulated_rhetor}/message", json={"message": "x", "context_id": "agora"}).json()
     assert "You are Agora" in agora["message"]
-    stored = httpx.get(f"{simulated_rhetor}/api/v1/contexts/ergon").json()
+    # a shared id over HTTP picks the component but keeps no history (rhetor.api.context_scope) ...
+    assert ergon["context"] == "ergon" and ergon["context_scope"] == "stateless"
+    assert httpx.get(f"{simulated_rhetor}/api/v1/contexts/ergon").status_code == 404
+    # ... while `comp:session` is the caller's own persistent conversation
+    httpx.post(f"{simulated_rhetor}/message", json={"message": "plan", "context_id": "ergon:plan-1"})
+    stored = httpx.get(f"{simulated_rhetor}/api/v1/contexts/ergon:plan-1").json()
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
 
 

@@ -5,11 +5,13 @@ that Ergon, Terma, Hephaestus and the R1 clients call, served by the same Gatewa
   provider's `default_model`. `POST /provider` (`/api/provider`): sets the default provider and model for
   later legacy calls (persisted in `$RHETOR_DATA_DIR/legacy_provider.json`); 400 on an unknown one.
 - `POST /message`, `POST /chat` → `{message, model, provider, context, finished, timestamp}`; context id
-  defaults to "default"; a bare id (no ':') is also the component, so `ergon`, `agora`, … pick their prompt.
+  defaults to "default"; a bare id (no ':') is also the component, so `ergon`, `agora`, … pick their prompt;
+  a shared one (`default`, `terma`, `ergon`, …) keeps no history over HTTP (rhetor.api.context_scope).
   A provider failure answers 200 `{error, context, timestamp}` as R1 did; a bad request is a 4xx.
 - `POST /stream`: SSE `event: message` / `data: {chunk, context, model, provider, timestamp, done}`, ending
   with `done: true` and no `[DONE]`.
-- `POST /api/v1/generate`, `/api/v1/generate_stream` (Hephaestus' llm_adapter_client): `{model, messages, …}`.
+- `POST /api/v1/generate`, `/api/v1/generate_stream` (Hephaestus' llm_adapter_client and the 2025
+  rhetor_client) live with the native routes (rhetor.api.native).
 Knows the gateway and the native shapes, nothing of providers' wire formats.
 """
 
@@ -22,35 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api import shapes
-from rhetor.api.native import gateway, sse
+from rhetor.api.context_scope import annotate, scope_input
+from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
-from rhetor.api.schemas import ChatFields, MessageIn
+from rhetor.api.schemas import ChatFields
 from rhetor.errors import InvalidRequestError, RhetorError, UnknownModelError
 from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso
-from rhetor.providers import ALIASES, REGISTRY, canonical
+from rhetor.providers import canonical
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
 
 
 class LegacyBody(ChatFields):
     context_id: str = Field("default", min_length=1, max_length=256)  # the legacy default
-
-
-class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    messages: list[MessageIn] = Field(min_length=1)
-    model: str | None = None
-    provider: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = Field(None, gt=0)
-    stop: list[str] | str | None = None
-    context_id: str | None = Field(None, min_length=1, max_length=256)
-    system_prompt: str | None = None
 
 
 class LegacyDefaults:
@@ -153,8 +143,9 @@ async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
     gw = gateway(request)
     inp, context = legacy_input(body, defaults_of(request.app)), body.context_id
     try:
+        scope = scope_input(gw, inp)  # a shared id (`terma`, `default`) is stateless over HTTP
         if not stream:
-            return json_response(legacy_result(await gw.chat(inp), context))
+            return json_response(annotate(legacy_result(await gw.chat(inp), context), scope))
         session = await gw.open_stream(inp)
     except InvalidRequestError as exc:
         return json_response(legacy_error(exc, context), 400)
@@ -170,7 +161,7 @@ async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in session.events():
-            yield _event(legacy_chunk(session, event, context))
+            yield _event(annotate(legacy_chunk(session, event, context), scope))
 
     return _sse(frames())
 
@@ -231,44 +222,6 @@ async def set_provider(request: Request) -> Response:
     return json_response({"success": True, "provider": name, "model": model})
 
 
-def _generate_input(body: GenerateBody) -> ChatInput:
-    provider, model = body.provider, body.model
-    if model and provider is None:
-        head, sep, tail = model.partition("/")
-        if sep and head.lower() in (*REGISTRY, *ALIASES):
-            provider, model = head, tail
-        else:
-            low = model.lower()
-            provider = next((p for prefix, p in (("claude", "anthropic"), ("gpt", "openai"), ("o1", "openai"),
-                                                 ("o3", "openai"), ("o4", "openai"), ("simulated", "simulated"))
-                             if low.startswith(prefix)), "ollama")  # other names are local (Ollama) models
-    opts: dict[str, Any] = {k: v for k, v in (("temperature", body.temperature), ("max_tokens", body.max_tokens),
-                                              ("stop", body.stop)) if v is not None}
-    return ChatInput(messages=[Message(m.role, m.content) for m in body.messages], context_id=body.context_id,
-                     provider_id=provider, model_id=model, system_prompt=body.system_prompt, options=opts)
-
-
-async def _generate_body(request: Request) -> GenerateBody | Response:
-    try:
-        return GenerateBody.model_validate(parse_json(await request.body()))
-    except ValidationError as exc:
-        return invalid(list(exc.errors()))
-
-
-async def generate(request: Request) -> Response:
-    body = await _generate_body(request)
-    if isinstance(body, Response):
-        return body
-    return json_response(shapes.result(await gateway(request).chat(_generate_input(body))))
-
-
-async def generate_stream(request: Request) -> Response:
-    body = await _generate_body(request)
-    if isinstance(body, Response):
-        return body
-    return sse(await gateway(request).open_stream(_generate_input(body)))
-
-
 routes: list[BaseRoute] = [
     Route("/providers", providers, methods=["GET"]),
     Route("/api/providers", providers, methods=["GET"]),
@@ -277,8 +230,6 @@ routes: list[BaseRoute] = [
     Route("/message", message, methods=["POST"]),
     Route("/stream", stream, methods=["POST"]),
     Route("/chat", chat, methods=["POST"]),
-    Route("/api/v1/generate", generate, methods=["POST"]),
-    Route("/api/v1/generate_stream", generate_stream, methods=["POST"]),
 ]
 
 __all__ = ["LegacyBody", "LegacyDefaults", "defaults_of", "legacy_chunk", "legacy_error", "legacy_input",

@@ -7,7 +7,9 @@ with the flat protocol on the same socket. Requests: `LLM_REQUEST` (`payload.mes
 typing `UPDATE`s around each answer, one `UPDATE{chunk, context}` per streamed chunk and a final one with
 `done: true`, `RESPONSE` for non-streamed answers, `ERROR{error, context}` on failure — the socket stays
 open. `REGISTER` answers `RESPONSE{source:"SYSTEM", payload:{status:"registered"}}` without `message`
-(Hephaestus would show a `message` as a chat bubble). Knows the gateway and the legacy shapes only.
+(Hephaestus would show a `message` as a chat bubble). A shared context (`ergon`, `terma`, `default`) is this
+socket's own conversation: `terma:ws-<socket>-<source>` (rhetor.api.context_scope). Knows the gateway and the
+legacy shapes only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi import WebSocketDisconnect
 from pydantic import ValidationError
 
 from rhetor import __version__
+from rhetor.api.context_scope import annotate, scope_input
 from rhetor.api.legacy import LegacyBody, defaults_of, legacy_chunk, legacy_input, legacy_result
 from rhetor.api.responses import validation_message
 from rhetor.errors import RhetorError
@@ -122,9 +125,11 @@ class Envelope:
         gw = self.conn.gateway
         inp = legacy_input(body, defaults_of(self.conn.ws.app))
         try:
+            # `terma` on this socket is this socket's conversation, never another client's
+            scope = scope_input(gw, inp, _client_scope(self.conn.scope, target))
             if not body.streaming:
                 outcome = await gw.chat(inp)
-                await self.reply("RESPONSE", legacy_result(outcome, context), target)
+                await self.reply("RESPONSE", annotate(legacy_result(outcome, context), scope), target)
                 return
             session = await gw.open_stream(inp)
         except RhetorError as exc:
@@ -134,7 +139,13 @@ class Envelope:
             if isinstance(event, StreamError):
                 await self.reply("ERROR", {"error": event.error, "error_type": event.type, "context": context},
                                  target)
-            await self.reply("UPDATE", legacy_chunk(session, event, context), target)
+            await self.reply("UPDATE", annotate(legacy_chunk(session, event, context), scope), target)
+
+
+def _client_scope(connection: str, source: Any) -> str:
+    """The socket's scope, plus the envelope's `source` (letters, digits, '-', '_' only) when it names one."""
+    name = "".join(c for c in str(source) if c.isascii() and (c.isalnum() or c in "-_"))[:32]
+    return f"{connection}-{name}" if name and source != "UI" else connection
 
 
 __all__ = ["Envelope", "is_envelope"]

@@ -1,5 +1,7 @@
 """Native routes — the tekton-llm-client contract: providers, models, chat, chat/stream (SSE) and
-context inspection. Each handler parses, calls the Gateway, frames. No business logic lives here.
+context inspection; `/api/v1/generate` (+ `_stream`) for the adapter-era and 2025 bodies, and the 2025
+rhetor_client's `GET /api/models/assignments`. Each handler parses, calls the Gateway, frames. No business
+logic lives here.
 
 They are plain Starlette routes, not FastAPI path operations: FastAPI's per-request dependency solving and
 nested-router matching cost ~20% of a proxied request (measured with py-spy, see benchmarks/README.md), and
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from pydantic import ValidationError
@@ -18,11 +21,17 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api import shapes
+from rhetor.api.context_scope import Scope, annotate, scope_input
 from rhetor.api.responses import invalid, json_response, parse_json
-from rhetor.api.schemas import ChatBody
+from rhetor.api.schemas import ChatBody, GenerateBody
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import Gateway, StreamSession
+from rhetor.routing.assignments import assignments as model_assignments
+from rhetor.routing.assignments import config_components
+
+CONTEXTS_PREFIX = "/api/v1/contexts/"
+EXPORT_SUFFIX = "/export"
 
 
 def gateway(request: Request) -> Gateway:
@@ -30,18 +39,19 @@ def gateway(request: Request) -> Gateway:
     return gw
 
 
-async def _body(request: Request) -> ChatBody | Response:
+async def _body(request: Request, kind: type[ChatBody] = ChatBody) -> ChatBody | Response:
     data = parse_json(await request.body())
     try:
-        return ChatBody.model_validate(data)
+        return kind.model_validate(data)
     except ValidationError as exc:
         return invalid(list(exc.errors()))
 
 
-def sse(session: StreamSession, *, done_sentinel: bool = True) -> StreamingResponse:
+def sse(session: StreamSession, *, done_sentinel: bool = True, scope: Scope | None = None) -> StreamingResponse:
     async def frames() -> AsyncIterator[bytes]:
         async for event in session.events():
-            yield b"data: " + orjson.dumps(shapes.stream_frame(session, event)) + b"\n\n"
+            frame = shapes.stream_frame(session, event)
+            yield b"data: " + orjson.dumps(annotate(frame, scope) if scope else frame) + b"\n\n"
         if done_sentinel:
             yield b"data: [DONE]\n\n"
 
@@ -64,21 +74,51 @@ async def models(request: Request) -> Response:
                           "default_model": status["default_model"]})
 
 
+async def _answer(request: Request, body: ChatBody, stream: bool) -> Response:
+    """Over HTTP a shared context id (`ergon`, `default`) is stateless: rhetor.api.context_scope."""
+    gw = gateway(request)
+    inp = body.to_input()
+    scope = scope_input(gw, inp)
+    if stream:
+        return sse(await gw.open_stream(inp), scope=scope)
+    return json_response(annotate(shapes.result(await gw.chat(inp)), scope))
+
+
 async def chat(request: Request) -> Response:
     body = await _body(request)
     if isinstance(body, Response):
         return body
-    gw = gateway(request)
-    if body.streaming:
-        return sse(await gw.open_stream(body.to_input()))
-    return json_response(shapes.result(await gw.chat(body.to_input())))
+    return await _answer(request, body, body.streaming)
 
 
 async def chat_stream(request: Request) -> Response:
     body = await _body(request)
     if isinstance(body, Response):
         return body
-    return sse(await gateway(request).open_stream(body.to_input()))
+    return await _answer(request, body, True)
+
+
+async def generate(request: Request) -> Response:
+    """POST /api/v1/generate: the adapter body `{model, messages, …}` or the 2025 `{prompt, model, capability, …}`."""
+    body = await _body(request, GenerateBody)
+    if isinstance(body, Response):
+        return body
+    return await _answer(request, body, body.streaming)
+
+
+async def generate_stream(request: Request) -> Response:
+    body = await _body(request, GenerateBody)
+    if isinstance(body, Response):
+        return body
+    return await _answer(request, body, True)
+
+
+async def assignments(request: Request) -> Response:
+    """GET /api/models/assignments: component → capability → model, from the routing config."""
+    gw = gateway(request)
+    prompted = [t["id"].removeprefix("system.") for t in gw.templates.list() if t["id"].startswith("system.")]
+    components = {*config_components(gw.config), *(c for c in prompted if c not in ("default", "generic"))}
+    return json_response(model_assignments(gw.config, gw.defaults, components))
 
 
 async def list_contexts(request: Request) -> Response:
@@ -86,17 +126,31 @@ async def list_contexts(request: Request) -> Response:
     return json_response({"contexts": [_summary(s) for s in items], "total": len(items)})
 
 
-async def export_context(request: Request) -> Response:
-    context_id = request.path_params["context_id"]
-    validate_context_id(context_id)
-    data = await gateway(request).store.export(context_id)
-    if data is None:
-        return _not_found(context_id)
-    return json_response(data)
+def _context_path(request: Request) -> tuple[str, bool]:
+    """(context id, export?) of `GET /api/v1/contexts/<id>`. Ids are path-escaped: read from the raw path,
+    `a%2Fexport` is the id `a/export`; a literal trailing `/export` (or `?format=r1`) asks for the R1 export."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else ""
+    if path.startswith(CONTEXTS_PREFIX):
+        rest = path[len(CONTEXTS_PREFIX):]
+        export = rest.endswith(EXPORT_SUFFIX)
+        context_id = unquote(rest.removesuffix(EXPORT_SUFFIX), errors="strict")
+    else:  # no raw path (or an escaped prefix): the decoded path, as routed
+        context_id = request.path_params["context_id"]
+        export = context_id.endswith(EXPORT_SUFFIX)
+        context_id = context_id.removesuffix(EXPORT_SUFFIX)
+    return context_id, export or request.query_params.get("format") == "r1"
 
 
 async def get_context(request: Request) -> Response:
-    context_id = request.path_params["context_id"]
+    try:
+        context_id, export = _context_path(request)
+    except UnicodeDecodeError:
+        raise InvalidRequestError("context_id is not valid UTF-8 once unescaped", param="context_id") from None
+    if export:
+        validate_context_id(context_id)
+        data = await gateway(request).store.export(context_id)
+        return _not_found(context_id) if data is None else json_response(data)
     offset, limit = _int_param(request, "offset", 0), _int_param(request, "limit", 50)
     validate_context_id(context_id)
     if offset < 0 or not 1 <= limit <= 1000:
@@ -143,8 +197,10 @@ routes: list[BaseRoute] = [
     Route("/api/v1/models", models, methods=["GET"]),
     Route("/api/v1/chat", chat, methods=["POST"]),
     Route("/api/v1/chat/stream", chat_stream, methods=["POST"]),
+    Route("/api/v1/generate", generate, methods=["POST"]),
+    Route("/api/v1/generate_stream", generate_stream, methods=["POST"]),
+    Route("/api/models/assignments", assignments, methods=["GET"]),
     Route("/api/v1/contexts", list_contexts, methods=["GET"]),
-    Route("/api/v1/contexts/{context_id:path}/export", export_context, methods=["GET"]),
     Route("/api/v1/contexts/{context_id:path}", get_context, methods=["GET"]),
     Route("/api/v1/contexts/{context_id:path}", delete_context, methods=["DELETE"]),
 ]

@@ -16,6 +16,7 @@ def result(outcome: ChatOutcome) -> dict[str, Any]:
     out = {
         "content": r.content,
         "message": r.content,
+        "response": r.content,  # what Tekton's 2025 rhetor_client reads (contracts §8)
         "model": r.model,
         "provider": r.provider,
         "context_id": outcome.context_id,

@@ -3,8 +3,8 @@
 REGISTER→REGISTER_ACK, PING→PONG, GENERATE/CHAT→RESPONSE, STREAM/CHAT_STREAM→CHUNK…(done), CANCEL stops a
 request (its upstream call is cancelled), errors are ERROR{request_id, error}. Several requests run at once
 on one socket. A bad frame gets an ERROR and the socket stays open. Frames shaped like the LLM Adapter's
-envelope (`payload` object, no `request_id`) go to `legacy_ws`. Served on `/ws` and `/`. Knows the gateway,
-not providers.
+envelope (`payload` object, no `request_id`) go to `legacy_ws`. A shared context id (`ergon`, `default`) is
+scoped to the socket (rhetor.api.context_scope). Served on `/ws` and `/`. Knows the gateway, not providers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rhetor.api import shapes
+from rhetor.api.context_scope import annotate, connection_token, scope_input
 from rhetor.api.legacy_ws import Envelope, is_envelope
 from rhetor.api.responses import validation_message
 from rhetor.api.schemas import ChatBody
@@ -38,6 +39,7 @@ class Connection:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
         self.envelope = Envelope(self)  # the legacy envelope protocol, on the same socket
+        self.scope = connection_token()  # shared context ids (`ergon`, `default`) are scoped to this socket
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -100,14 +102,17 @@ class Connection:
 
     async def run(self, body: ChatBody, streaming: bool, key: str, rid: Any) -> None:
         try:
+            inp = body.to_input()
+            scope = scope_input(self.gateway, inp, self.scope)
             if not streaming:
-                outcome = await self.gateway.chat(body.to_input())
-                await self.send({"type": "RESPONSE", "request_id": rid, **shapes.result(outcome)})
+                outcome = await self.gateway.chat(inp)
+                await self.send({"type": "RESPONSE", "request_id": rid, **annotate(shapes.result(outcome), scope)})
                 return
-            session = await self.gateway.open_stream(body.to_input())
+            session = await self.gateway.open_stream(inp)
             try:
                 async for event in session.events():
-                    await self.send({"type": "CHUNK", "request_id": rid, **shapes.stream_frame(session, event)})
+                    frame = annotate(shapes.stream_frame(session, event), scope)
+                    await self.send({"type": "CHUNK", "request_id": rid, **frame})
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await self.send({"type": "CHUNK", "request_id": rid, "chunk": "", "done": True,

@@ -7,6 +7,7 @@ so a PostgreSQL or Engram-backed store can replace the SQLite default without to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, runtime_checkable
@@ -14,6 +15,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from rhetor.errors import InvalidRequestError
 
 MAX_CONTEXT_ID_LENGTH: Final = 256
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 STATUSES: Final = frozenset({"complete", "error", "cancelled"})
 # The R1 JSON shape carried a fixed window size; export keeps it so old readers still parse it.
 R1_MAX_TOKENS: Final = 4000
@@ -85,13 +87,20 @@ def validate_context_id(context_id: object) -> str:
     """Return `context_id` if it is a usable id, else raise InvalidRequestError naming `context_id`.
 
     Ids are data (any non-empty string up to 256 characters, '/', '..' and unicode included); they are
-    never turned into file paths, so no sanitising is needed beyond the length bounds.
+    never turned into file paths, so no sanitising is needed beyond the length bounds. Control characters
+    (newline, tab, NUL, DEL, C1) are refused: such an id could be stored but never named in a URL again.
     """
     if not isinstance(context_id, str) or not context_id:
         raise InvalidRequestError("context_id must be a non-empty string", param="context_id")
     if len(context_id) > MAX_CONTEXT_ID_LENGTH:
         raise InvalidRequestError(
             f"context_id is {len(context_id)} characters; at most {MAX_CONTEXT_ID_LENGTH} are allowed",
+            param="context_id",
+        )
+    bad = _CONTROL.search(context_id)
+    if bad is not None:
+        raise InvalidRequestError(
+            f"context_id must not contain control characters; found {bad.group()!r} at position {bad.start()}",
             param="context_id",
         )
     return context_id
