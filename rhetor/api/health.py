@@ -210,7 +210,9 @@ UVICORN_GRACE_S = 3  # uvicorn's own timeout_graceful_shutdown, which starts onl
 
 
 def _is_websocket(conn: object) -> bool:
-    return type(conn).__module__.startswith("uvicorn.protocols.websockets")
+    """uvicorn's HTTP protocols (and subclasses, e.g. rhetor.api.protocols) carry a request `cycle`; WebSocket
+    protocols do not."""
+    return not hasattr(conn, "cycle")
 
 
 async def _until(done: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
