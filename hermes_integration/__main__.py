@@ -31,7 +31,9 @@ def _state_file(settings: Settings) -> Path:
 async def _register(settings: Settings, client: HermesClient) -> int:
     host = settings.advertise_host or settings.host
     endpoint = endpoint_url(host, settings.port)
-    cid, token = await client.register(registration_payload(endpoint, __version__, settings.port))
+    payload = {**registration_payload(endpoint, __version__, settings.port),
+               "component_id": settings.hermes_component_id}  # the running Rhetor's id: updates, never duplicates
+    cid, token = await client.register(payload)
     path = _state_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

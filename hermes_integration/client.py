@@ -3,9 +3,10 @@
 It speaks Hermes' wire exactly: `POST /api/register` (name, version, type, endpoint, capabilities,
 metadata) → component id + token; `POST /api/heartbeat` and `POST /api/unregister?component_id=` carry the
 token in `X-Authentication-Token`; `POST /api/components/status` announces a shutdown; `GET /api/components`
-lists what is registered. Knows nothing of FastAPI, of Rhetor's gateway or of when to call what (that is
-`registration.py`). Failures raise `HermesError` (a `RhetorError`), split into "could not reach" and
-"answered with an error status".
+(older Hermes: `POST /api/query`) lists what is registered, and `lookup` finds one entry by id
+(`GET /api/components/{id}`, else the listing). Knows nothing of FastAPI, of Rhetor's gateway or of when
+to call what (that is `registration.py`). Failures raise `HermesError` (a `RhetorError`), split into
+"could not reach" and "answered with an error status".
 """
 
 from __future__ import annotations
@@ -93,6 +94,23 @@ class HermesClient:
             data = await self._call("POST", "/api/query", json={"healthy_only": False})
         items = data.get("components", data) if isinstance(data, dict) else data
         return [c for c in items if isinstance(c, dict)] if isinstance(items, list) else []
+
+    async def lookup(self, component_id: str) -> dict[str, Any] | None:
+        """The entry Hermes lists under `component_id`, or None when it lists none (e.g. after its restart).
+
+        Hermes answers heartbeats from components it has forgotten with 200, so only this tells whether
+        other components can still discover us."""
+        try:
+            data = await self._call("GET", f"/api/components/{component_id}")
+        except HermesError as exc:
+            if exc.http_status not in (404, 405):
+                raise
+            # 404: not listed — or a Hermes without this route; the listing tells which
+        else:
+            if isinstance(data, dict) and data.get("component_id", data.get("componentId")) == component_id:
+                return data
+        return next((c for c in await self.components()
+                     if c.get("component_id", c.get("componentId")) == component_id), None)
 
     async def health(self) -> dict[str, Any]:
         data = await self._call("GET", "/api/health")

@@ -4,6 +4,11 @@ Hermes forgets us, unregister on shutdown.
 Rules: never fatal and never in the way of serving — `start()` returns at once and the loop retries with
 capped exponential backoff (quietly: one warning, then debug lines); a heartbeat answered 401/404 means
 Hermes restarted or expired our token, so we register again; `stop()` unregisters with the token.
+Every registration carries a stable `component_id` (the configured one, default `rhetor`, then whatever
+Hermes answered), so registering again updates our entry instead of adding one per token lifetime.
+Hermes answers 200 to heartbeats from components it has forgotten, so the listing is checked right after
+registering and every `check_s`: when our entry is missing we register again, and `registered` reports
+what Hermes last listed, not what we once did.
 The endpoint is asked of a callable because the real port is known only once the server has bound it.
 Knows nothing of FastAPI or of the gateway.
 """
@@ -58,23 +63,29 @@ class Registration:
     """One component's registration; `registered`, `component_id` and `last_error` feed the health body."""
 
     def __init__(self, client: HermesClient, payload: Callable[[], dict[str, Any] | None], *,
-                 heartbeat_s: float = 30.0, retry_max_s: float = 60.0,
-                 status: Callable[[], dict[str, Any]] | None = None) -> None:
+                 heartbeat_s: float = 30.0, retry_max_s: float = 60.0, check_s: float = 60.0,
+                 component_id: str = NAME, status: Callable[[], dict[str, Any]] | None = None) -> None:
         self.client = client
         self._payload = payload
         self._status = status or (lambda: {"status": "healthy"})
         self.heartbeat_s = heartbeat_s
         self.retry_max_s = retry_max_s
+        self.check_s = check_s
         self.component_id: str | None = None
+        self._stable_id = component_id
         self.token: str | None = None
+        self.listed: bool | None = None  # what Hermes' listing said last; None = not checked since registering
         self.last_error: str | None = None
         self.registrations = 0
+        self.checks = 0
+        self._next_check = 0.0
         self._task: asyncio.Task[None] | None = None
         self._warned = False
 
     @property
     def registered(self) -> bool:
-        return self.token is not None
+        """Registered as far as Hermes' own listing says (a token alone proves nothing after its restart)."""
+        return self.token is not None and self.listed is not False
 
     def start(self) -> None:
         if self._task is None:
@@ -82,14 +93,18 @@ class Registration:
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.client.base_url, "registered": self.registered, "component_id": self.component_id,
-                "registrations": self.registrations, "last_error": self.last_error}
+                "listed": self.listed, "registrations": self.registrations, "checks": self.checks,
+                "last_error": self.last_error}
 
     async def register_once(self) -> bool:
         payload = self._payload()
         if payload is None:
             return False
+        payload = {**payload, "component_id": self.component_id or self._stable_id}
         self.component_id, self.token = await self.client.register(payload)
         self.registrations += 1
+        self.listed = None
+        self._next_check = 0.0  # confirm with the listing at once
         self.last_error = None
         self._warned = False
         log.info("registered with Hermes at %s as %s (%s)", self.client.base_url, self.component_id,
@@ -104,10 +119,30 @@ class Registration:
         else:
             log.debug("Hermes: %s", exc.message)
 
+    async def check(self) -> bool:
+        """Ask Hermes' listing whether it still lists us; when it does not, drop the token (register again)."""
+        cid = self.component_id
+        if cid is None or self.token is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        self._next_check = now + self.check_s
+        self.checks += 1
+        try:
+            self.listed = await self.client.lookup(cid) is not None
+        except HermesError as exc:
+            self._note(exc)
+            self.listed = False  # Hermes cannot tell anyone where we are; ask again at the next heartbeat
+            self._next_check = now + min(self.check_s, self.heartbeat_s)
+            return False
+        if not self.listed:
+            log.warning("Hermes at %s no longer lists %s; registering again", self.client.base_url, cid)
+            self.token = None
+        return self.listed
+
     async def _run(self) -> None:
         delay = initial = min(1.0, self.retry_max_s)
         while True:
-            if not self.registered:
+            if self.token is None:
                 try:
                     if not await self.register_once():
                         await asyncio.sleep(0.05)  # the server has not bound its port yet
@@ -118,6 +153,10 @@ class Registration:
                     await asyncio.sleep(delay * (0.5 + random.random() / 2))
                     delay = min(delay * 2, self.retry_max_s)
                     continue
+            if asyncio.get_running_loop().time() >= self._next_check:
+                await self.check()
+                if self.token is None:
+                    continue  # forgotten: register again now
             await asyncio.sleep(self.heartbeat_s)
             cid, token = self.component_id, self.token
             if cid is None or token is None:
@@ -127,7 +166,7 @@ class Registration:
             except HermesError as exc:
                 self._note(exc)
                 if exc.http_status in (401, 404):  # Hermes restarted or our token expired: register again
-                    self.token = None
+                    self.token = None  # (with the same component_id, so the entry is updated, not duplicated)
 
     async def announce(self, status: str, port: int) -> None:
         """Best effort `POST /api/components/status` (e.g. shutting_down); never raises."""
@@ -150,7 +189,7 @@ class Registration:
                 log.info("unregistered from Hermes (%s)", cid)
             except HermesError as exc:
                 log.warning("Hermes unregister failed: %s", exc.message)
-        self.token = None
+        self.token, self.listed = None, None
 
     async def aclose(self) -> None:
         await self.stop()

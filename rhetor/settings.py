@@ -72,6 +72,8 @@ class Settings(BaseModel):
     hermes_url: str | None = None
     hermes_heartbeat_s: float = Field(30.0, gt=0)
     hermes_retry_max_s: float = Field(60.0, gt=0)
+    hermes_check_s: float = Field(60.0, gt=0)  # how often Hermes' listing is checked for our entry
+    hermes_component_id: str = Field("rhetor", min_length=1)  # stable id: re-registering updates the entry
     advertise_host: str | None = None  # host put in the Hermes endpoint; default: the bind host
     engram_url: str | None = None
     engram_api_key: SecretStr | None = None
@@ -125,6 +127,8 @@ class Settings(BaseModel):
             "RHETOR_HERMES": "hermes_enabled",
             "RHETOR_HERMES_HEARTBEAT_S": "hermes_heartbeat_s",
             "RHETOR_HERMES_RETRY_MAX_S": "hermes_retry_max_s",
+            "RHETOR_HERMES_CHECK_S": "hermes_check_s",
+            "RHETOR_HERMES_COMPONENT_ID": "hermes_component_id",
             "RHETOR_ADVERTISE_HOST": "advertise_host",
             "ENGRAM_URL": "engram_url",
             "ENGRAM_API_KEY": "engram_api_key",

@@ -92,31 +92,84 @@ async def test_client_round_trip(hermes: tuple[FakeHermes, str]) -> None:
         await client.aclose()
 
 
+async def until(cond: Callable[[], Any]) -> None:
+    for _ in range(1000):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
 async def test_registration_reregisters_after_restart(hermes: tuple[FakeHermes, str]) -> None:
     fake, url = hermes
     reg = Registration(HermesClient(url), lambda: registration_payload("http://127.0.0.1:9", "1", 9),
-                       heartbeat_s=0.05, retry_max_s=0.1)
+                       heartbeat_s=0.05, retry_max_s=0.1, check_s=0.2)
     reg.start()
     try:
-        for _ in range(400):
-            if "heartbeat" in fake.kinds():
-                break
-            await asyncio.sleep(0.01)
-        fake.restart()  # Hermes forgets us: the next heartbeat gets 404, and we register again
-        for _ in range(400):
-            if reg.registrations >= 2 and fake.components:
-                break
-            await asyncio.sleep(0.01)
-        assert reg.registrations >= 2 and reg.registered and len(fake.components) == 1
+        await until(lambda: "heartbeat" in fake.kinds() and reg.listed)
+        assert reg.registered and list(fake.components) == ["rhetor"]
+        fake.restart()  # Hermes forgets us, yet keeps answering our heartbeats with 200
+        beats = fake.kinds().count("heartbeat")
+        await until(lambda: fake.kinds().count("heartbeat") > beats)
+        assert fake.components == {}
+        # before: nothing else happened — never listed again, while /health said registeredWithHermes: true
+        await until(lambda: reg.registrations >= 2 and "rhetor" in fake.components)
+        assert reg.registered and list(fake.components) == ["rhetor"] and reg.component_id == "rhetor"
+        assert ("lookup", "rhetor") in fake.calls
     finally:
         await reg.aclose()
     assert fake.components == {} and fake.kinds()[-1] == "unregister"
 
 
+async def test_registered_reports_what_hermes_lists(hermes: tuple[FakeHermes, str]) -> None:
+    fake, url = hermes
+    payload: list[dict[str, Any] | None] = [registration_payload("http://127.0.0.1:9", "1", 9)]
+    reg = Registration(HermesClient(url), lambda: payload[0], heartbeat_s=0.05, retry_max_s=0.1, check_s=0.1)
+    reg.start()
+    try:
+        await until(lambda: reg.listed)
+        payload[0] = None  # hold the next registration back, to observe the state in between
+        fake.restart()
+        await until(lambda: reg.listed is False or reg.token is None)
+        assert not reg.registered and reg.describe()["registered"] is False
+        payload[0] = registration_payload("http://127.0.0.1:9", "1", 9)
+        await until(lambda: reg.listed and "rhetor" in fake.components)
+        assert reg.registered
+    finally:
+        await reg.aclose()
+
+
+async def test_reregister_after_token_expiry_keeps_one_entry(hermes: tuple[FakeHermes, str]) -> None:
+    fake, url = hermes
+    fake.token_ttl_s = 0.15  # heartbeats then get 401, as after an hour with the real Hermes
+    reg = Registration(HermesClient(url), lambda: registration_payload("http://127.0.0.1:9", "1", 9),
+                       heartbeat_s=0.05, retry_max_s=0.1, check_s=60)
+    reg.start()
+    try:
+        await until(lambda: reg.registrations >= 3)
+    finally:
+        await reg.aclose()
+    registers = [body for kind, body in fake.calls if kind == "register"]
+    assert len(registers) >= 3 and {b["component_id"] for b in registers} == {"rhetor"}
+    # before: each re-register came without an id, Hermes invented a new one, and the old entry stayed
+    assert fake.components == {}  # the one entry, updated each time, then unregistered
+
+
+async def test_stable_id_is_configurable_and_kept(hermes: tuple[FakeHermes, str]) -> None:
+    fake, url = hermes
+    reg = Registration(HermesClient(url), lambda: registration_payload("http://127.0.0.1:9", "1", 9),
+                       heartbeat_s=0.05, component_id="rhetor-2")
+    try:
+        assert await reg.register_once() and await reg.check()
+        assert reg.component_id == "rhetor-2" and list(fake.components) == ["rhetor-2"]
+    finally:
+        await reg.aclose()
+
+
 def test_rhetor_registers_its_real_endpoint_and_unregisters(hermes: tuple[FakeHermes, str],
                                                              make_settings: Callable[..., Settings]) -> None:
     fake, url = hermes
-    settings = make_settings(hermes_url=url, hermes_heartbeat_s=0.05)
+    settings = make_settings(hermes_url=url, hermes_heartbeat_s=0.05, hermes_check_s=0.1)
     with served(settings) as (base, _server):
         comp = wait_for(lambda: next(iter(fake.components.values()), None))
         assert comp["endpoint"] == base and comp["name"] == "rhetor" and comp["type"] == "rhetor"
@@ -125,6 +178,11 @@ def test_rhetor_registers_its_real_endpoint_and_unregisters(hermes: tuple[FakeHe
         health = httpx.get(f"{base}/health").json()
         assert health["registeredWithHermes"] is True and health["port"] == comp["metadata"]["port"]
         assert {"name": "hermes", "required": False, "status": "registered", "url": url} in health["dependencies"]
+        assert comp["component_id"] == "rhetor"
+        fake.restart()  # forgotten: the listing check (every 0.1 s here) brings the entry back
+        wait_for(lambda: "rhetor" in fake.components)
+        wait_for(lambda: httpx.get(f"{base}/health").json()["details"]["hermes"]["listed"])
+        assert httpx.get(f"{base}/health").json()["registeredWithHermes"] is True
     assert fake.components == {}
     assert "unregister" in fake.kinds()
     assert fake.statuses and fake.statuses[0]["status"] == "shutting_down" and fake.statuses[0]["component"] == "rhetor"

@@ -83,6 +83,7 @@ class Runtime:
         if s.hermes_enabled and s.hermes_url:
             self.hermes = Registration(HermesClient(s.hermes_url), self._hermes_payload,
                                        heartbeat_s=s.hermes_heartbeat_s, retry_max_s=s.hermes_retry_max_s,
+                                       check_s=s.hermes_check_s, component_id=s.hermes_component_id,
                                        status=lambda: {"status": "shutting_down" if self.draining else "healthy"})
             self.hermes.start()  # in the background: a missing Hermes never delays serving
         if exposed_without_auth(s):
