@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rhetor.context.embedder import normalize  # noqa: E402
-from rhetor.context.vectors import VectorIndex  # noqa: E402
+from rhetor.context.vectors import search_rows  # noqa: E402
 
 DIM = 384
 CONTEXTS = 100
@@ -36,17 +36,18 @@ def _ms(samples: list[float]) -> str:
 
 
 def bench_search(n: int, queries: int, rng: np.random.Generator) -> None:
+    """The NumPy product a search runs once its rows are in memory (a cached scope, or one scan chunk);
+    benchmarks/stored.py measures searches end to end, reading vectors from the database."""
     matrix = normalize(rng.standard_normal((n, DIM)).astype(np.float32))
-    index = VectorIndex("bench")
-    ids = list(range(1, n + 1))
-    index.add(ids, [f"ergon:ctx-{i % CONTEXTS}" for i in ids], matrix)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    one = ids % CONTEXTS == 7
     qs = normalize(rng.standard_normal((queries, DIM)).astype(np.float32))
-    for label, scope in (("all vectors", {}), ("one component", {"component": "ergon"}),
-                         (f"one context (1/{CONTEXTS})", {"context_id": "ergon:ctx-7"})):
+    for label, (rows_ids, rows) in (("all vectors", (ids, matrix)),
+                                    (f"one context (1/{CONTEXTS})", (ids[one], matrix[one]))):
         times = []
         for q in qs:
             t0 = time.perf_counter()
-            index.search(q, 10, **scope)
+            search_rows(rows_ids, rows, q, 10)
             times.append(time.perf_counter() - t0)
         print(f"numpy       n={n:>7}  {label:<22} {_ms(times)}")
     bench_sqlite_vec(matrix, qs)

@@ -208,27 +208,28 @@ class Gateway:
             assert message is not None
             new_turn = [Message("user", message)]
             history = []
-            if inp.context_id is not None:
+            if inp.context_id is not None and self.memory is None:  # no memory (the CLI): the whole history
                 stored = await self.store.history(inp.context_id)
                 history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
                            if m.role in ("user", "assistant")]
         system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
         recall = None
-        if self.memory is not None and messages is None and message is not None and inp.context_id and history:
-            recall = await self._recall(rt, inp.context_id, stored, message, system)
-            history = recall.history if recall is not None else history
+        if self.memory is not None and messages is None and message is not None and inp.context_id:
+            # only what can fit: a bounded tail of the stored turns, never the whole history (rhetor.context.retrieval)
+            history, recall = await self._window(rt, inp.context_id, message, system)
         return _Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
 
-    async def _recall(self, rt: Route, context_id: str, stored: list[StoredMessage], text: str,
-                      system: str | None) -> Recall | None:
-        """When the stored conversation overflows the primary target's window, keep the recent turns and
-        bring back the older ones most relevant to `text` (else None: fit_history trims as before)."""
+    async def _window(self, rt: Route, context_id: str, text: str,
+                      system: str | None) -> tuple[list[Message], Recall | None]:
+        """The stored history to send: the recent turns that fit the largest window among the route's targets
+        (fit_history trims per target), and, when they overflow the primary target's, the recent turns plus
+        the older ones most relevant to `text` (a Recall). Its cost is bounded by the window, not the history."""
         assert self.memory is not None
-        target = rt.targets[0]
-        window = self.providers.get(target.provider).context_window(target.model)
-        budget = budget_for(window, _sampling(rt.options).get("max_tokens"))
-        room = budget - message_tokens(Message("user", text)) - (estimate_tokens(system) if system else 0)
-        return await self.memory.recall(context_id, stored, text, room_tokens=room)
+        reply = _sampling(rt.options).get("max_tokens")
+        budgets = [budget_for(self.providers.get(t.provider).context_window(t.model), reply) for t in rt.targets]
+        fixed = message_tokens(Message("user", text)) + (estimate_tokens(system) if system else 0)
+        return await self.memory.window(context_id, text, room_tokens=budgets[0] - fixed,
+                                        load_tokens=max(budgets) - fixed)
 
     def _builder(self, prepared: _Prepared) -> Any:
         opts = prepared.route.options

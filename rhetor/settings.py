@@ -59,6 +59,7 @@ class Settings(BaseModel):
     embedding_model: str | None = None
     index_interval_s: float = Field(2.0, gt=0)  # how often the indexer looks for messages other processes wrote
     retrieval_k: int = Field(4, ge=0, le=64)  # older turns brought back at most, per request
+    vector_cache_mb: int = Field(64, ge=1)  # per-context vector scopes kept in memory, LRU (rhetor.context.vectors)
 
     # Templates (rhetor/prompts/pool.py): user template text renders in worker processes, each render under a
     # wall-clock and a memory budget; a render over either is stopped and answered 400 template_sandbox_violation.
@@ -117,6 +118,7 @@ class Settings(BaseModel):
             "RHETOR_EMBEDDING_MODEL": "embedding_model",
             "RHETOR_INDEX_INTERVAL_S": "index_interval_s",
             "RHETOR_RETRIEVAL_K": "retrieval_k",
+            "RHETOR_VECTOR_CACHE_MB": "vector_cache_mb",
             "RHETOR_TEMPLATE_TIMEOUT_S": "template_timeout_s",
             "RHETOR_TEMPLATE_MEMORY_MB": "template_memory_mb",
             "RHETOR_TEMPLATE_WORKERS": "template_workers",

@@ -18,7 +18,7 @@ import numpy as np
 from rhetor.context import NewMessage, SqliteContextStore
 from rhetor.context.embedder import SimulatedEmbedder, embed_hashed
 from rhetor.context.indexer import Indexer
-from rhetor.context.vectors import VectorIndex, backlog_batch
+from rhetor.context.vectors import ScopeCache, backlog_batch
 from tests.fakes.server import free_port
 
 MODEL = SimulatedEmbedder.name
@@ -82,19 +82,19 @@ async def test_killed_mid_batch_then_restarted_embeds_every_message_once(tmp_pat
     try:
         await _seed(store, 100)  # 200 messages: backlog of 7 batches of 32
         stuck = _Stuck(ok_batches=3)
-        first = Indexer(store, stuck, VectorIndex(MODEL), batch=32)
+        first = Indexer(store, stuck, ScopeCache(MODEL, 2**20), batch=32)
         first.start()
         await asyncio.wait_for(stuck.hung.wait(), 10)
         await first.stop()  # the crash: cancelled in the middle of a batch
         assert (await first.status())["embedded"] == 96 and (await first.status())["backlog"] == 104
 
-        second = Indexer(store, SimulatedEmbedder(), VectorIndex(MODEL), batch=32)
+        second = Indexer(store, SimulatedEmbedder(), ScopeCache(MODEL, 2**20), batch=32)
         second.start()
         await second.drain(10)
         status = await second.status()
         await second.stop()
         assert status["backlog"] == 0 and status["embedded"] == 200
-        assert len(second.index) == 200  # 96 loaded from the store + 104 embedded now
+        assert status["indexed"] == 200  # 96 stored before the crash + 104 embedded now, all searchable
         assert second.embedded_total == 104  # nothing already stored was embedded again
     finally:
         await store.close()
@@ -107,7 +107,7 @@ async def test_failing_embedder_is_retried_and_nothing_is_missed(tmp_path: Path)
     try:
         await _seed(store, 40)
         flaky = _Flaky(fail_on={2})
-        indexer = Indexer(store, flaky, VectorIndex(MODEL), batch=16)
+        indexer = Indexer(store, flaky, ScopeCache(MODEL, 2**20), batch=16)
         indexer.start()
         await indexer.drain(15)
         assert indexer.state != "error" and indexer.last_error is None  # recovered after one backoff

@@ -52,7 +52,8 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         app.state.gateway = gateway
         # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
         gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),
-                                interval_s=settings.index_interval_s, k_turns=settings.retrieval_k)
+                                interval_s=settings.index_interval_s, k_turns=settings.retrieval_k,
+                                cache_bytes=settings.vector_cache_mb * 2**20)
         gateway.memory.start()
         app.state.ready = True
         await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready

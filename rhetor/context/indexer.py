@@ -1,12 +1,13 @@
-"""The background indexer: embeds every stored message, off the reply path, and keeps the vector index.
+"""The background indexer: embeds every stored message, off the reply path, and keeps cached scopes current.
 
-One asyncio task, started in the app lifespan. It first loads the stored vectors into the in-memory
-`VectorIndex` (in chunks, so chat queries interleave on the store's worker), then loops: take the oldest
-messages without a vector from this embedder, embed them, store the vectors in one transaction, add them
-to the index. It wakes when the gateway records a turn (`notify`, an in-memory event: no I/O on the reply
-path) and every `interval_s` for rows other processes wrote. Crash safety is by construction: progress
-*is* the vector table, so a killed indexer restarts where the table says, and a batch replayed after a
-crash replaces rather than duplicates. A failing embedder is retried with capped exponential backoff; the
+One asyncio task, started in the app lifespan. Nothing is loaded at start (searches read vectors from the
+database per scope, rhetor.context.vectors); it loops: take the oldest messages without a vector from this
+embedder, embed them, store the vectors in one transaction and, on the same worker call, append them to the
+contexts' scopes that are cached (so a scope read and an addition can never pass each other). It wakes
+when the gateway records a turn (`notify`, an in-memory event: no I/O on the reply path) and every
+`interval_s` for rows other processes wrote. Crash safety is by construction: progress *is* the vector
+table, so a killed indexer restarts where the table says, and a batch replayed after a crash replaces
+rather than duplicates. A failing embedder is retried with capped exponential backoff; the
 task never dies of it. Knows nothing of HTTP or routing.
 """
 
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeVar
 
 from rhetor.context.embedder import Embedder
-from rhetor.context.vectors import VectorIndex, backlog_batch, counts, from_bytes, load_chunk, save_vectors
+from rhetor.context.vectors import ScopeCache, backlog_batch, counts, save_vectors
 
 log = logging.getLogger("rhetor.indexer")
 T = TypeVar("T")
@@ -37,14 +37,13 @@ class SqlRunner(Protocol):
 
 
 class Indexer:
-    def __init__(self, store: SqlRunner, embedder: Embedder, index: VectorIndex, *,
+    def __init__(self, store: SqlRunner, embedder: Embedder, cache: ScopeCache, *,
                  interval_s: float = 2.0, batch: int = BATCH) -> None:
-        self.store, self.embedder, self.index = store, embedder, index
+        self.store, self.embedder, self.cache = store, embedder, cache
         self.interval_s, self.batch = interval_s, batch
-        self.state = "idle"  # idle | loading | embedding | error | stopped
+        self.state = "idle"  # idle | embedding | error | stopped
         self.last_error: str | None = None
         self.embedded_total = 0  # vectors stored by this process
-        self.loaded = asyncio.Event()  # set once the stored vectors are in the index
         self._wake = asyncio.Event()
         self._cursor = 0  # every message id <= cursor has a vector (or was deleted)
         self._task: asyncio.Task[None] | None = None
@@ -68,15 +67,17 @@ class Indexer:
     async def status(self, context_id: str | None = None) -> dict[str, Any]:
         model = self.embedder.name
         embedded, backlog = await self.store.run(lambda conn: counts(conn, model, context_id))
+        # every stored vector is searchable (read per scope): "indexed" is "embedded"; "cache" is what is resident
         return {"embedder": model, "state": self.state, "embedded": embedded, "backlog": backlog,
-                "indexed": len(self.index), "embedder_ready": self.embedder.ready(), "last_error": self.last_error}
+                "indexed": embedded, "cache": self.cache.stats(), "embedder_ready": self.embedder.ready(),
+                "last_error": self.last_error}
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until no message is waiting (for tests and the CLI; the server never waits on this)."""
         deadline = time.monotonic() + timeout_s
         while True:
             status = await self.status()
-            if status["backlog"] == 0 and self.loaded.is_set():
+            if status["backlog"] == 0:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"indexer still has {status['backlog']} messages waiting")
@@ -87,8 +88,6 @@ class Indexer:
         backoff = 0.5
         while True:
             try:
-                if not self.loaded.is_set():
-                    await self._load()
                 done = await self._step()
                 backoff, self.last_error = 0.5, None
                 if not done:
@@ -103,38 +102,32 @@ class Indexer:
                 await self._sleep(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
 
-    async def _load(self) -> None:
-        self.state = "loading"
-        model = self.index.model
-        while True:
-            after = self.index.loaded_through
-            rows = await self.store.run(functools.partial(load_chunk, model=model, after_id=after))
-            if not rows:
-                break
-            last = rows[-1][0]
-            dim = len(rows[0][2]) // 4
-            rows = [r for r in rows if len(r[2]) == dim * 4]
-            self.index.add([r[0] for r in rows], [r[1] for r in rows], from_bytes([r[2] for r in rows], dim))
-            self.index.loaded_through = last
-        self.loaded.set()
-
     async def _step(self) -> bool:
         """Embed one batch; True when nothing was waiting."""
         model, cursor, size = self.embedder.name, self._cursor, self.batch
-        pending = await self.store.run(lambda conn: backlog_batch(conn, model, cursor, size))
+        top, pending = await self.store.run(lambda conn: backlog_batch(conn, model, cursor, size, with_top=True))
         if not pending:
+            # Nothing waits up to `top`: later messages get higher ids (AUTOINCREMENT, one writer at a time),
+            # so the next look starts there instead of re-reading the whole table on every turn recorded.
+            self._cursor = max(cursor, top)
             return True
         self.state = "embedding"
         self._wake.clear()
         matrix = await self.embedder.embed([p.text for p in pending])
         ids = [p.id for p in pending]
-        stored = await self.store.run(lambda conn: save_vectors(conn, model, ids, matrix))
-        keep = set(stored)
-        rows = [i for i, p in enumerate(pending) if p.id in keep]
-        self.index.add([pending[i].id for i in rows], [pending[i].context_id for i in rows], matrix[rows])
+        contexts = [p.context_id for p in pending]
+        stored = await self.store.run(lambda conn: self._save(conn, ids, contexts, matrix))
         self.embedded_total += len(stored)
         self._cursor = pending[-1].id
         return False
+
+    def _save(self, conn: Any, ids: list[int], contexts: list[str], matrix: Any) -> list[int]:
+        """Store the batch, then grow the cached scopes it touches (on the worker thread, in this order)."""
+        stored = save_vectors(conn, self.embedder.name, ids, matrix)
+        keep = set(stored)
+        rows = [i for i, mid in enumerate(ids) if mid in keep]
+        self.cache.add([contexts[i] for i in rows], [ids[i] for i in rows], matrix[rows])
+        return stored
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,30 +1,42 @@
-"""Semantic memory for the gateway: search stored messages, and bring relevant older turns back into a
-conversation that has outgrown the model's window.
+"""Semantic memory for the gateway: search stored messages, and assemble what a reply sends from a
+conversation's stored history — only what can fit, bringing relevant older turns back when it overflows.
 
-`Memory` owns the embedder, the in-memory vector index and the background indexer. Search is semantic
-(cosine over the index) when an embedder is configured, else lexical (SQLite FTS5, bm25), and every answer
-says which. `recall` is the window rule: keep the recent turns (up to half the history budget), then fill
-the rest with the older turns most relevant to the new message (at most `k_turns`, whole user+assistant
-turns so roles still alternate), then give any room left back to recent history. A reply never waits for a
-model load: if the embedder is not ready, or the query cannot be embedded within `QUERY_TIMEOUT_S`, that
-reply uses lexical scores. Knows nothing of HTTP or routing.
+`Memory` owns the embedder, the scope cache and the background indexer. Search is semantic (cosine over
+vectors read per scope from the database, rhetor.context.vectors) when an embedder is configured, else
+lexical (SQLite FTS5, bm25), and every answer says which. `window` is the reply path: it reads only the most
+recent whole turns that fit the largest window of the route (rhetor.context.tail), never the whole history;
+when the conversation overflows the primary target's room it keeps the recent turns (up to half of it), then
+fills the rest with the older turns most relevant to the new message (at most `k_turns`, whole turns so
+roles still alternate, searched in the context's cached scope — at most the cache budget of its most recent
+vectors), then gives any room left back to recent history. A reply never waits for a model load: if the
+embedder is not ready, or the query cannot be embedded within `QUERY_TIMEOUT_S`, that reply uses lexical
+scores. Knows nothing of HTTP or routing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from rhetor.context.embedder import Embedder
 from rhetor.context.indexer import Indexer, SqlRunner
 from rhetor.context.lexical import Hit, lexical_search
-from rhetor.context.store import StoredMessage
-from rhetor.context.vectors import VectorIndex
-from rhetor.context.window import message_tokens
+from rhetor.context.tail import Turn, recent_turns, turns_of
+from rhetor.context.vectors import (
+    SCAN_CHUNK,
+    Scope,
+    ScopeCache,
+    from_bytes,
+    merge_top,
+    read_chunk,
+    search_rows,
+)
 from rhetor.types import Message
 
 log = logging.getLogger("rhetor.retrieval")
@@ -33,6 +45,8 @@ QUERY_TIMEOUT_S: Final = 2.0
 MIN_SEMANTIC_SCORE: Final = 0.15  # below this a "relevant" turn is noise; lexical hits need only match
 RECENT_SHARE: Final = 0.5
 THREAD_SEARCH_ROWS: Final = 20_000  # larger searches run on a thread so the event loop stays free
+DEFAULT_CACHE_BYTES: Final = 64 * 2**20
+Found = tuple[NDArray[np.int64], NDArray[np.float32]]
 
 
 @dataclass(slots=True)
@@ -46,11 +60,11 @@ class Recall:
 
 class Memory:
     def __init__(self, store: SqlRunner, embedder: Embedder | None, *, interval_s: float = 2.0,
-                 k_turns: int = 4) -> None:
+                 k_turns: int = 4, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.store, self.embedder, self.k_turns = store, embedder, k_turns
-        self.index = VectorIndex(embedder.name) if embedder is not None else None
-        self.indexer = (Indexer(store, embedder, self.index, interval_s=interval_s)
-                        if embedder is not None and self.index is not None else None)
+        self.cache = ScopeCache(embedder.name, cache_bytes) if embedder is not None else None
+        self.indexer = (Indexer(store, embedder, self.cache, interval_s=interval_s)
+                        if embedder is not None and self.cache is not None else None)
 
     @property
     def mode(self) -> str:
@@ -73,7 +87,7 @@ class Memory:
     async def status(self, context_id: str | None = None) -> dict[str, Any]:
         if self.indexer is None:
             return {"retrieval": "lexical", "embedder": None, "state": "off", "embedded": 0, "backlog": 0,
-                    "indexed": 0, "embedder_ready": False, "last_error": None}
+                    "indexed": 0, "cache": None, "embedder_ready": False, "last_error": None}
         return {"retrieval": "semantic", **await self.indexer.status(context_id)}
 
     async def search(self, query: str, *, context_id: str | None = None, component: str | None = None,
@@ -81,110 +95,140 @@ class Memory:
         """The `k` stored messages (complete turns only) most relevant to `query`, and the mode used.
 
         An explicit search may wait for the embedder's first load (off the event loop); a chat reply never does.
+        One context is searched in its cached scope (and, past the scope's floor, by a chunked scan); a
+        component or everything by a chunked scan of the table: memory stays bounded, whatever is stored.
         """
-        if self.embedder is not None and self.index is not None and self.indexer is not None:
+        if self.embedder is not None and self.cache is not None:
             await self.embedder.warm()
-            await self.indexer.loaded.wait()
             q = (await self.embedder.embed([query]))[0]
-            return "semantic", await self._semantic(q, k, context_id=context_id, component=component)
+            want = k * 2 + 8  # room for rows of deleted or unfinished turns, which the store then drops
+            if context_id is not None:
+                scope = await self.scope(context_id)
+                found = await self._search_scope(scope, q, want)
+                if scope.floor:
+                    found = merge_top(found, await self._scan(q, want, context_id=context_id, below=scope.floor), want)
+            else:
+                found = await self._scan(q, want, component=component)
+            if not len(found[0]):
+                return "semantic", []
+            scores = {int(i): float(s) for i, s in zip(*found, strict=True)}
+            rows = await self.store.run(lambda c: _messages_by_id(c, list(scores)))
+            hits = [Hit(i, cid, role, content, ts, scores[i]) for i, cid, role, content, ts in rows]
+            hits.sort(key=lambda h: -h.score)
+            return "semantic", hits[:k]
         hits = await self.store.run(lambda c: lexical_search(c, query, k, context_id=context_id,
                                                              component=component))
         return "lexical", hits
 
-    async def _semantic(self, q: np.ndarray[Any, Any], k: int, *, context_id: str | None,
-                        component: str | None) -> list[Hit]:
-        index = self.index
-        assert index is not None
-        want = k * 2 + 8  # room for rows of deleted or unfinished turns, which the store then drops
+    async def scope(self, context_id: str) -> Scope:
+        """The context's cached scope, read from the database on a miss."""
+        cache = self.cache
+        assert cache is not None
+        found = cache.get(context_id)
+        if found is not None:
+            return found
+        return await self.store.run(lambda c: cache.load(c, context_id))
 
-        def run() -> list[tuple[int, float]]:
-            return index.search(q, want, context_id=context_id, component=component)
+    async def _search_scope(self, scope: Scope, q: NDArray[np.float32], want: int, *,
+                            below: int | None = None) -> Found:
+        ids, matrix = scope.rows()
 
-        found = await asyncio.to_thread(run) if len(index) > THREAD_SEARCH_ROWS else run()
-        if not found:
-            return []
-        scores = dict(found)
-        rows = await self.store.run(lambda c: _messages_by_id(c, list(scores)))
-        hits = [Hit(i, cid, role, content, ts, scores[i]) for i, cid, role, content, ts in rows]
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        def run() -> Found:
+            return search_rows(ids, matrix, q, want, below=below)
 
-    async def recall(self, context_id: str, stored: list[StoredMessage], new_text: str, *,
-                     room_tokens: int) -> Recall | None:
-        """History for a turn whose stored conversation overflows `room_tokens`; None when it all fits."""
-        msgs = [(m.id, Message("user" if m.role == "user" else "assistant", m.content)) for m in stored
-                if m.role in ("user", "assistant")]
-        costs = [message_tokens(m) for _, m in msgs]
-        if sum(costs) <= room_tokens:
-            return None
-        turns = _turns(msgs)
-        tail = _tail_start(turns, costs, room_tokens * RECENT_SHARE)
-        older = turns[:tail]
-        if not older:
-            return None
-        older_ids = [msgs[i][0] for t in older for i in t]
-        mode, scores = await self._score(context_id, new_text, older_ids)
-        per_turn = [(max((scores[msgs[i][0]] for i in t if msgs[i][0] in scores), default=None), n)
-                    for n, t in enumerate(older)]
-        ranked = sorted(((s, n) for s, n in per_turn if s is not None), key=lambda x: (-x[0], -x[1]))
-        remaining = room_tokens - sum(costs[i] for t in turns[tail:] for i in t)
-        chosen: dict[int, float] = {}
-        for score, n in ranked:
+        return await asyncio.to_thread(run) if len(ids) > THREAD_SEARCH_ROWS else run()
+
+    async def _scan(self, q: NDArray[np.float32], want: int, *, context_id: str | None = None,
+                    component: str | None = None, below: int | None = None) -> Found:
+        """Top `want` over every stored vector of the scope, one chunk at a time (other queries interleave on
+        the store's worker between chunks); holds one chunk and the running top in memory."""
+        assert self.cache is not None
+        model, after, width = self.cache.model, 0, 4 * int(q.shape[-1])
+        best: Found = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        while True:
+            ids, blobs = await self.store.run(functools.partial(read_chunk, model=model, after_id=after,
+                                                                context_id=context_id, component=component,
+                                                                below=below))
+            if not len(ids):
+                return best
+            keep = [i for i, b in enumerate(blobs) if len(b) == width]  # another space under the name: skipped
+            if keep:
+                rows = from_bytes([blobs[i] for i in keep], width // 4)
+                best = merge_top(best, search_rows(ids[keep], rows, q, want), want)
+            after = int(ids[-1])
+            if len(ids) < SCAN_CHUNK:
+                return best
+
+    async def window(self, context_id: str, text: str, *, room_tokens: int,
+                     load_tokens: int) -> tuple[list[Message], Recall | None]:
+        """What to send of the stored conversation before a new message `text`: the most recent whole turns
+        that fit `load_tokens` (the largest window of the route; each target trims further), and a Recall
+        when it overflows `room_tokens` (the primary target's room): then recent turns plus retrieved ones."""
+        budget = max(room_tokens, load_tokens)
+        if budget <= 0:
+            return [], None
+        turns, more = await self.store.run(lambda c: recent_turns(c, context_id, budget))
+        everything = [m for t in turns for m in t.messages]
+        if not turns or (not more and sum(t.cost for t in turns) <= room_tokens):
+            return everything, None
+        tail = _tail_start(turns, room_tokens * RECENT_SHARE)
+        if tail == 0 and not more:
+            return everything, None
+        boundary = turns[tail].ids[0] if tail < len(turns) else turns[-1].ids[-1] + 1
+        mode, hits = await self._older(context_id, text, boundary)
+        score_of = dict(hits)
+        found = await self.store.run(lambda c: turns_of(c, context_id, list(score_of))) if hits else []
+        ranked = sorted(((max(score_of[i] for i in t.ids if i in score_of), t) for t in found
+                         if any(i in score_of for i in t.ids)), key=lambda x: (-x[0], -x[1].number))
+        remaining = room_tokens - sum(t.cost for t in turns[tail:])
+        chosen: dict[int, tuple[float, Turn]] = {}
+        for score, turn in ranked:
             if len(chosen) >= self.k_turns:
                 break
-            cost = sum(costs[i] for i in older[n])
-            if cost <= remaining:
-                chosen[n] = score
-                remaining -= cost
-        while tail > 0 and (tail - 1) not in chosen:  # leftover room goes back to recent history
-            cost = sum(costs[i] for i in turns[tail - 1])
-            if cost > remaining:
+            if turn.cost <= remaining:
+                chosen[turn.number] = (score, turn)
+                remaining -= turn.cost
+        while tail > 0 and turns[tail - 1].number not in chosen:  # leftover room goes back to recent history
+            if turns[tail - 1].cost > remaining:
                 break
-            remaining -= cost
+            remaining -= turns[tail - 1].cost
             tail -= 1
-        picked = sorted(n for n in chosen if n < tail)
-        history = [msgs[i][1] for n in picked for i in turns[n]] + [msgs[i][1] for t in turns[tail:] for i in t]
+        picked = [chosen[n] for n in sorted(chosen)]
+        history = [m for _, t in picked for m in t.messages] + [m for t in turns[tail:] for m in t.messages]
         while history and history[0].role == "assistant":
             history = history[1:]
-        retrieved = [{"id": msgs[i][0], "role": msgs[i][1].role,
-                      "score": round(scores.get(msgs[i][0], chosen[n]), 4)} for n in picked for i in turns[n]]
-        return Recall(history, mode, retrieved)
+        retrieved = [{"id": i, "role": m.role, "score": round(score_of.get(i, s), 4)}
+                     for s, t in picked for i, m in zip(t.ids, t.messages, strict=True)]
+        return history, Recall(history, mode, retrieved)
 
-    async def _score(self, context_id: str, text: str, ids: list[int]) -> tuple[str, dict[int, float]]:
-        """Scores of the listed messages against `text`: semantic when possible now, else lexical."""
-        if self.embedder is not None and self.index is not None:
+    async def _older(self, context_id: str, text: str, boundary: int) -> tuple[str, list[tuple[int, float]]]:
+        """The messages before `boundary` most relevant to `text`, best first: semantic when possible now
+        (within the context's cached scope), else lexical."""
+        want = self.k_turns * 4 + 8
+        if self.embedder is not None and self.cache is not None:
             if self.embedder.ready():
                 try:
                     q = (await asyncio.wait_for(self.embedder.embed([text]), QUERY_TIMEOUT_S))[0]
-                    scores = {i: s for i, s in self.index.scores(q, ids).items() if s >= MIN_SEMANTIC_SCORE}
-                    if scores or any(self.index.has(i) for i in ids):
-                        return "semantic", scores
+                    scope = await self.scope(context_id)
+                    ids, _ = scope.rows()
+                    if len(ids) and ids[0] < boundary:
+                        top, scores = await self._search_scope(scope, q, want, below=boundary)
+                        return "semantic", [(int(i), float(s)) for i, s in zip(top, scores, strict=True)
+                                            if s >= MIN_SEMANTIC_SCORE]
                 except Exception as exc:  # never fail a reply over memory: fall back to lexical
                     log.warning("query embedding failed (%s); using lexical retrieval", exc)
             else:
                 self.notify()  # the indexer loads the model in the background
-        limit, top = len(ids), max(ids)
-        wanted = set(ids)
-        hits = await self.store.run(lambda c: lexical_search(c, text, limit, context_id=context_id, max_id=top))
-        return "lexical", {h.id: h.score for h in hits if h.id in wanted}
+        hits = await self.store.run(lambda c: lexical_search(c, text, want, context_id=context_id,
+                                                             max_id=boundary - 1))
+        return "lexical", [(h.id, h.score) for h in hits]
 
 
-def _turns(msgs: list[tuple[int, Message]]) -> list[list[int]]:
-    """Indices grouped into turns: each starts at a user message and takes the replies after it."""
-    turns: list[list[int]] = []
-    for i, (_, m) in enumerate(msgs):
-        if m.role == "user" or not turns:
-            turns.append([i])
-        else:
-            turns[-1].append(i)
-    return turns
-
-
-def _tail_start(turns: list[list[int]], costs: list[int], room: float) -> int:
+def _tail_start(turns: list[Turn], room: float) -> int:
     """The first turn of the most recent whole turns that fit in `room`."""
     start, used = len(turns), 0
     while start > 0:
-        cost = sum(costs[i] for i in turns[start - 1])
+        cost = turns[start - 1].cost
         if used + cost > room:
             break
         used += cost
@@ -199,4 +243,4 @@ def _messages_by_id(conn: Any, ids: list[int]) -> list[tuple[int, str, str, str,
     return [(int(i), c, r, t, ts) for i, c, r, t, ts in rows]
 
 
-__all__ = ["MIN_SEMANTIC_SCORE", "QUERY_TIMEOUT_S", "Hit", "Memory", "Recall"]
+__all__ = ["DEFAULT_CACHE_BYTES", "MIN_SEMANTIC_SCORE", "QUERY_TIMEOUT_S", "Hit", "Memory", "Recall"]

@@ -156,9 +156,12 @@ def _append(conn: sqlite3.Connection, cid: str, meta: str, rows: list[_Row], sta
             "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
             (cid, now, now, meta),
         )
-        (turn,) = conn.execute(
-            "SELECT COALESCE(MAX(turn), 0) + 1 FROM messages WHERE context_id = ?", (cid,)
+        # Turns rise with ids, so the newest message holds the highest: one step down messages_by_context,
+        # whatever the length of the history (MAX(turn) would read every message of the context).
+        last = conn.execute(
+            "SELECT turn FROM messages WHERE context_id = ? ORDER BY id DESC LIMIT 1", (cid,)
         ).fetchone()
+        turn = (int(last[0]) if last else 0) + 1
         conn.executemany(
             "INSERT INTO messages (context_id, turn, role, content, status, timestamp, metadata) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",

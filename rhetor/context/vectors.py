@@ -1,25 +1,28 @@
-"""Message vectors: their SQLite table (next to the messages), the indexer's queries, and the in-memory
-matrix that exact cosine search runs on.
+"""Message vectors: their SQLite table (next to the messages), the indexer's and the searches' queries, and a
+bounded LRU cache of per-context vector scopes that exact cosine search runs on.
 
 Vectors are unit-length float32 BLOBs keyed by message id (one per message: the primary key makes
 "embedded exactly once" a schema fact) and tagged with the embedder's name, so changing the embedder
-re-embeds rather than mixing spaces. Search is one NumPy matrix-vector product over the rows that pass a
-context/component mask — exact, no approximate index (measured in benchmarks/README.md: ~7 ms at 100k
-vectors on one core). The SQL functions are synchronous and run on the store's worker thread
-(`SqliteContextStore.run`). Knows nothing of embedders' internals, routing or HTTP.
+re-embeds rather than mixing spaces. Nothing holds all vectors in memory: a search reads its scope from the
+database — one context's most recent vectors (at most what the cache may hold), kept in `ScopeCache` under a
+byte budget and evicted least-recently-used — or, for a component or everything, streams the table in chunks
+keeping a running top-k. Resident memory is the cache budget plus one chunk, whatever the number of stored
+messages. The SQL functions are synchronous and run on the store's worker thread (`SqliteContextStore.run`);
+cache writes happen there too, so a scope load and the indexer's additions are ordered by that one thread.
+Knows nothing of embedders' internals, routing or HTTP.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
-
-from rhetor.context.store import component_of
 
 # Migration 2 of rhetor.context.sqlite.MIGRATIONS. Append only; never edit once released.
 MEMORY_SCHEMA: Final[tuple[str, ...]] = (
@@ -39,12 +42,16 @@ MEMORY_SCHEMA: Final[tuple[str, ...]] = (
     "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",  # backfill messages stored before this
 )
 
-LOAD_CHUNK: Final = 5000
+SCAN_CHUNK: Final = 4096  # rows per read of a wide scan: ~1.5 MB at 384 dimensions
 PARTNER_CHARS: Final = 2000
 # A turn's messages are inserted together by one writer, so their ids are contiguous: the id window keeps
 # the partner lookup on the primary key.
 _TURN_SPAN: Final = 16
-_INITIAL_CAPACITY: Final = 1024
+_COMPONENT_SQL: Final = ("instr(m.context_id, ':') > 1 "
+                         "AND lower(substr(m.context_id, 1, instr(m.context_id, ':') - 1)) = ?")
+
+Ids = NDArray[np.int64]
+Matrix = NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +74,32 @@ def embedding_text(content: str, partners: str | None) -> str:
 
 # -- SQL (run on the store's worker thread) -------------------------------------------------------------
 
-def backlog_batch(conn: sqlite3.Connection, model: str, after_id: int, limit: int) -> list[Pending]:
-    """The oldest messages after `after_id` that have no vector from `model`."""
+@overload
+def backlog_batch(conn: sqlite3.Connection, model: str, after_id: int, limit: int) -> list[Pending]: ...
+
+
+@overload
+def backlog_batch(conn: sqlite3.Connection, model: str, after_id: int, limit: int, *,
+                  with_top: Literal[True]) -> tuple[int, list[Pending]]: ...
+
+
+def backlog_batch(conn: sqlite3.Connection, model: str, after_id: int, limit: int, *,
+                  with_top: bool = False) -> list[Pending] | tuple[int, list[Pending]]:
+    """The oldest messages after `after_id` that have no vector from `model`; `with_top`: also the highest
+    message id they were looked for up to (read first, so a message stored meanwhile is never skipped)."""
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
     rows = conn.execute(
         "SELECT m.id, m.context_id, m.content, (SELECT group_concat(o.content, char(10)) FROM messages o "
         "WHERE o.id BETWEEN m.id - ? AND m.id + ? AND o.id != m.id AND o.context_id = m.context_id "
-        "AND o.turn = m.turn) FROM messages m WHERE m.id > ? AND NOT EXISTS "
+        "AND o.turn = m.turn) FROM messages m WHERE m.id > ? AND m.id <= ? AND NOT EXISTS "
         "(SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = ?) ORDER BY m.id LIMIT ?",
-        (_TURN_SPAN, _TURN_SPAN, after_id, model, limit),
+        (_TURN_SPAN, _TURN_SPAN, after_id, top, model, limit),
     ).fetchall()
-    return [Pending(int(i), c, embedding_text(t, p)) for i, c, t, p in rows]
+    pending = [Pending(int(i), c, embedding_text(t, p)) for i, c, t, p in rows]
+    return (int(top), pending) if with_top else pending
 
 
-def save_vectors(conn: sqlite3.Connection, model: str, ids: list[int], matrix: NDArray[np.float32]) -> list[int]:
+def save_vectors(conn: sqlite3.Connection, model: str, ids: list[int], matrix: Matrix) -> list[int]:
     """Store one vector per id in one transaction; returns the ids stored (a message deleted meanwhile is
     skipped). Re-storing an id replaces its vector, so a batch replayed after a crash never duplicates."""
     dim = int(matrix.shape[1])
@@ -104,16 +124,6 @@ def save_vectors(conn: sqlite3.Connection, model: str, ids: list[int], matrix: N
     return stored
 
 
-def load_chunk(conn: sqlite3.Connection, model: str, after_id: int) -> list[tuple[int, str, bytes]]:
-    """Up to LOAD_CHUNK stored vectors of `model` after `after_id`: (message id, context id, vector bytes)."""
-    rows = conn.execute(
-        "SELECT v.message_id, m.context_id, v.vector FROM message_vectors v JOIN messages m ON m.id = v.message_id "
-        "WHERE v.model = ? AND v.message_id > ? ORDER BY v.message_id LIMIT ?",
-        (model, after_id, LOAD_CHUNK),
-    ).fetchall()
-    return [(int(i), c, bytes(b)) for i, c, b in rows]
-
-
 def counts(conn: sqlite3.Connection, model: str, context_id: str | None = None) -> tuple[int, int]:
     """(messages embedded by `model`, messages still waiting), for one context or all."""
     where, args = ("WHERE m.context_id = ?", (model, context_id)) if context_id else ("", (model,))
@@ -124,115 +134,205 @@ def counts(conn: sqlite3.Connection, model: str, context_id: str | None = None) 
     return int(embedded), int(total) - int(embedded)
 
 
-# -- the in-memory matrix -------------------------------------------------------------------------------
+def read_scope(conn: sqlite3.Connection, model: str, context_id: str, max_bytes: int) -> Scope:
+    """The most recent vectors of one context, newest first from the index, up to `max_bytes` of them."""
+    cur = conn.execute(
+        "SELECT v.message_id, v.vector FROM messages m JOIN message_vectors v ON v.message_id = m.id "
+        "WHERE m.context_id = ? AND v.model = ? ORDER BY m.id DESC", (context_id, model))
+    ids: list[int] = []
+    blobs: list[bytes] = []
+    size, truncated = 0, False
+    while not truncated and (rows := cur.fetchmany(512)):
+        for mid, blob in rows:
+            if blobs and len(blob) != len(blobs[0]):
+                continue  # a different space under the same name: never mixed in
+            if size + len(blob) + 8 > max_bytes:
+                truncated = True
+                break
+            ids.append(int(mid))
+            blobs.append(bytes(blob))
+            size += len(blob) + 8
+    cur.close()
+    ids.reverse()
+    blobs.reverse()
+    matrix = from_bytes(blobs, len(blobs[0]) // 4) if blobs else np.zeros((0, 0), dtype=np.float32)
+    return Scope(np.asarray(ids, dtype=np.int64), matrix, floor=ids[0] if truncated else 0)
 
-class VectorIndex:
-    """All vectors of one embedder in one growing float32 matrix, with each row's message and context.
 
-    Rows are only appended (by the indexer, on the event loop) and the live row count is published last,
-    so a search running on another thread sees a consistent prefix. Rows of deleted messages linger until
-    `reset`; callers check hits against the store, which is the truth.
-    """
+def read_chunk(conn: sqlite3.Connection, model: str, after_id: int, *, context_id: str | None = None,
+               component: str | None = None, below: int | None = None,
+               limit: int = SCAN_CHUNK) -> tuple[Ids, list[bytes]]:
+    """Up to `limit` vectors of `model` with ids above `after_id` (and below `below`), in id order, from one
+    context, one component's contexts, or all: one step of a wide scan."""
+    where, args = ["v.model = ?", "v.message_id > ?"], [model, after_id]
+    if below is not None:
+        where.append("v.message_id < ?")
+        args.append(below)
+    if context_id is not None:
+        sql = ("SELECT v.message_id, v.vector FROM messages m JOIN message_vectors v ON v.message_id = m.id "
+               f"WHERE m.context_id = ? AND m.id > ? AND {' AND '.join(where)} ORDER BY m.id LIMIT ?")
+        args = [context_id, after_id, *args]
+    elif component is not None:
+        sql = ("SELECT v.message_id, v.vector FROM message_vectors v JOIN messages m ON m.id = v.message_id "
+               f"WHERE {' AND '.join(where)} AND {_COMPONENT_SQL} ORDER BY v.message_id LIMIT ?")
+        args.append(component.lower())
+    else:
+        sql = f"SELECT v.message_id, v.vector FROM message_vectors v WHERE {' AND '.join(where)} " \
+              "ORDER BY v.message_id LIMIT ?"
+    rows = conn.execute(sql, [*args, limit]).fetchall()
+    return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [bytes(r[1]) for r in rows]
 
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.dim: int | None = None
-        self._lock = threading.Lock()
-        self.reset()
 
-    def reset(self) -> None:
-        with self._lock:
-            self._matrix = np.zeros((0, 0), dtype=np.float32)
-            self._ids = np.zeros(0, dtype=np.int64)
-            self._ctx = np.zeros(0, dtype=np.int32)
-            self._n = 0
-            self._row_of: dict[int, int] = {}
-            self._ctx_code: dict[str, int] = {}
-            self._comp_codes: dict[str, list[int]] = {}
-            self.loaded_through = 0  # highest message id loaded from the store
+# -- scopes and their cache -----------------------------------------------------------------------------
+
+class Scope:
+    """The vectors of one context in id order: all of them when `floor` is 0, else only ids >= `floor`
+    (the most recent that the cache budget allows). Rows are appended into spare capacity and the row count
+    is published last (one tuple assignment), so a reader on another thread always sees a consistent prefix."""
+
+    __slots__ = ("data", "floor")
+
+    def __init__(self, ids: Ids, matrix: Matrix, *, floor: int = 0) -> None:
+        self.data: tuple[Ids, Matrix, int] = (ids, matrix, len(ids))
+        self.floor = floor
 
     def __len__(self) -> int:
-        return self._n
+        return self.data[2]
 
-    def has(self, message_id: int) -> bool:
-        return message_id in self._row_of
+    @property
+    def dim(self) -> int | None:
+        return int(self.data[1].shape[1]) if self.data[2] else None
 
-    def add(self, ids: list[int], context_ids: list[str], matrix: NDArray[np.float32]) -> None:
-        if not ids:
+    @property
+    def nbytes(self) -> int:
+        ids, matrix, _ = self.data
+        return int(ids.nbytes + matrix.nbytes)
+
+    def rows(self) -> tuple[Ids, Matrix]:
+        ids, matrix, n = self.data
+        return ids[:n], matrix[:n]
+
+    def append(self, ids: list[int], matrix: Matrix, max_bytes: int) -> None:
+        """Add (or replace) vectors, keeping ids ascending; past `max_bytes` the oldest rows are dropped and
+        `floor` rises. Runs under the cache's lock."""
+        keep = [i for i, mid in enumerate(ids) if mid >= self.floor]
+        old_ids, old_m, n = self.data
+        if not keep or (n and matrix.shape[1] != old_m.shape[1]):
+            return  # nothing in range, or a different space under the same name: never mixed in
+        new_ids, new_m = np.asarray([ids[i] for i in keep], dtype=np.int64), matrix[keep]
+        if n:
+            at = np.minimum(np.searchsorted(old_ids[:n], new_ids), n - 1)
+            found = old_ids[at] == new_ids
+            if found.any():  # re-embedded: replace in place
+                old_m[at[found]] = new_m[found]
+                new_ids, new_m = new_ids[~found], new_m[~found]
+        if not len(new_ids):
             return
+        need = n + len(new_ids)
+        if need > len(old_ids):  # grow by a quarter: amortized O(1) per row, little slack against the budget
+            cap = max(64, need, len(old_ids) + len(old_ids) // 4)
+            grown_ids = np.zeros(cap, dtype=np.int64)
+            grown_m = np.zeros((cap, matrix.shape[1]), dtype=np.float32)
+            grown_ids[:n], grown_m[:n] = old_ids[:n], old_m[:n]
+            old_ids, old_m = grown_ids, grown_m
+        old_ids[n:need], old_m[n:need] = new_ids, new_m
+        row_bytes = 8 + 4 * matrix.shape[1]
+        unsorted = not _ascending(old_ids[max(0, n - 1):need])
+        if unsorted or need * row_bytes > max_bytes:  # rare: out-of-order ids, or over budget (oldest go)
+            order = np.argsort(old_ids[:need], kind="stable")[-max(1, max_bytes // row_bytes):]
+            if len(order) < need:
+                self.floor = int(old_ids[order[0]])
+            old_ids, old_m = old_ids[order].copy(), old_m[order].copy()
+            need = len(old_ids)
+        self.data = (old_ids, old_m, need)
+
+
+class ScopeCache:
+    """Per-context scopes of one embedder, least recently used first, within `max_bytes` in all."""
+
+    def __init__(self, model: str, max_bytes: int) -> None:
+        self.model, self.max_bytes = model, max_bytes
+        self._scopes: OrderedDict[str, Scope] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, context_id: str) -> Scope | None:
         with self._lock:
-            if self.dim is None:
-                self.dim = int(matrix.shape[1])
-            if matrix.shape[1] != self.dim:
-                return  # a different space under the same name: never mixed in
-            fresh = [i for i, mid in enumerate(ids) if mid not in self._row_of]
-            need = self._n + len(fresh)
-            if need > self._matrix.shape[0]:
-                cap = max(_INITIAL_CAPACITY, need, 2 * self._matrix.shape[0])
-                grown = np.zeros((cap, self.dim), dtype=np.float32)
-                ids_grown = np.zeros(cap, dtype=np.int64)
-                ctx_grown = np.zeros(cap, dtype=np.int32)
-                if self._n:
-                    grown[: self._n] = self._matrix[: self._n]
-                    ids_grown[: self._n] = self._ids[: self._n]
-                    ctx_grown[: self._n] = self._ctx[: self._n]
-                self._matrix, self._ids, self._ctx = grown, ids_grown, ctx_grown
-            for i, mid in enumerate(ids):
-                row = self._row_of.get(mid)
-                if row is not None:  # re-embedded: replace in place
-                    self._matrix[row] = matrix[i]
-            for offset, i in enumerate(fresh):
-                row = self._n + offset
-                self._matrix[row] = matrix[i]
-                self._ids[row] = ids[i]
-                self._ctx[row] = self._code(context_ids[i])
-                self._row_of[ids[i]] = row
-            self._n = need
-            self.loaded_through = max(self.loaded_through, max(ids))
+            scope = self._scopes.get(context_id)
+            if scope is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._scopes.move_to_end(context_id)
+            return scope
 
-    def search(self, query: NDArray[np.float32], k: int, *, context_id: str | None = None,
-               component: str | None = None) -> list[tuple[int, float]]:
-        """The `k` best (message id, cosine) among rows of one context, one component, or all."""
-        n, matrix, ids, ctx = self._n, self._matrix, self._ids, self._ctx
-        if n == 0 or k <= 0 or self.dim is None or query.shape[-1] != self.dim:
-            return []
-        rows: NDArray[np.intp] | None = None
-        if context_id is not None or component is not None:
-            codes = ([self._ctx_code[context_id]] if context_id in self._ctx_code else []) if context_id is not None \
-                else self._comp_codes.get(component or "", [])
-            if not codes:
-                return []
-            mask = np.isin(ctx[:n], np.asarray(codes, dtype=np.int32))
-            rows = np.flatnonzero(mask)
-            if len(rows) * 8 > n:  # a large share: one full product beats gathering the rows (a copy)
-                scores = (matrix[:n] @ query.reshape(-1))[rows]
-            else:
-                scores = matrix[rows] @ query.reshape(-1)
-        else:
-            scores = matrix[:n] @ query.reshape(-1)
-        top = _top_k(scores, k)
-        hit_ids = ids[rows[top]] if rows is not None else ids[top]
-        return [(int(i), float(s)) for i, s in zip(hit_ids, scores[top], strict=True)]
+    def load(self, conn: sqlite3.Connection, context_id: str) -> Scope:
+        """Read a context's scope and keep it (on the worker thread, ordered with `add`)."""
+        scope = read_scope(conn, self.model, context_id, self.max_bytes)
+        with self._lock:
+            self._scopes[context_id] = scope
+            self._scopes.move_to_end(context_id)
+            self._evict()
+        return scope
 
-    def scores(self, query: NDArray[np.float32], message_ids: list[int]) -> dict[int, float]:
-        """Cosine of `query` with each listed message that has a vector (others are absent)."""
-        if self.dim is None or query.shape[-1] != self.dim:
-            return {}
-        found = [(mid, row) for mid in message_ids if (row := self._row_of.get(mid)) is not None]
-        if not found:
-            return {}
-        rows = np.fromiter((r for _, r in found), dtype=np.intp, count=len(found))
-        values = self._matrix[rows] @ query.reshape(-1)
-        return {mid: float(v) for (mid, _), v in zip(found, values, strict=True)}
+    def add(self, context_ids: Iterable[str], ids: list[int], matrix: Matrix) -> None:
+        """New vectors from the indexer (on the worker thread, after they are stored): cached scopes grow."""
+        by_context: dict[str, list[int]] = {}
+        for row, cid in enumerate(context_ids):
+            by_context.setdefault(cid, []).append(row)
+        with self._lock:
+            for cid, rows in by_context.items():
+                scope = self._scopes.get(cid)
+                if scope is not None:
+                    scope.append([ids[r] for r in rows], matrix[rows], self.max_bytes)
+            self._evict()
 
-    def _code(self, context_id: str) -> int:
-        code = self._ctx_code.get(context_id)
-        if code is None:
-            code = self._ctx_code[context_id] = len(self._ctx_code)
-            comp = component_of(context_id)
-            if comp is not None:
-                self._comp_codes.setdefault(comp.lower(), []).append(code)
-        return code
+    def drop(self, context_id: str) -> None:
+        with self._lock:
+            self._scopes.pop(context_id, None)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"scopes": len(self._scopes), "vectors": sum(len(s) for s in self._scopes.values()),
+                    "bytes": self._bytes(), "max_bytes": self.max_bytes, "hits": self.hits, "misses": self.misses}
+
+    def _bytes(self) -> int:
+        return sum(s.nbytes for s in self._scopes.values())
+
+    def _evict(self) -> None:
+        total = self._bytes()
+        while total > self.max_bytes and len(self._scopes) > 1:
+            _, scope = self._scopes.popitem(last=False)
+            total -= scope.nbytes
+        if total > self.max_bytes:  # one scope alone over budget (capacity slack): not kept
+            self._scopes.clear()
+
+
+# -- search ---------------------------------------------------------------------------------------------
+
+def search_rows(ids: Ids, matrix: Matrix, query: Matrix, k: int, *,
+                below: int | None = None) -> tuple[Ids, NDArray[np.float32]]:
+    """The `k` best (ids, cosines) of these rows (ids ascending), best first; only ids < `below` if given."""
+    if len(ids) == 0 or k <= 0 or matrix.shape[1] != query.shape[-1]:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if below is not None:  # ids are ascending in every scope and chunk
+        cut = int(np.searchsorted(ids, below))
+        ids, matrix = ids[:cut], matrix[:cut]
+    scores = matrix @ query.reshape(-1)
+    top = _top_k(scores, k)
+    return ids[top], scores[top]
+
+
+def merge_top(a: tuple[Ids, NDArray[np.float32]], b: tuple[Ids, NDArray[np.float32]],
+              k: int) -> tuple[Ids, NDArray[np.float32]]:
+    """Two partial top-k answers as one."""
+    ids, scores = np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+    top = _top_k(scores, k)
+    return ids[top], scores[top]
+
+
+def _ascending(ids: Ids) -> bool:
+    return len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
 
 
 def _top_k(scores: NDArray[np.float32], k: int) -> NDArray[np.intp]:
@@ -243,19 +343,23 @@ def _top_k(scores: NDArray[np.float32], k: int) -> NDArray[np.intp]:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-def from_bytes(blobs: list[bytes], dim: int) -> NDArray[np.float32]:
+def from_bytes(blobs: list[bytes], dim: int) -> Matrix:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
 
 __all__ = [
-    "LOAD_CHUNK",
     "MEMORY_SCHEMA",
+    "SCAN_CHUNK",
     "Pending",
-    "VectorIndex",
+    "Scope",
+    "ScopeCache",
     "backlog_batch",
     "counts",
     "embedding_text",
     "from_bytes",
-    "load_chunk",
+    "merge_top",
+    "read_chunk",
+    "read_scope",
     "save_vectors",
+    "search_rows",
 ]
