@@ -142,8 +142,8 @@ def measure(data_dir: Path, root: Path, args: argparse.Namespace, n: int) -> Non
         settle = _wait_indexed(url, proc)
         rss_idle = psutil.Process(proc.pid).memory_info().rss / 2**20
         ctx = _search_p50(url, "/api/v1/contexts/ergon:ctx-7/search", {"k": 5}, args.queries)
-        comp = _search_p50(url, "/api/v1/components/ergon/search", {"k": 5}, max(5, args.queries // 10))
-        every = _search_p50(url, "/api/v1/memory/search", {"k": 5}, max(5, args.queries // 10))
+        comp = _search_p50(url, "/api/v1/components/ergon/search", {"k": 5}, args.wide_queries)
+        every = _search_p50(url, "/api/v1/memory/search", {"k": 5}, args.wide_queries)
         asyncio.run(_chat(port, args.hot, args.concurrency, 1.0))  # warm-up
         rps, errors = asyncio.run(_chat(port, args.hot, args.concurrency, args.seconds))
         rss = psutil.Process(proc.pid).memory_info().rss / 2**20
@@ -161,7 +161,8 @@ def main() -> None:
     ap.add_argument("--hot", type=int, default=4, help="contexts the chat load talks to")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=100, help="searches in one context")
+    ap.add_argument("--wide-queries", type=int, default=5, help="searches of a component and of everything")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/rhetor-stored"), help="kept between runs")
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose server is measured")
     ap.add_argument("--fresh", action="store_true", help="delete --dir first")
