@@ -12,6 +12,7 @@
     ├── TemplateNotFoundError     404    no template (or version) by that id
     ├── TemplateConflictError     409    creating a template id that exists
     ├── PayloadTooLargeError      413
+    ├── UsageUnavailableError     503    the usage ledger is off, or its store cannot be read
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
     │   ├── CircuitOpenError             breaker open: skipped at once
@@ -125,6 +126,11 @@ class PayloadTooLargeError(RhetorError):
     type = "payload_too_large"
 
 
+class UsageUnavailableError(RhetorError):
+    status = 503
+    type = "usage_unavailable"
+
+
 class ProviderError(RhetorError):
     status = 502
     type = "provider_error"
@@ -235,5 +241,6 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamStatusError",
     "UpstreamTimeoutError",
+    "UsageUnavailableError",
     "parse_retry_after",
 ]

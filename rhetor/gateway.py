@@ -13,6 +13,7 @@ Knows nothing of HTTP, SSE or WebSocket framing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
+from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider, estimate_tokens
@@ -78,6 +80,11 @@ class ChatInput:
     seed: int | None = None
     user: str | None = None
     pinned: bool = False
+    # who asked, through which front: for the usage ledger (rhetor.governance); set by the web layer
+    front: str = "internal"
+    request_id: str | None = None
+    key_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(slots=True)
@@ -175,6 +182,7 @@ class Gateway:
                                      backoff_base_s=settings.backoff_base_s,
                                      max_retry_wait_s=settings.max_retry_wait_s)
         self.defaults = providers.default_models()
+        self.meter: Meter | None = None  # the usage ledger's meter (rhetor.governance); set by the app
         self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
     async def aclose(self) -> None:
@@ -261,17 +269,32 @@ class Gateway:
             self.memory.notify()  # the indexer embeds the turn in the background; nothing waits for it
 
     # -- entry points ----------------------------------------------------------------------------------
+    def _metered(self, inp: ChatInput, prepared: _Prepared, info: RunInfo) -> Metered:
+        """The usage ledger's view of this request: one record when it ends, however it ends."""
+        if self.meter is None:
+            return NO_METER
+        rt = prepared.route
+        return self.meter.start(front=inp.front, request_id=inp.request_id, key_id=inp.key_id,
+                                component=rt.component, task_type=rt.task_type, context_id=inp.context_id,
+                                info=info, started=inp.started,
+                                estimate=lambda: estimate_input(prepared.system,
+                                                                [*prepared.history, *prepared.new_turn]),
+                                requested=(rt.targets[0].provider, rt.targets[0].model) if rt.targets else (None, None))
+
     async def chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
         info = RunInfo()
+        metered = self._metered(inp, prepared, info)
         self.drain.calls += 1
         try:
             response = await self.runner.complete(prepared.route, self._builder(prepared), info)
-        except BaseException:
+        except BaseException as exc:
+            metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
         finally:
             self.drain.calls -= 1
+        metered.answered(response)
         await self._record(prepared, response.content, "complete")
         return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall)
 
@@ -279,12 +302,14 @@ class Gateway:
         """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""
         prepared = await self._prepare(inp)
         info = RunInfo()
+        metered = self._metered(inp, prepared, info)
         try:
             events = await self.runner.open_stream(prepared.route, self._builder(prepared), info)
-        except BaseException:
+        except BaseException as exc:
+            metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
-        return StreamSession(self, prepared, info, events)
+        return StreamSession(self, prepared, info, metered.watch(events))
 
     # -- inspection ------------------------------------------------------------------------------------
     async def provider_status(self) -> dict[str, Any]:

@@ -89,6 +89,13 @@ class Settings(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     model_aliases: dict[str, str] = Field(default_factory=dict)
 
+    # Governance (rhetor/governance): the usage ledger in $RHETOR_DATA_DIR/usage.db, and the price table
+    usage_ledger: bool = True  # RHETOR_USAGE_LEDGER=0 turns recording off (benchmarks measure both)
+    usage_retention_days: float = Field(90.0, ge=0)  # 0 = keep forever
+    usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
+    usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
+    prices_file: Path | None = None  # RHETOR_PRICES: a JSON price file merged over the shipped one
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from RHETOR_* and the vendors' own variables; `overrides` (CLI flags) win."""
@@ -138,6 +145,11 @@ class Settings(BaseModel):
             "RHETOR_ENGRAM_QUEUE_MAX": "engram_queue_max",
             "RHETOR_SHUTDOWN_TOKEN": "shutdown_token",
             "RHETOR_RUN_DIR": "run_dir",
+            "RHETOR_USAGE_LEDGER": "usage_ledger",
+            "RHETOR_USAGE_RETENTION_DAYS": "usage_retention_days",
+            "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
+            "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",
+            "RHETOR_PRICES": "prices_file",
         }
         for var, key in simple.items():
             if e.get(var):
@@ -170,6 +182,10 @@ class Settings(BaseModel):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "rhetor.db"
+
+    @property
+    def usage_db_path(self) -> Path:
+        return self.data_dir / "usage.db"
 
 
 def _file_or_inline(value: str, var: str) -> str:

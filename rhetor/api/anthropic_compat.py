@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rhetor.api.attribution import attribute
 from rhetor.api.compat_anthropic_stream import STOP_REASONS, events, stop_reason
 from rhetor.api.compat_common import (
     chat_input,
@@ -193,6 +194,7 @@ async def messages(request: Request) -> Response:
                      tools=tools, tool_choice=choice, user=body.metadata.user_id if body.metadata else None,
                      response_format=body.response_format())
     gw = gateway(request)
+    attribute(inp, request, "anthropic")
     if body.stream:
         session = await gw.open_stream(inp)
         return sse_response(events(session, new_id("msg_"), estimate_input(body)), session_headers(session))

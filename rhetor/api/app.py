@@ -18,11 +18,13 @@ from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.middleware import GatewayMiddleware
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
+from rhetor.api.usage import routes as usage_routes
 from rhetor.context import SqliteContextStore
 from rhetor.context.embedder import make_embedder
 from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
+from rhetor.governance.service import Governance
 from rhetor.prompts import TemplateStore
 from rhetor.prompts.pool import RenderPool
 from rhetor.providers import Providers
@@ -36,6 +38,7 @@ log = logging.getLogger("rhetor")
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     task_config = config if config is not None else load_config(settings.task_config)
     validate_aliases(settings.model_aliases)  # a bad RHETOR_MODEL_ALIASES refuses to start, naming the alias
+    governance = Governance(settings)  # loads the price table: a bad RHETOR_PRICES refuses to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +58,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
                                 interval_s=settings.index_interval_s, k_turns=settings.retrieval_k,
                                 cache_bytes=settings.vector_cache_mb * 2**20)
         gateway.memory.start()
+        await governance.start(gateway)  # the usage ledger: every request metered, written off the hot path
         app.state.ready = True
         await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready
         if settings.anthropic_api_key is None and settings.openai_api_key is None:
@@ -69,17 +73,19 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             await runtime.stop()  # not ready, Hermes told shutting_down, then unregistered
             await gateway.memory.stop()
             await gateway.aclose()
+            await governance.close()  # after the drain: the last usage records are written
             await store.close()
             await prompt_store.close()
 
     app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.runtime = health.Runtime(settings)
+    app.state.governance = governance
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
-                  openai_compat.routes, anthropic_compat.routes):
+                  openai_compat.routes, anthropic_compat.routes, usage_routes):
         app.router.routes.extend(table)
     app.include_router(ws.router)
     if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth

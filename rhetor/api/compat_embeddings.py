@@ -20,12 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rhetor.api.attribution import caller
 from rhetor.api.compat_common import gateway, read_body, resolve
 from rhetor.api.compat_errors import compat_endpoint
 from rhetor.api.responses import json_response
 from rhetor.errors import InvalidRequestError, ProviderUnavailableError
 from rhetor.providers.base import EmbeddingProvider
 from rhetor.timing import add_upstream_wait
+from rhetor.types import Usage
 
 MAX_INPUTS = 2048
 
@@ -64,12 +66,27 @@ async def embeddings(request: Request) -> Response:
     started = time.perf_counter()
     try:
         result = await provider.embed(texts, route.model_id)
+    except BaseException as exc:
+        _meter(request, route.provider_id, route.model_id, started, None, exc)
+        raise
     finally:
         add_upstream_wait(time.perf_counter() - started)
+    _meter(request, route.provider_id, route.model_id, started, Usage(result.input_tokens, 0))
     data: list[dict[str, Any]] = [{"object": "embedding", "index": i, "embedding": encode(v, body.encoding_format)}
                                   for i, v in enumerate(result.vectors)]
     return json_response({"object": "list", "data": data, "model": f"{route.provider_id}/{result.model}",
                           "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}})
+
+
+def _meter(request: Request, provider: str, model: str, started: float, usage: Usage | None,
+           error: BaseException | None = None) -> None:
+    """One usage-ledger record for this call (rhetor.governance), whether it answered or failed."""
+    meter = gateway(request).meter
+    if meter is not None:
+        rid, key = caller(request)
+        component = request.headers.get("x-rhetor-component")
+        meter.direct(front="embeddings", request_id=rid, key_id=key, component=component, task_type="embeddings",
+                     provider=provider, model=model, started=started, usage=usage, error=error)
 
 
 routes: list[BaseRoute] = [Route("/v1/embeddings", compat_endpoint("openai", embeddings), methods=["POST"])]

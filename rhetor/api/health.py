@@ -37,6 +37,7 @@ from hermes_integration import HermesClient, Registration, endpoint_url, registr
 from rhetor import __version__
 from rhetor.api.exposure import exposed_without_auth, exposure_warning, may_see_details, shutdown_refusal
 from rhetor.api.responses import json_response
+from rhetor.api.usage import usage_status
 from rhetor.context.engram import EngramMirror
 from rhetor.context.store import ContextStore
 from rhetor.gateway import Gateway, now_iso
@@ -238,6 +239,7 @@ async def health(request: Request) -> Response:
     engram = rt.mirror.status() if rt.mirror else {"enabled": False}
     details: dict[str, Any] = {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at,
                                "pid": os.getpid(), "hermes": hermes, "engram": engram}
+    details["usage_ledger"] = usage_status(request.app)  # ok / degraded (store unavailable) / disabled
     metrics = rt.metrics.snapshot()
     if not may_see_details(request, rt.settings):  # keys configured, none presented: Tekton fields only
         del details["pid"], metrics["providers"]

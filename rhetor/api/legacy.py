@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, scope_input
 from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
@@ -141,7 +142,7 @@ async def _parse(request: Request, needs: str) -> LegacyBody | Response:
 
 async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
     gw = gateway(request)
-    inp, context = legacy_input(body, defaults_of(request.app)), body.context_id
+    inp, context = attribute(legacy_input(body, defaults_of(request.app)), request, "legacy"), body.context_id
     try:
         scope = scope_input(gw, inp)  # a shared id (`terma`, `default`) is stateless over HTTP
         if not stream:

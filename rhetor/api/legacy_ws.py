@@ -25,6 +25,7 @@ from fastapi import WebSocketDisconnect
 from pydantic import ValidationError
 
 from rhetor import __version__
+from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, scope_input
 from rhetor.api.legacy import LegacyBody, defaults_of, legacy_chunk, legacy_input, legacy_result
 from rhetor.api.responses import validation_message
@@ -123,7 +124,7 @@ class Envelope:
 
     async def _answer(self, body: LegacyBody, context: str, target: Any) -> None:
         gw = self.conn.gateway
-        inp = legacy_input(body, defaults_of(self.conn.ws.app))
+        inp = attribute(legacy_input(body, defaults_of(self.conn.ws.app)), self.conn.ws, "legacy_ws")
         try:
             # `terma` on this socket is this socket's conversation, never another client's
             scope = scope_input(gw, inp, _client_scope(self.conn.scope, target))

@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api import shapes
+from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import Scope, annotate, scope_input
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatBody, GenerateBody
@@ -77,7 +78,7 @@ async def models(request: Request) -> Response:
 async def _answer(request: Request, body: ChatBody, stream: bool) -> Response:
     """Over HTTP a shared context id (`ergon`, `default`) is stateless: rhetor.api.context_scope."""
     gw = gateway(request)
-    inp = body.to_input()
+    inp = attribute(body.to_input(), request, "native")
     scope = scope_input(gw, inp)
     if stream:
         return sse(await gw.open_stream(inp), scope=scope)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api import compat_embeddings, compat_models
+from rhetor.api.attribution import attribute
 from rhetor.api.compat_common import (
     chat_input,
     gateway,
@@ -179,6 +180,7 @@ async def chat_completions(request: Request) -> Response:
     inp = chat_input(request, route, messages, system, options, tools=tools or None, tool_choice=tool_choice(body),
                      response_format=body.response_format, seed=body.seed, user=body.user)
     gw = gateway(request)
+    attribute(inp, request, "openai")
     if body.stream:
         session = await gw.open_stream(inp)
         include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -20,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rhetor.api import shapes
+from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, connection_token, scope_input
 from rhetor.api.legacy_ws import Envelope, is_envelope
 from rhetor.api.responses import validation_message
@@ -102,7 +103,7 @@ class Connection:
 
     async def run(self, body: ChatBody, streaming: bool, key: str, rid: Any) -> None:
         try:
-            inp = body.to_input()
+            inp = attribute(body.to_input(), self.ws, "ws", key)
             scope = scope_input(self.gateway, inp, self.scope)
             if not streaming:
                 outcome = await self.gateway.chat(inp)

@@ -1,0 +1,159 @@
+"""The meter: turns one request's run (who asked, which front, the fallback attempts, the usage or its absence,
+how it ended) into exactly one UsageRecord with its cost, and hands it to the ledger. The gateway starts a
+`Metered` per request and ends it once; a stream is watched event by event (time to first token, usage at the
+end, cancelled or cut). When the upstream gives no usage the tokens are estimated and the record says so.
+Costs microseconds: no I/O, no locks. Knows the normalized types and the run info; nothing of HTTP or SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from rhetor.errors import RhetorError
+from rhetor.governance.ledger import UsageRecord, UsageSink
+from rhetor.governance.prices import PriceTable
+from rhetor.providers.base import estimate_tokens
+from rhetor.routing.fallback import RunInfo
+from rhetor.types import ChatResponse, Message, StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta, Usage
+
+ANONYMOUS = "anonymous"
+
+
+def estimate_input(system: str | None, messages: list[Message]) -> int:
+    """Rhetor's offline estimate of a request's input tokens (~4 characters a token + 4 per message)."""
+    if not messages and not system:
+        return 0
+    text = (system or "") + "".join(m.content for m in messages)
+    return estimate_tokens(text) + 4 * len(messages)
+
+
+def status_of(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return exc.type if isinstance(exc, RhetorError) else "internal_error"
+
+
+class Meter:
+    def __init__(self, sink: UsageSink, prices: PriceTable) -> None:
+        self.sink = sink
+        self.prices = prices
+
+    def start(self, *, front: str, request_id: str | None, key_id: str | None, component: str | None,
+              task_type: str | None, context_id: str | None, info: RunInfo, started: float,
+              estimate: Callable[[], int], requested: tuple[str | None, str | None] = (None, None)) -> Metered:
+        return Metered(self, UsageRecord(ts=time.time() - (time.perf_counter() - started), request_id=request_id,
+                                         key_id=key_id or ANONYMOUS, component=component, task_type=task_type,
+                                         front=front, provider=requested[0], model=requested[1],
+                                         context_id=context_id), info, started, estimate)
+
+    def direct(self, *, front: str, request_id: str | None, key_id: str | None, component: str | None,
+               task_type: str | None, provider: str, model: str, started: float, usage: Usage | None,
+               error: BaseException | None = None) -> None:
+        """A call that does not go through the fallback runner (embeddings): price it and record it."""
+        elapsed = time.perf_counter() - started
+        status = "ok" if error is None else status_of(error)
+        rec = UsageRecord(ts=time.time() - elapsed, request_id=request_id, key_id=key_id or ANONYMOUS,
+                          component=component, task_type=task_type, front=front, provider=provider, model=model,
+                          attempts=[{"provider": provider, "model": model,
+                                     "outcome": "ok" if error is None else "error"}],
+                          latency_ms=round(elapsed * 1000, 3), status=status)
+        _price(self.prices, rec, usage or Usage())
+        self.sink.record(rec)
+
+
+def _price(prices: PriceTable, rec: UsageRecord, usage: Usage) -> None:
+    rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
+    rec.cached_tokens, rec.cache_write_tokens = usage.cached_input_tokens, usage.cache_write_tokens
+    rec.reasoning_tokens = usage.reasoning_tokens
+    if rec.provider is not None and rec.model is not None:
+        cost = prices.cost(rec.provider, rec.model, usage)
+        rec.cost_usd, rec.unpriced = cost.usd, not cost.priced
+
+
+class Metered:
+    """One request in flight. `answered` / `failed` / the end of `stream()`: whichever comes first records it."""
+
+    __slots__ = ("_done", "_estimate", "_info", "_meter", "_started", "rec")
+
+    def __init__(self, meter: Meter | None, rec: UsageRecord | None, info: RunInfo | None, started: float,
+                 estimate: Callable[[], int] | None) -> None:
+        self._meter, self.rec, self._info, self._started, self._estimate = meter, rec, info, started, estimate
+        self._done = meter is None
+
+    def answered(self, response: ChatResponse) -> None:
+        usage = response.usage
+        if usage.input_tokens == 0 and usage.output_tokens == 0:
+            usage = self._estimated(len(response.content) + sum(len(c.arguments) for c in response.tool_calls))
+        self._end("ok", usage)
+
+    def failed(self, exc: BaseException) -> None:
+        self._end(status_of(exc), Usage())
+
+    def watch(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """`events`, watched until they end (as is, when nothing is metered)."""
+        return events if self._done else self._stream(events)
+
+    async def _stream(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """First token time, the final usage (estimated if absent), how the stream ended; recorded at the end."""
+        assert self.rec is not None
+        chars, status, usage = 0, "cancelled", None
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta | ToolCallDelta):
+                    if self.rec.ttft_ms is None:
+                        self.rec.ttft_ms = round((time.perf_counter() - self._started) * 1000, 3)
+                    chars += len(event.text) if isinstance(event, TextDelta) else len(event.arguments)
+                elif isinstance(event, StreamEnd):
+                    status, usage = "ok", event.usage
+                elif isinstance(event, StreamError):
+                    status = event.type
+                yield event
+        except BaseException as exc:
+            if status == "cancelled" and not isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                status = status_of(exc)
+            raise
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+            if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
+                usage = self._estimated(chars)
+            self._end(status, usage)
+
+    def _estimated(self, output_chars: int) -> Usage:
+        assert self.rec is not None and self._estimate is not None
+        self.rec.estimated = True
+        return Usage(self._estimate(), (output_chars + 3) // 4 if output_chars else 0)
+
+    def _end(self, status: str, usage: Usage) -> None:
+        if self._done:
+            return
+        self._done = True
+        meter, rec, info = self._meter, self.rec, self._info
+        assert meter is not None and rec is not None and info is not None
+        rec.status = status
+        rec.latency_ms = round((time.perf_counter() - self._started) * 1000, 3)
+        rec.fallback = info.fallback
+        rec.attempts = [_attempt(a) for a in info.attempts]
+        target = info.target
+        if target is not None:
+            rec.provider, rec.model = target.provider, target.model
+        elif info.attempts:
+            rec.provider, rec.model = info.attempts[-1].provider, info.attempts[-1].model
+        _price(meter.prices, rec, usage)
+        meter.sink.record(rec)
+
+
+def _attempt(a: Any) -> dict[str, Any]:
+    d = {"provider": a.provider, "model": a.model, "outcome": a.outcome}
+    if a.error_type:
+        d["error_type"] = a.error_type
+    return d
+
+
+NO_METER = Metered(None, None, None, 0.0, None)  # what the gateway uses when no ledger is configured
+
+__all__ = ["ANONYMOUS", "NO_METER", "Meter", "Metered", "estimate_input", "status_of"]

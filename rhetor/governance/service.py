@@ -1,0 +1,48 @@
+"""The governance room assembled from Settings: the price table (loaded when the app is built, so a bad
+RHETOR_PRICES refuses to start), the usage ledger and its store (opened and flushed by the app's lifespan) and
+the meter handed to the gateway. Budgets, keys, limits and the cache will be built here too.
+Knows Settings and the room's parts; nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from rhetor.governance.ledger import Ledger
+from rhetor.governance.meter import Meter
+from rhetor.governance.prices import PriceTable, load_prices
+from rhetor.governance.sqlite_store import SqliteLedgerStore
+from rhetor.settings import Settings
+
+
+class Metered(Protocol):
+    meter: Meter | None
+
+
+class Governance:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prices: PriceTable = load_prices(settings.prices_file)
+        self.ledger: Ledger | None = None
+        if settings.usage_ledger:
+            self.ledger = Ledger(SqliteLedgerStore(settings.usage_db_path),
+                                 flush_interval_s=settings.usage_flush_interval_s,
+                                 buffer_max=settings.usage_buffer_max,
+                                 retention_days=settings.usage_retention_days)
+
+    async def start(self, gateway: Metered) -> None:
+        """Open the ledger (an unavailable store is reported, never fatal) and meter the gateway's requests."""
+        if self.ledger is not None:
+            await self.ledger.start()
+            gateway.meter = Meter(self.ledger, self.prices)
+
+    async def close(self) -> None:
+        """After the server drained: write what is buffered, then close the store."""
+        if self.ledger is not None:
+            await self.ledger.close()
+
+    def status(self) -> dict[str, Any]:
+        return self.ledger.status() if self.ledger is not None else {"state": "disabled"}
+
+
+__all__ = ["Governance"]

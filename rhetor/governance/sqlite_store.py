@@ -1,0 +1,183 @@
+"""The default LedgerStore: usage records in their own SQLite file (`$RHETOR_DATA_DIR/usage.db`, WAL), driven by
+the shared one-thread SqliteWorker with ordered migrations. Summaries are computed on the worker thread from
+one ordered scan of the range, one group at a time, so memory holds one group's latencies, never the table.
+Knows SQL and the record type; nothing of HTTP, fronts or prices.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rhetor.governance.ledger import UsageFilter, UsageRecord
+from rhetor.sqlite_worker import Migrations, SqliteWorker, immediate
+
+MIGRATIONS: Migrations = [
+    [
+        """CREATE TABLE usage_records (
+            id INTEGER PRIMARY KEY, ts REAL NOT NULL, request_id TEXT, key_id TEXT NOT NULL, component TEXT,
+            task_type TEXT, front TEXT NOT NULL, provider TEXT, model TEXT, attempts TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, estimated INTEGER NOT NULL,
+            cost_usd REAL NOT NULL, unpriced INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
+            status TEXT NOT NULL, fallback INTEGER NOT NULL, context_id TEXT)""",
+        "CREATE INDEX usage_records_ts ON usage_records (ts)",
+    ],
+]
+
+COLUMNS = ("ts", "request_id", "key_id", "component", "task_type", "front", "provider", "model", "attempts",
+           "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated",
+           "cost_usd", "unpriced", "latency_ms", "ttft_ms", "status", "fallback", "context_id")
+_INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# group name -> SQL expression; `model` is provider/model so two vendors' same-named models stay apart
+GROUP_SQL = {"component": "component", "model": "provider || '/' || model", "provider": "provider",
+             "key": "key_id", "task": "task_type", "day": "date(ts, 'unixepoch')", "front": "front",
+             "status": "status"}
+_SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _row(r: UsageRecord) -> tuple[Any, ...]:
+    return (r.ts, r.request_id, r.key_id, r.component, r.task_type, r.front, r.provider, r.model,
+            orjson.dumps(r.attempts).decode(), r.input_tokens, r.output_tokens, r.cached_tokens,
+            r.cache_write_tokens, r.reasoning_tokens, int(r.estimated), r.cost_usd, int(r.unpriced), r.latency_ms,
+            r.ttft_ms, r.status, int(r.fallback), r.context_id)
+
+
+def _record(row: Sequence[Any]) -> UsageRecord:
+    d = dict(zip(COLUMNS, row, strict=True))
+    d["attempts"] = orjson.loads(d["attempts"])
+    for flag in ("estimated", "unpriced", "fallback"):
+        d[flag] = bool(d[flag])
+    return UsageRecord(**d)
+
+
+def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["ts >= ?", "ts < ?"]
+    args: list[Any] = [flt.since, flt.until]
+    for value, column in ((flt.component, "component"), (flt.provider, "provider"), (flt.key, "key_id"),
+                          (flt.task, "task_type"), (flt.front, "front"), (flt.status, "status")):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if flt.model is not None:
+        provider, sep, model = flt.model.partition("/")
+        if sep:
+            clauses.append("provider = ? AND model = ?")
+            args += [provider, model]
+        else:
+            clauses.append("model = ?")
+            args.append(flt.model)
+    return " AND ".join(clauses), args
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending sequence."""
+    if not sorted_values:
+        return None
+    return round(sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)], 3)
+
+
+class _Bucket:
+    __slots__ = ("cancelled", "cost", "errors", "estimated", "latencies", "requests", "sums", "unpriced")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.cancelled = self.unpriced = self.estimated = 0
+        self.cost = 0.0
+        self.sums = [0] * len(_SUMS)
+        self.latencies: list[float] = []
+
+    def add(self, row: Sequence[Any]) -> None:
+        # row: *sums, cost, status, unpriced, estimated, latency
+        n = len(_SUMS)
+        for i in range(n):
+            self.sums[i] += row[i]
+        self.cost += row[n]
+        status = row[n + 1]
+        self.errors += status not in ("ok", "cancelled")
+        self.cancelled += status == "cancelled"
+        self.unpriced += row[n + 2]
+        self.estimated += row[n + 3]
+        self.requests += 1
+        self.latencies.append(row[n + 4])
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"requests": self.requests, **dict(zip(_SUMS, self.sums, strict=True))}
+        out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
+        out.update(cost_usd=round(self.cost, 8), errors=self.errors, cancelled=self.cancelled,
+                   unpriced=self.unpriced, estimated=self.estimated,
+                   p50_latency_ms=percentile(self.latencies, 0.50), p95_latency_ms=percentile(self.latencies, 0.95))
+        return out
+
+
+def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
+    where, args = _where(flt)
+    keys = [GROUP_SQL[g] for g in group_by]
+    metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms"
+    select = ", ".join([*keys, metrics])
+    order = ", ".join([*keys, "latency_ms"])
+    totals = _Bucket()
+    buckets: list[dict[str, Any]] = []
+    current: tuple[Any, ...] | None = None
+    bucket = _Bucket()
+    width = len(keys)
+    for row in conn.execute(f"SELECT {select} FROM usage_records WHERE {where} ORDER BY {order}", args):
+        key = tuple(row[:width])
+        if key != current:
+            if current is not None:
+                buckets.append({**dict(zip(group_by, current, strict=True)), **bucket.as_dict()})
+            current, bucket = key, _Bucket()
+        bucket.add(row[width:])
+        totals.add(row[width:])
+    if current is not None and width:
+        buckets.append({**dict(zip(group_by, current, strict=True)), **bucket.as_dict()})
+    totals.latencies.sort()
+    return {"totals": totals.as_dict(), "buckets": buckets}
+
+
+class SqliteLedgerStore:
+    def __init__(self, path: Path) -> None:
+        self.worker = SqliteWorker(path, MIGRATIONS, label="usage store")
+
+    async def open(self) -> None:
+        await self.worker.open()
+
+    async def close(self) -> None:
+        await self.worker.close()
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        rows = [_row(r) for r in records]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with immediate(conn):
+                conn.executemany(_INSERT, rows)
+
+        await self.worker.run(insert)
+
+    async def summary(self, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
+        return await self.worker.run(lambda conn: summarize(conn, flt, group_by))
+
+    async def records(self, flt: UsageFilter, *, limit: int, offset: int) -> tuple[list[UsageRecord], int]:
+        where, args = _where(flt)
+
+        def page(conn: sqlite3.Connection) -> tuple[list[UsageRecord], int]:
+            total = int(conn.execute(f"SELECT COUNT(*) FROM usage_records WHERE {where}", args).fetchone()[0])
+            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM usage_records WHERE {where} "
+                                "ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            return [_record(r) for r in rows], total
+
+        return await self.worker.run(page)
+
+    async def purge(self, before: float) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                return conn.execute("DELETE FROM usage_records WHERE ts < ?", (before,)).rowcount
+
+        return await self.worker.run(delete)
+
+
+__all__ = ["GROUP_SQL", "MIGRATIONS", "SqliteLedgerStore", "percentile", "summarize"]
