@@ -110,6 +110,7 @@ def _serve(settings: Settings) -> int:
 
     from rhetor.api.app import create_app
     from rhetor.api.health import UVICORN_GRACE_S, RhetorServer
+    from rhetor.api.protocols import ConnectionLimits, http_protocol, ws_protocol
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # loads and validates the task config before binding the port
@@ -118,7 +119,11 @@ def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                            loop="uvloop", http="httptools", access_log=settings.log_level.lower() == "debug",
+                            loop="uvloop", access_log=settings.log_level.lower() == "debug",
+                            # httptools and websockets, guarded: head/body timeouts, a connection cap (503),
+                            # WebSocket messages capped like HTTP bodies (ERROR frame + close 1009)
+                            http=http_protocol(ConnectionLimits.from_settings(settings).fit_descriptors()),
+                            ws=ws_protocol(), ws_max_size=settings.max_body_bytes,
                             timeout_graceful_shutdown=UVICORN_GRACE_S, lifespan="on",
                             # X-Forwarded-For is believed only from the proxies named in RHETOR_TRUSTED_PROXIES
                             # (uvicorn's default trusts 127.0.0.1, so behind a local proxy everyone looked local)

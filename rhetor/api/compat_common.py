@@ -21,6 +21,7 @@ from starlette.responses import StreamingResponse
 
 from rhetor.api.native import gateway
 from rhetor.api.responses import parse_json
+from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.gateway import ChatInput, StreamSession
 from rhetor.routing.fallback import RunInfo
@@ -68,7 +69,7 @@ def session_headers(session: StreamSession) -> dict[str, str]:
 
 
 def sse_response(frames: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
 
 
 def new_id(prefix: str) -> str:
