@@ -31,6 +31,12 @@ class Settings(BaseModel):
     task_config: Path | None = None
     shutdown_grace_s: float = Field(10.0, ge=0)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    # Connection guards (rhetor/api/protocols.py): an unfinished request head or a stalled body is closed, and
+    # connections beyond the cap get 503; per WebSocket, at most this many requests run at once.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_idle_timeout_s: float = Field(30.0, gt=0)
+    max_connections: int = Field(1024, ge=1)
+    ws_max_inflight: int = Field(64, ge=1)
     simulated_delay_scale: float = Field(1.0, ge=0)
 
     anthropic_api_key: SecretStr | None = None
@@ -109,6 +115,10 @@ class Settings(BaseModel):
             "RHETOR_TASK_CONFIG": "task_config",
             "RHETOR_SHUTDOWN_GRACE_S": "shutdown_grace_s",
             "RHETOR_MAX_BODY_BYTES": "max_body_bytes",
+            "RHETOR_HEADER_TIMEOUT_S": "header_timeout_s",
+            "RHETOR_BODY_IDLE_TIMEOUT_S": "body_idle_timeout_s",
+            "RHETOR_MAX_CONNECTIONS": "max_connections",
+            "RHETOR_WS_MAX_INFLIGHT": "ws_max_inflight",
             "RHETOR_SIMULATED_DELAY_SCALE": "simulated_delay_scale",
             "RHETOR_AVAILABILITY_TTL_S": "availability_ttl_s",
             "RHETOR_UPSTREAM_TIMEOUT_S": "upstream_timeout_s",

@@ -34,6 +34,7 @@ from rhetor.api.context_scope import annotate, scope_input
 from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatFields
+from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.errors import InvalidRequestError, RhetorError, UnknownModelError
 from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso
 from rhetor.providers import canonical
@@ -124,7 +125,7 @@ def _event(data: dict[str, Any]) -> bytes:
 
 
 def _sse(body: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream",
+    return ClosingStreamingResponse(body, media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 

@@ -70,6 +70,11 @@ class Envelope:
                 return
             await self.reply("RESPONSE", status, target, "SYSTEM")
         elif kind in REQUESTS:
+            refusal = self.conn.busy()
+            if refusal is not None:  # RHETOR_WS_MAX_INFLIGHT: refused, the socket stays open
+                await self.reply("ERROR", {"error": refusal, "error_type": "too_many_requests",
+                                           "context": payload.get("context")}, target, "SYSTEM")
+                return
             key = f"\x00envelope-{next(self._ids)}"
             task = asyncio.create_task(self._run(kind, payload, target))
             self.conn.tasks[key] = task

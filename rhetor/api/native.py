@@ -25,6 +25,7 @@ from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import Scope, annotate, scope_input
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatBody, GenerateBody
+from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import Gateway, StreamSession
@@ -56,7 +57,7 @@ def sse(session: StreamSession, *, done_sentinel: bool = True, scope: Scope | No
         if done_sentinel:
             yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(frames(), media_type="text/event-stream",
+    return ClosingStreamingResponse(frames(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 

@@ -4,7 +4,10 @@ REGISTER→REGISTER_ACK, PING→PONG, GENERATE/CHAT→RESPONSE, STREAM/CHAT_STRE
 request (its upstream call is cancelled), errors are ERROR{request_id, error}. Several requests run at once
 on one socket. A bad frame gets an ERROR and the socket stays open. Frames shaped like the LLM Adapter's
 envelope (`payload` object, no `request_id`) go to `legacy_ws`. A shared context id (`ergon`, `default`) is
-scoped to the socket (rhetor.api.context_scope). Served on `/ws` and `/`. Knows the gateway, not providers.
+scoped to the socket (rhetor.api.context_scope). Limits match HTTP: a message over RHETOR_MAX_BODY_BYTES gets
+an ERROR in the socket's shape, then close 1009 (sent by rhetor.api.protocols); beyond RHETOR_WS_MAX_INFLIGHT
+requests in flight a request gets ERROR `too_many_requests` and the socket stays. Served on `/ws` and `/`.
+Knows the gateway, not providers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rhetor.api import shapes
 from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, connection_token, scope_input
 from rhetor.api.legacy_ws import Envelope, is_envelope
+from rhetor.api.protocols import TOO_BIG_KEY
 from rhetor.api.responses import validation_message
 from rhetor.api.schemas import ChatBody
 from rhetor.errors import RhetorError
@@ -40,6 +44,11 @@ class Connection:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
         self.envelope = Envelope(self)  # the legacy envelope protocol, on the same socket
+        self.max_inflight = gateway.settings.ws_max_inflight
+        self.max_bytes = gateway.settings.max_body_bytes
+        self.speaks_envelope = False  # the shape of the last frame: an oversized one is answered in it
+        # the server protocol (rhetor.api.protocols) sends this before closing 1009 on a too-big message
+        ws.scope.setdefault("state", {})[TOO_BIG_KEY] = self.too_big_frame
         self.scope = connection_token()  # shared context ids (`ergon`, `default`) are scoped to this socket
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -50,6 +59,25 @@ class Connection:
         await self.send({"type": "ERROR", "request_id": request_id, "error": message, "error_type": error_type,
                          "timestamp": now_iso()})
 
+    def busy(self) -> str | None:
+        """Why one more request must wait, if it must: RHETOR_WS_MAX_INFLIGHT requests already run here."""
+        if len(self.tasks) < self.max_inflight:
+            return None
+        return (f"too many requests in flight on this socket: at most {self.max_inflight} "
+                "(RHETOR_WS_MAX_INFLIGHT); wait for one to finish or CANCEL one")
+
+    def too_big_frame(self) -> str:
+        message = (f"message exceeds {self.max_bytes} bytes (RHETOR_MAX_BODY_BYTES, the limit for HTTP bodies "
+                   "too); closing with code 1009")
+        frame: dict[str, Any]
+        if self.speaks_envelope:
+            frame = {"type": "ERROR", "source": "SYSTEM", "target": "UI", "timestamp": now_iso(),
+                     "payload": {"error": message, "error_type": "payload_too_large", "context": None}}
+        else:
+            frame = {"type": "ERROR", "request_id": None, "error": message, "error_type": "payload_too_large",
+                     "timestamp": now_iso()}
+        return orjson.dumps(frame).decode()
+
     async def handle(self, raw: str) -> None:
         try:
             frame = orjson.loads(raw)
@@ -59,7 +87,8 @@ class Connection:
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.error(None, "a frame must be a JSON object with a string 'type'")
             return
-        if is_envelope(frame):  # {type, source?, target?, payload:{…}}: the LLM Adapter's protocol
+        self.speaks_envelope = is_envelope(frame)
+        if self.speaks_envelope:  # {type, source?, target?, payload:{…}}: the LLM Adapter's protocol
             await self.envelope.handle(frame)
             return
         kind, rid = frame["type"].upper(), frame.get("request_id")
@@ -83,6 +112,10 @@ class Connection:
     async def start(self, frame: dict[str, Any], kind: str, rid: Any) -> None:
         if rid is None or str(rid) in self.tasks:
             await self.error(rid, "request_id is required and must be unique among requests in flight")
+            return
+        refusal = self.busy()
+        if refusal is not None:
+            await self.error(rid, refusal, "too_many_requests")
             return
         if kind.startswith("CHAT"):
             body_data = {k: v for k, v in frame.items() if k not in ("prompt", "message")}
