@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--model")
     chat.add_argument("--context", help="context id (default: stateless)")
     chat.add_argument("--task", default=None)
+    us = sub.add_parser("usage", help="requests, tokens and cost from the usage ledger, as a table")
+    us.add_argument("--since", default="7d", help="how far back: 7d, 24h, 30m, an ISO date (default 7d)")
+    us.add_argument("--until", help="end of the range (default: now)")
+    us.add_argument("--by", default="", help="group by any of component,model,provider,key,task,day,front,status")
+    us.add_argument("--format", choices=["table", "csv", "json"], default="table")
     return p
 
 
@@ -42,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(settings, args.path or settings.task_config)
         if args.command == "providers":
             return asyncio.run(_providers(settings))
+        if args.command == "usage":
+            return asyncio.run(_usage(settings, args))
         if args.command == "chat":
             return asyncio.run(_chat(settings, args))
         return _serve(settings)
@@ -103,6 +110,17 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         await gw.aclose()
         await store.close()
     return code
+
+
+async def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    from rhetor.governance.service import usage_report
+
+    try:
+        print(await usage_report(settings, args.since, args.until, args.by, args.format), end="")
+    except RhetorError as exc:
+        print(f"rhetor: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _serve(settings: Settings) -> int:

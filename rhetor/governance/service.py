@@ -1,6 +1,7 @@
 """The governance room assembled from Settings: the price table (loaded when the app is built, so a bad
 RHETOR_PRICES refuses to start), the usage ledger and its store (opened and flushed by the app's lifespan) and
-the meter handed to the gateway. Budgets, keys, limits and the cache will be built here too.
+the meter handed to the gateway; and the terminal report of `python -m rhetor usage`. Budgets, keys, limits and
+the cache will be built here too.
 Knows Settings and the room's parts; nothing of HTTP.
 """
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rhetor.governance.ledger import Ledger
+import orjson
+
+from rhetor.governance.ledger import Ledger, UsageFilter
 from rhetor.governance.meter import Meter
 from rhetor.governance.prices import PriceTable, load_prices
+from rhetor.governance.report import iso, parse_group_by, time_range, to_csv, to_table
 from rhetor.governance.sqlite_store import SqliteLedgerStore
 from rhetor.settings import Settings
 
@@ -45,4 +49,25 @@ class Governance:
         return self.ledger.status() if self.ledger is not None else {"state": "disabled"}
 
 
-__all__ = ["Governance"]
+async def usage_report(settings: Settings, since: str, until: str | None, by: str, fmt: str) -> str:
+    """`python -m rhetor usage`: the ledger's summary read straight from usage.db (no server needed)."""
+    groups = parse_group_by(by, "--by")
+    start, end = time_range(since, until)
+    path = settings.usage_db_path
+    if not path.exists():
+        return f"no usage recorded yet ({path} does not exist)\n"
+    store = SqliteLedgerStore(path)
+    await store.open()
+    try:
+        summary = await store.summary(UsageFilter(start, end), groups)
+    finally:
+        await store.close()
+    if fmt == "csv":
+        return to_csv(summary, groups)
+    if fmt == "json":
+        return orjson.dumps({"from": iso(start), "to": iso(end), "group_by": groups, **summary},
+                            option=orjson.OPT_INDENT_2).decode() + "\n"
+    return f"usage {iso(start)[:19]} .. {iso(end)[:19]} UTC\n" + to_table(summary, groups)
+
+
+__all__ = ["Governance", "usage_report"]
