@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.script import CUT_AFTER_S
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, quote_result, split_json
 
@@ -257,6 +258,7 @@ class FakeAnthropic:
             if not await emit(chunk):
                 return
         if action and action.kind == "cut":
+            await asyncio.sleep(CUT_AFTER_S)  # a real cut comes after the bytes were read, not with them
             return  # no message_stop and an unfinished chunked body: uvicorn drops the connection
         if action and action.kind == "error_event":
             err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.script import Action, Script, read_body, send_bytes
+from tests.fakes.script import CUT_AFTER_S, Action, Script, read_body, send_bytes
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, fake_vector, quote_result, split_json
 
@@ -239,6 +239,7 @@ class FakeOpenAI(Script):
                     return
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             if action is not None and action.kind == "cut":
+                await asyncio.sleep(CUT_AFTER_S)  # a real cut comes after the bytes were read, not with them
                 if action.clean:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return  # returning mid-body makes the server drop the connection

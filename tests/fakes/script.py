@@ -9,6 +9,10 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
+# A cut waits this long after its last bytes: aiohttp drops bytes still unread when the connection breaks, so
+# a cut in the same instant as the data would race the reader (real upstreams never cut that fast).
+CUT_AFTER_S = 0.05
+
 
 @dataclass(slots=True)
 class Action:
