@@ -6,6 +6,7 @@ Knows nothing of routes or providers.
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
 from typing import Any
 
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rhetor.errors import PayloadTooLargeError
 from rhetor.metrics import Metrics
 from rhetor.timing import UpstreamClock, current_clock
+
+log = logging.getLogger("rhetor")
 
 
 class GatewayMiddleware:
@@ -44,9 +47,14 @@ class GatewayMiddleware:
         rid_bytes = rid.encode("latin-1")
         status = 500
 
+        started = completed = False
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started, completed
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                completed = True
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid_bytes))
@@ -73,6 +81,17 @@ class GatewayMiddleware:
                 await _too_large(send_with_headers, self.max_body)
             else:
                 await self.app(scope, counting_receive, send_with_headers)
+        except Exception:
+            # Starlette re-raises after its 500 handler has answered (and logged); uvicorn would then drop the
+            # keep-alive connection. An answered request keeps its connection; an unanswered one gets a 500 here;
+            # a response cut mid-body cannot be repaired, so uvicorn closes that connection.
+            if completed:
+                log.debug("request %s failed after its response was sent", rid, exc_info=True)
+            elif started:
+                raise
+            else:
+                log.exception("unexpected error in request %s", rid)
+                await _internal_error(send_with_headers, rid)
         finally:
             current_clock.reset(token)
             if m is not None:
@@ -85,6 +104,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
             decoded: str = value.decode("latin-1")
             return decoded
     return None
+
+
+async def _internal_error(send: Any, rid: str) -> None:
+    body = (b'{"type":"error","error":{"type":"internal_error","message":"internal error (request %s)",'
+            b'"param":null,"code":"internal_error"}}' % rid.encode("latin-1", "replace"))
+    await send({"type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Any, limit: int) -> None:
