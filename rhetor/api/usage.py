@@ -1,7 +1,8 @@
 """The usage API over the ledger (rhetor.governance):
 
-- `GET /api/v1/usage?from&to&group_by=component,model,provider,key,task,day,front,status&format=json|csv` →
-  `{from, to, group_by, totals, buckets}`, each with requests, tokens, cost, errors and p50/p95 latency;
+- `GET /api/v1/usage?from&to&group_by=component,model,provider,key,task,day,hour,minute,front,status&format=json|csv`
+  → `{from, to, group_by, totals, buckets}`, each with requests, tokens, cost, errors, fallbacks and p50/p95
+  latency (`hour`/`minute` are UTC time buckets, `2026-01-02T03:04Z`);
 - `GET /api/v1/usage/requests?from&to&component&model&provider&key&task&front&status&limit&offset` → recent
   records, newest first, paged.
 Buffered records are flushed before a query, so a reply includes every request that has finished. Plain

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger("rhetor.usage")
 
-GROUPS = ("component", "model", "provider", "key", "task", "day", "front", "status")
+GROUPS = ("component", "model", "provider", "key", "task", "day", "hour", "minute", "front", "status")
 
 
 @dataclass(slots=True)

@@ -37,7 +37,10 @@ _INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join(
 # group name -> SQL expression; `model` is provider/model so two vendors' same-named models stay apart
 GROUP_SQL = {"component": "component", "model": "provider || '/' || model", "provider": "provider",
              "key": "key_id", "task": "task_type", "day": "date(ts, 'unixepoch')", "front": "front",
-             "status": "status"}
+             "status": "status",
+             # time buckets (UTC) for a traffic chart: the dashboard's last hour (rhetor/ui)
+             "hour": "strftime('%Y-%m-%dT%H:00Z', ts, 'unixepoch')",
+             "minute": "strftime('%Y-%m-%dT%H:%MZ', ts, 'unixepoch')"}
 _SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
@@ -83,16 +86,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 class _Bucket:
-    __slots__ = ("cancelled", "cost", "errors", "estimated", "latencies", "requests", "sums", "unpriced")
+    __slots__ = ("cancelled", "cost", "errors", "estimated", "fallbacks", "latencies", "requests", "sums",
+                 "unpriced")
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.cancelled = self.unpriced = self.estimated = 0
+        self.requests = self.errors = self.cancelled = self.unpriced = self.estimated = self.fallbacks = 0
         self.cost = 0.0
         self.sums = [0] * len(_SUMS)
         self.latencies: list[float] = []
 
     def add(self, row: Sequence[Any]) -> None:
-        # row: *sums, cost, status, unpriced, estimated, latency
+        # row: *sums, cost, status, unpriced, estimated, latency, fallback
         n = len(_SUMS)
         for i in range(n):
             self.sums[i] += row[i]
@@ -104,12 +108,13 @@ class _Bucket:
         self.estimated += row[n + 3]
         self.requests += 1
         self.latencies.append(row[n + 4])
+        self.fallbacks += row[n + 5]
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, **dict(zip(_SUMS, self.sums, strict=True))}
         out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
         out.update(cost_usd=round(self.cost, 8), errors=self.errors, cancelled=self.cancelled,
-                   unpriced=self.unpriced, estimated=self.estimated,
+                   unpriced=self.unpriced, estimated=self.estimated, fallbacks=self.fallbacks,
                    p50_latency_ms=percentile(self.latencies, 0.50), p95_latency_ms=percentile(self.latencies, 0.95))
         return out
 
@@ -117,7 +122,7 @@ class _Bucket:
 def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
     where, args = _where(flt)
     keys = [GROUP_SQL[g] for g in group_by]
-    metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms"
+    metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms, fallback"
     select = ", ".join([*keys, metrics])
     order = ", ".join([*keys, "latency_ms"])
     totals = _Bucket()
