@@ -13,6 +13,7 @@
     ├── TemplateConflictError     409    creating a template id that exists
     ├── PayloadTooLargeError      413
     ├── UsageUnavailableError     503    the usage ledger is off, or its store cannot be read
+    ├── TemplateRendererBusy ⟲    503    every template render worker stayed busy past the queue wait
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
     │   ├── CircuitOpenError             breaker open: skipped at once
@@ -129,6 +130,14 @@ class PayloadTooLargeError(RhetorError):
 class UsageUnavailableError(RhetorError):
     status = 503
     type = "usage_unavailable"
+
+
+class TemplateRendererBusy(RhetorError):
+    """Every render worker stayed busy for longer than the queue wait: try again shortly."""
+
+    status = 503
+    type = "template_renderer_busy"
+    retryable = True
 
 
 class ProviderError(RhetorError):

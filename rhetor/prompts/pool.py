@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rhetor.errors import RhetorError, TemplateRenderError
+from rhetor.errors import RhetorError, TemplateRendererBusy, TemplateRenderError
 
 log = logging.getLogger("rhetor.prompts")
 _HEADER = struct.Struct("!I")
@@ -32,14 +32,6 @@ _GRACE_S = 0.25  # the worker's own deadline fires first and answers cleanly; th
 _START_TIMEOUT_S = 30.0
 _VIOLATION = "template_sandbox_violation"
 _ROOT = str(Path(__file__).resolve().parents[2])  # where `rhetor` imports from, for the worker's PYTHONPATH
-
-
-class TemplateRendererBusy(RhetorError):
-    """Every render worker stayed busy for longer than the queue wait: try again shortly."""
-
-    status = 503
-    type = "template_renderer_busy"
-    retryable = True
 
 
 class _Worker:
