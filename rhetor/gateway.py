@@ -80,6 +80,8 @@ class ChatInput:
     seed: int | None = None
     user: str | None = None
     pinned: bool = False
+    # False: the front records the turn itself (the Responses API stores its items losslessly, rhetor.api.openai)
+    record: bool = True
     # who asked, through which front: for the usage ledger (rhetor.governance); set by the web layer
     front: str = "internal"
     request_id: str | None = None
@@ -259,7 +261,7 @@ class Gateway:
         return build
 
     async def _record(self, prepared: _Prepared, reply: str, status: str) -> None:
-        if prepared.context_id is None:
+        if prepared.context_id is None or not prepared.inp.record:
             return
         turn = [NewMessage(m.role, m.content) for m in prepared.new_turn]
         if reply or status == "complete":
