@@ -6,6 +6,7 @@
     │   ├── UnknownProviderError  400    lists the valid providers
     │   ├── UnknownModelError     400    lists the valid models
     │   ├── ModelNotFoundError    404    a compat-API model name that matches no form
+    │   ├── ResponseNotFoundError 404    a Responses API id that is not stored (names the field that gave it)
     │   ├── TemplateSyntaxInvalid 400    a template's text does not compile (or uses include/import/extends)
     │   └── TemplateRenderError   400    rendering failed, or the sandbox refused (`type` says which)
     ├── AuthenticationError       401    RHETOR_API_KEYS is set and the caller gave no valid key
@@ -89,6 +90,11 @@ class ModelNotFoundError(InvalidRequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="model")
+
+
+class ResponseNotFoundError(InvalidRequestError):
+    status = 404
+    type = "not_found_error"
 
 
 class TemplateSyntaxInvalid(InvalidRequestError):
@@ -239,6 +245,7 @@ __all__ = [
     "PayloadTooLargeError",
     "ProviderError",
     "ProviderUnavailableError",
+    "ResponseNotFoundError",
     "RhetorError",
     "TemplateConflictError",
     "TemplateNotFoundError",

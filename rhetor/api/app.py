@@ -11,16 +11,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from rhetor import __version__
 from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_compat, templates, ws
+from rhetor.api import openai as openai_front
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.middleware import GatewayMiddleware
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
+from rhetor.api.unknown_routes import http_error_handler
 from rhetor.api.usage import routes as usage_routes
 from rhetor.context import SqliteContextStore
 from rhetor.context.embedder import make_embedder
+from rhetor.context.responses import ResponseIndex
 from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
@@ -51,6 +55,8 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
                                                      timeout_s=settings.template_timeout_s,
                                                      memory_mb=settings.template_memory_mb))
         await prompt_store.open()
+        app.state.responses = responses = ResponseIndex(settings.data_dir / "responses.db")  # the Responses API's ids
+        await responses.open()
         gateway = Gateway(settings, task_config, Providers(settings), store, templates=prompt_store)
         app.state.gateway = gateway
         # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
@@ -76,6 +82,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             await governance.close()  # after the drain: the last usage records are written
             await store.close()
             await prompt_store.close()
+            await responses.close()
 
     app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.runtime = health.Runtime(settings)
@@ -83,9 +90,10 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # unknown /v1/* routes: the SDKs' shape
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
-                  openai_compat.routes, anthropic_compat.routes, usage_routes):
+                  openai_compat.routes, anthropic_compat.routes, usage_routes, openai_front.routes):
         app.router.routes.extend(table)
     app.include_router(ws.router)
     if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
