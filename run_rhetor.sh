@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Serve Rhetor in the foreground (sets up or updates .venv first: a no-op when it is current). Extra arguments go to
-# `python -m rhetor`.
+# Serve Rhetor in the foreground (sets up .venv first if it is missing). Extra arguments go to `python -m rhetor`.
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+[ -x .venv/bin/python ] || ./setup.sh
 exec .venv/bin/python -m rhetor "$@"

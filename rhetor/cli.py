@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -129,15 +128,16 @@ def _serve(settings: Settings) -> int:
     from rhetor.api.app import create_app
     from rhetor.api.health import UVICORN_GRACE_S, RhetorServer
     from rhetor.api.protocols import ConnectionLimits, http_protocol, ws_protocol
+    from rhetor.observability.logs import setup_logging
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)  # JSON or text, uvicorn's loggers included
     app = create_app(settings)  # loads and validates the task config before binding the port
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was installed before it
     # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                            loop="uvloop", access_log=settings.log_level.lower() == "debug",
+                            loop="uvloop", access_log=False, log_config=None,  # Rhetor writes the access lines
                             # httptools and websockets, guarded: head/body timeouts, a connection cap (503),
                             # WebSocket messages capped like HTTP bodies (ERROR frame + close 1009)
                             http=http_protocol(ConnectionLimits.from_settings(settings).fit_descriptors()),

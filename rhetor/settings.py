@@ -103,6 +103,14 @@ class Settings(BaseModel):
     usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
     usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
     prices_file: Path | None = None  # RHETOR_PRICES: a JSON price file merged over the shipped one
+    # Observability (rhetor/observability): Prometheus at /metrics (RHETOR_METRICS=0 turns it off; the token opens
+    # it to a scraper without a caller key), caller key names as a label only when asked, the log format
+    # (auto = JSON when stderr is not a terminal) and the one access line per request (RHETOR_ACCESS_LOG=0: none)
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+    metrics_key_label: bool = False
+    log_format: Literal["auto", "json", "text"] = "auto"
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -135,6 +143,7 @@ class Settings(BaseModel):
             "RHETOR_BREAKER_MIN_CALLS": "breaker_min_calls",
             "RHETOR_EMBEDDER": "embedder",
             "RHETOR_EMBEDDING_MODEL": "embedding_model",
+            "RHETOR_LOCAL_RUNTIME": "local_runtime",
             "RHETOR_INDEX_INTERVAL_S": "index_interval_s",
             "RHETOR_RETRIEVAL_K": "retrieval_k",
             "RHETOR_VECTOR_CACHE_MB": "vector_cache_mb",
@@ -162,6 +171,11 @@ class Settings(BaseModel):
             "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
             "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",
             "RHETOR_PRICES": "prices_file",
+            "RHETOR_METRICS": "metrics",
+            "RHETOR_METRICS_TOKEN": "metrics_token",
+            "RHETOR_METRICS_KEY_LABEL": "metrics_key_label",
+            "RHETOR_LOG_FORMAT": "log_format",
+            "RHETOR_ACCESS_LOG": "access_log",
         }
         for var, key in simple.items():
             if e.get(var):
@@ -169,7 +183,6 @@ class Settings(BaseModel):
         ollama = e.get("OLLAMA_HOST") or e.get("OLLAMA_API_BASE")
         if ollama:
             raw["ollama_host"] = ollama if "://" in ollama else f"http://{ollama}"
-            "RHETOR_LOCAL_RUNTIME": "local_runtime",
         raw["hermes_url"] = e.get("HERMES_URL") or f"http://localhost:{e.get('HERMES_PORT') or 8001}"
         if e.get("RHETOR_ENGRAM_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             raw.pop("engram_url", None)

@@ -26,7 +26,7 @@ def test_health_is_the_tekton_standard_body(simulated_rhetor: str) -> None:
 
 def test_metrics_count_requests_errors_and_provider_latency(simulated_rhetor: str) -> None:
     with httpx.Client(base_url=simulated_rhetor) as c:
-        before = c.get("/metrics").json()
+        before = c.get("/api/v1/metrics").json()
         assert c.post("/api/v1/chat", json={"message": "hi", "provider_id": "simulated"}).status_code == 200
         # simulated-fail-500 fails, then the route falls back to the default simulated model: one fallback
         r = c.post("/api/v1/chat", json={"message": "x", "provider_id": "simulated", "model_id": "simulated-fail-500",

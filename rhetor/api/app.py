@@ -19,6 +19,8 @@ from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_
 from rhetor.api import openai as openai_front
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.middleware import GatewayMiddleware
+from rhetor.api.prometheus import MetricsTokenMiddleware, start_sampler
+from rhetor.api.prometheus import routes as prometheus_routes
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
 from rhetor.api.unknown_routes import http_error_handler
 from rhetor.api.usage import routes as usage_routes
@@ -65,8 +67,10 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
                                 cache_bytes=settings.vector_cache_mb * 2**20)
         gateway.memory.start()
         await governance.start(gateway)  # the usage ledger: every request metered, written off the hot path
+        runtime.obs.attach(gateway, governance.prices)  # metrics and access log fed from the same records
         app.state.ready = True
         await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready
+        sampler = start_sampler(app)  # multi-process metrics only: sampled gauges refreshed every few seconds
         if settings.anthropic_api_key is None and settings.openai_api_key is None:
             # No probe here: start-up makes no network call, not even to a local Ollama.
             log.warning("no ANTHROPIC_API_KEY or OPENAI_API_KEY: answering from Ollama if it is running at %s, "
@@ -76,6 +80,8 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             yield
         finally:
             app.state.ready = False
+            if sampler is not None:
+                sampler.cancel()
             await runtime.stop()  # not ready, Hermes told shutting_down, then unregistered
             await gateway.memory.stop()
             await gateway.aclose()
@@ -95,12 +101,22 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
                   openai_compat.routes, anthropic_compat.routes, usage_routes, openai_front.routes):
         app.router.routes.extend(table)
+    app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
     app.include_router(ws.router)
     if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
         app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.runtime.metrics)
+    if settings.metrics_token is not None:  # outside the key check: the token alone opens GET /metrics
+        app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token.get_secret_value(),
+                           keys_required=lambda: keys_required(governance, settings))
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes, obs=app.state.runtime.obs)
     return app
+
+
+def keys_required(governance: Governance, settings: Settings) -> bool:
+    """Whether callers need a key now (static keys, or virtual keys created while serving)."""
+    ring = getattr(getattr(governance, "access", None), "ring", None)
+    return bool(getattr(ring, "required", settings.api_keys))
 
 
 __all__ = ["create_app"]

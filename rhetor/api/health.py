@@ -41,7 +41,7 @@ from rhetor.api.usage import usage_status
 from rhetor.context.engram import EngramMirror
 from rhetor.context.store import ContextStore
 from rhetor.gateway import Gateway, now_iso
-from rhetor.metrics import Metrics
+from rhetor.observability.hub import Observability
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor")
@@ -52,7 +52,10 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        # counters for the Tekton JSON view (`metrics`), Prometheus and the access log, fed from the same facts
+        self.obs = Observability(metrics=settings.metrics, access_log=settings.access_log,
+                                 key_label=settings.metrics_key_label)
+        self.metrics = self.obs.json
         self.started_at, self._t0 = now_iso(), time.monotonic()
         self.ready = False
         self.draining = False
@@ -79,7 +82,7 @@ class Runtime:
     async def start(self, gateway: Gateway) -> None:
         self._loop = asyncio.get_running_loop()
         self.gateway = gateway
-        gateway.runner.observer = self.metrics
+        gateway.runner.observer = self.obs
         s = self.settings
         if s.hermes_enabled and s.hermes_url:
             self.hermes = Registration(HermesClient(s.hermes_url), self._hermes_payload,
@@ -102,6 +105,7 @@ class Runtime:
             await self.hermes.aclose()
         if self._avail_task is not None:
             self._avail_task.cancel()
+        self.obs.close()
 
     # -- shutdown ----------------------------------------------------------------------------------------
     def begin_drain(self) -> None:
@@ -183,12 +187,23 @@ class RhetorServer(uvicorn.Server):
         self.runtime.begin_drain()
         super().handle_exit(sig, frame)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # one line for start and bind (uvicorn's own four are dropped: rhetor.observability.logs)
+            rt = self.runtime
+            log.info("Rhetor %s listening on %s (pid %d)", __version__,
+                     endpoint_url(rt.settings.host, rt.port()), os.getpid())
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Rhetor drains before uvicorn does, so no stream is ever cut by uvicorn's forced cancel: stop
         accepting, let answers and streams finish for up to RHETOR_SHUTDOWN_GRACE_S, then end the streams still
         open with their protocol's final error frame (rhetor.drain), and only then run uvicorn's own shutdown
         (which closes WebSockets with 1012, so they are left open until here)."""
         gw = self.runtime.gateway
+        t0 = time.monotonic()
+        if gw is not None:
+            log.info("shutting down: no new connections; draining %d open stream(s) and %d answer(s) for up to "
+                     "%.1f s", len(gw.drain.streams), gw.drain.calls, self.runtime.settings.shutdown_grace_s)
         if gw is not None and not self.force_exit:
             for server in self.servers:
                 server.close()  # no new connections; uvicorn's shutdown closes them again, harmlessly
@@ -202,6 +217,7 @@ class RhetorServer(uvicorn.Server):
                             grace, ended)
                 await _until(lambda: not gw.drain.streams, FLUSH_S)
         await super().shutdown(sockets)
+        log.info("stopped serving after %.2f s of drain", time.monotonic() - t0)
 
     def _http_connections(self) -> bool:
         return any(not _is_websocket(c) for c in self.server_state.connections)
@@ -280,8 +296,8 @@ routes: list[BaseRoute] = [
     Route("/api/v1/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
     Route("/api/ready", ready, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/api/metrics", metrics, methods=["GET"]),
+    Route("/api/metrics", metrics, methods=["GET"]),  # the Tekton JSON view; Prometheus is /metrics (prometheus.py)
+    Route("/api/v1/metrics", metrics, methods=["GET"]),
     Route("/shutdown", shutdown, methods=["POST"]),
     Route("/api/shutdown", shutdown, methods=["POST"]),
 ]

@@ -13,30 +13,30 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rhetor.errors import PayloadTooLargeError
-from rhetor.metrics import Metrics
+from rhetor.observability.hub import Observability
 from rhetor.timing import UpstreamClock, current_clock
 
 log = logging.getLogger("rhetor")
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, obs: Observability | None = None) -> None:
         self.app = app
         self.max_body = max_body_bytes
-        self.metrics = metrics  # requests, in flight, 5xx answers and open WebSockets (rhetor.metrics)
+        self.obs = obs  # counters, Prometheus and the access line of every request (rhetor.observability.hub)
         # Request ids: a random per-process prefix and a counter — unique, and ~20x cheaper than uuid4().
         self.prefix = uuid.uuid4().hex[:12]
         self.counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        m = self.metrics
+        m = self.obs
         if scope["type"] != "http":
             if scope["type"] == "websocket" and m is not None:
-                m.websockets += 1
+                m.ws_open()
                 try:
                     await self.app(scope, receive, send)
                 finally:
-                    m.websockets -= 1
+                    m.ws_closed()
             else:
                 await self.app(scope, receive, send)
             return
@@ -58,7 +58,10 @@ class GatewayMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid_bytes))
-                headers.append((b"x-rhetor-overhead-ms", f"{clock.overhead_ms():.3f}".encode()))
+                overhead = clock.overhead_ms()
+                if slot is not None:
+                    slot.overhead_ms = overhead
+                headers.append((b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -73,8 +76,7 @@ class GatewayMiddleware:
                     raise PayloadTooLargeError(f"request body exceeds {self.max_body} bytes")
             return message
 
-        if m is not None:
-            m.request_started()
+        slot = m.begin(rid) if m is not None else None
         try:
             declared = _header(scope, b"content-length")
             if declared and declared.isdigit() and int(declared) > self.max_body:
@@ -94,8 +96,8 @@ class GatewayMiddleware:
                 await _internal_error(send_with_headers, rid)
         finally:
             current_clock.reset(token)
-            if m is not None:
-                m.request_finished(status)
+            if m is not None and slot is not None:
+                m.end(slot, scope, status)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
