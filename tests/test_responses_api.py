@@ -266,3 +266,16 @@ def test_previous_response_id_survives_a_restart(tmp_path: Path) -> None:
         sent = s.openai.requests[-1]["messages"]
     assert sent[0]["content"] == "Remember: the code is 42." and sent[1]["content"] == r1.output_text
     assert r2.previous_response_id == r1.id
+
+
+def test_a_failure_after_commit_is_response_failed(client: openai.OpenAI, stack: Stack) -> None:
+    stack.openai.error_event_next(1)
+    events = raw_events(stack, {"model": MATRIX["openai"][0], "input": "this will break"})
+    last = events[-1]
+    assert last["type"] == "response.failed" and last["response"]["status"] == "failed"
+    assert last["response"]["error"]["code"] == "server_error" and last["response"]["error"]["message"]
+    assert "response.completed" not in [e["type"] for e in events]
+    with pytest.raises(openai.NotFoundError):  # a failed response is not stored for retrieval or continuation
+        client.responses.retrieve(last["response"]["id"])
+    stored = contexts_messages(stack, last["response"]["id"])  # but its turn is kept for inspection, marked error
+    assert stored[0]["content"] == "this will break" and stored[0]["metadata"]["status"] == "error"

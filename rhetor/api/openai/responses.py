@@ -59,8 +59,8 @@ async def create(request: Request) -> Response:
     component = request.headers.get("x-rhetor-component") or None
     response_id = new_item_id("resp")
     gw, idx = gateway(request), index(request)
-    convo = await conversation.load(gw, idx, body.previous_response_id, header_context,
-                                    f"{component}:{response_id}" if component else response_id)
+    fresh_context = validate_context_id(f"{component}:{response_id}" if component else response_id)
+    convo = await conversation.load(gw, idx, body.previous_response_id, header_context, fresh_context)
     messages, systems = to_messages([*convo.prior, *new_items])
     if not any(m.role != "system" for m in messages):
         raise InvalidRequestError("input is empty: give a message (or continue with previous_response_id)",

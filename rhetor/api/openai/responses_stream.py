@@ -15,6 +15,7 @@ stream types, never providers, the store or HTTP.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from rhetor.gateway import StreamSession
 from rhetor.types import StreamEnd, StreamError, TextDelta, ToolCallDelta
 
 Finish = Callable[[dict[str, Any] | None, list[Item], str], Awaitable[None]]
+log = logging.getLogger("rhetor.api")
 
 
 class _Framer:
@@ -108,6 +110,14 @@ class _Framer:
         return frames
 
 
+async def _store(finish: Finish, response: dict[str, Any] | None, output: list[Item], status: str) -> None:
+    # The answer is already on the wire: a store failure must not cut it; it is logged (and GET will 404).
+    try:
+        await finish(response, output, status)
+    except Exception:
+        log.exception("could not store response %s", response["id"] if response else "(cancelled)")
+
+
 def _error_code(kind: str) -> str:
     return "rate_limit_exceeded" if "rate" in kind else "server_error"
 
@@ -134,20 +144,20 @@ async def response_events(session: StreamSession, shell: ResponseShell, finish: 
                     yield frame
                 response = shell.build("completed", f.output, event.usage, model=model, finish=event.finish_reason)
                 done = True
-                await finish(response, f.output, "complete")
+                await _store(finish, response, f.output, "complete")
                 kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
                 yield f.frame(kind, response=response)
             elif isinstance(event, StreamError):
                 error = {"code": _error_code(event.type), "message": event.error}
                 response = shell.build("failed", f.output, model=model, error=error)
                 done = True
-                await finish(response, f.output, "error")
+                await _store(finish, response, f.output, "error")
                 yield f.frame("response.failed", response=response)
                 return
     finally:
         if not done:  # the client went away (or shutdown ended us): keep what was said, marked cancelled
             f.close_all()
-            await finish(None, f.output, "cancelled")
+            await _store(finish, None, f.output, "cancelled")
 
 
 __all__ = ["Finish", "response_events"]
