@@ -279,3 +279,25 @@ def test_a_failure_after_commit_is_response_failed(client: openai.OpenAI, stack:
         client.responses.retrieve(last["response"]["id"])
     stored = contexts_messages(stack, last["response"]["id"])  # but its turn is kept for inspection, marked error
     assert stored[0]["content"] == "this will break" and stored[0]["metadata"]["status"] == "error"
+
+
+def test_context_header_component_and_context_deletion(client: openai.OpenAI, stack: Stack) -> None:
+    model = MATRIX["openai"][0]
+    native = httpx.post(f"{stack.url}/api/v1/chat", timeout=10, json={
+        "message": "My favourite colour is teal.", "context_id": "ergon:resp-test", "provider_id": "openai"})
+    assert native.status_code == 200, native.text
+    r = client.responses.with_raw_response.create(model=model, input="What is my favourite colour?",
+                                                  extra_headers={"x-rhetor-context-id": "ergon:resp-test"})
+    assert r.headers["x-rhetor-context-id"] == "ergon:resp-test"
+    sent = stack.openai.requests[-1]["messages"]
+    users = [m["content"] for m in sent if m["role"] == "user"]
+    assert users == ["My favourite colour is teal.", "What is my favourite colour?"]
+    assert sent[0]["role"] == "system" and "Ergon" in sent[0]["content"]  # the context's component prompt
+    tagged = client.responses.with_raw_response.create(model=model, input="hi",
+                                                       extra_headers={"x-rhetor-component": "athena"})
+    assert tagged.headers["x-rhetor-context-id"] == f"athena:{tagged.parse().id}"
+    listed = httpx.get(f"{stack.url}/api/v1/contexts", timeout=10).text
+    assert f"athena:{tagged.parse().id}" in listed and "ergon:resp-test" in listed
+    assert httpx.delete(f"{stack.url}/api/v1/contexts/ergon:resp-test", timeout=10).status_code in (200, 204)
+    with pytest.raises(openai.NotFoundError):  # its responses went with the context
+        client.responses.retrieve(r.parse().id)
