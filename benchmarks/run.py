@@ -66,6 +66,11 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--paths", nargs="+", choices=["native", "compat"], default=["native", "compat"])
+    ap.add_argument("--log-level", default="warning", help="Rhetor's RHETOR_LOG_LEVEL (info writes access lines)")
+    ap.add_argument("--rhetor-log", default=None, help="file for Rhetor's stderr (its log lines)")
+    ap.add_argument("--off-env", nargs="*", default=[], metavar="VAR=VALUE",
+                    help="also run a second Rhetor with these variables (e.g. RHETOR_METRICS=0 RHETOR_ACCESS_LOG=0)"
+                         " and print it as 'off' beside each row: the cost of a feature, same run")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the upstream
@@ -76,13 +81,22 @@ def main() -> None:
                                                            "retries": 0}], "simulated_fallback": False}}))
     env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
            "RHETOR_PORT": str(rh_port), "RHETOR_DATA_DIR": data_dir, "RHETOR_TASK_CONFIG": str(tasks),
-           "RHETOR_LOG_LEVEL": "warning", "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none", "OLLAMA_HOST": "http://127.0.0.1:9",
+           "RHETOR_LOG_LEVEL": args.log_level, "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none", "OLLAMA_HOST": "http://127.0.0.1:9",
            "ANTHROPIC_API_KEY": "bench", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{up_port}"}
     upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up_port)]))
-    rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT)
+    log = open(args.rhetor_log, "ab") if args.rhetor_log else None
+    rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT, stderr=log)
+    off_port = free_port() if args.off_env else None
+    off = None
+    if off_port is not None:
+        off_env = {**env, "RHETOR_PORT": str(off_port), **dict(kv.split("=", 1) for kv in args.off_env)}
+        off_env["RHETOR_DATA_DIR"] = tempfile.mkdtemp(prefix="rhetor-bench-off-")
+        off = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=off_env, cwd=ROOT, stderr=log)
     try:
         wait_ready(f"http://127.0.0.1:{up_port}/v1/chat/completions")
         wait_ready(f"http://127.0.0.1:{rh_port}/api/v1/chat")
+        if off_port is not None:
+            wait_ready(f"http://127.0.0.1:{off_port}/api/v1/chat")
         direct_body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         rhetor_body = json.dumps({"message": "hi"})
         anthropic_body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64,
@@ -122,6 +136,14 @@ def main() -> None:
                 print(f"{label:10} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.3f}ms | "
                       f"{r['rps']:>10.0f} {r['p50_ms']:>6.3f}ms {r['p99_ms']:>6.2f}ms | "
                       f"{r['p50_ms'] - d['p50_ms']:>8.3f}ms {ttfb}  errors={int(r['errors'])}", flush=True)
+                if off_port is not None:
+                    asyncio.run(run_load("127.0.0.1", off_port, r_path, r_body.encode(), concurrency=conc,
+                                         seconds=1))  # warm-up
+                    o = asyncio.run(run_load("127.0.0.1", off_port, r_path, r_body.encode(), concurrency=conc,
+                                             seconds=args.seconds)).summary()
+                    print(f"{'  off':10} {conc:>4} | {'':>10} {'':>7} | {o['rps']:>10.0f} {o['p50_ms']:>6.3f}ms "
+                          f"{o['p99_ms']:>6.2f}ms | on-off p50 {r['p50_ms'] - o['p50_ms']:+.3f}ms, "
+                          f"rps {100 * (r['rps'] / o['rps'] - 1):+.1f}%", flush=True)
         if args.total:
             started = time.monotonic()
             s = asyncio.run(run_load("127.0.0.1", rh_port, "/api/v1/chat", rhetor_body.encode(), concurrency=32,
@@ -130,9 +152,11 @@ def main() -> None:
             print(f"after {int(s['requests'])} more requests ({time.monotonic() - started:.0f}s, "
                   f"{int(s['errors'])} errors): rhetor RSS {rss:.1f} MiB")
     finally:
-        for p in (rhetor, upstream):
+        for p in (rhetor, upstream, *([off] if off is not None else [])):
             p.terminate()
             p.wait(10)
+        if log is not None:
+            log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
