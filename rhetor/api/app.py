@@ -37,6 +37,7 @@ from rhetor.providers import Providers
 from rhetor.routing.config import TaskConfig, load_config
 from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
+from rhetor.ui.routes import routes as ui_routes
 
 log = logging.getLogger("rhetor")
 
@@ -99,7 +100,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # unknown /v1/* routes: the SDKs' shape
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
-                  openai_compat.routes, anthropic_compat.routes, usage_routes, openai_front.routes):
+                  openai_compat.routes, anthropic_compat.routes, usage_routes, ui_routes, openai_front.routes):
         app.router.routes.extend(table)
     app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
     app.include_router(ws.router)

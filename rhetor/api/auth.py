@@ -18,6 +18,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 EXEMPT = frozenset({"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"})
+UI_PREFIX = "/ui"  # the dashboard checks the key itself (rhetor.ui.routes): a browser's page load sends no header
 MESSAGE = "invalid or missing API key: send one of RHETOR_API_KEYS as 'Authorization: Bearer <key>' or 'x-api-key'"
 
 
@@ -65,7 +66,7 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope["path"] in EXEMPT or \
+        if kind not in ("http", "websocket") or scope["path"] in EXEMPT or scope["path"].startswith(UI_PREFIX) or \
                 (kind == "http" and scope["method"] == "OPTIONS"):
             await self.app(scope, receive, send)
             return
