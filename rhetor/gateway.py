@@ -26,6 +26,7 @@ from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
 from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
+from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider, estimate_tokens
@@ -113,8 +114,9 @@ class StreamSession:
     """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
 
     def __init__(self, gateway: Gateway, prepared: _Prepared, info: RunInfo,
-                 events: AsyncIterator[StreamEvent]) -> None:
+                 events: AsyncIterator[StreamEvent], span: Any = None) -> None:
         self._gateway, self._prepared, self.info, self._events = gateway, prepared, info, events
+        self._span = span  # the request's rhetor.chat span (tracing on), ended with the stream
         self.context_id = prepared.context_id
         self.recall = prepared.recall
         target = info.target
@@ -127,6 +129,7 @@ class StreamSession:
     async def events(self) -> AsyncIterator[StreamEvent]:
         parts: list[str] = []
         status = "cancelled"
+        end: StreamEnd | None = None
         drain, source = self._gateway.drain, self._events
         drain.streams.add(self)
         self._expired = self._expired or drain.expired
@@ -151,14 +154,16 @@ class StreamSession:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 elif isinstance(event, StreamEnd):
-                    status = "complete"
+                    status, end = "complete", event
                 elif isinstance(event, StreamError):
                     status = "error"
                 yield event
         finally:
             drain.streams.discard(self)
             await _aclose(source)
-            await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
+            with chat_span.using(self._span):
+                await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
+            chat_span.streamed(self._span, end, "".join(parts), status, self.info)
 
     def expire(self) -> None:
         """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""
@@ -194,17 +199,21 @@ class Gateway:
     async def _prepare(self, inp: ChatInput) -> _Prepared:
         # The one check of `options` for every front, before routing or I/O (rhetor.routing.options).
         inp = replace(inp, options=request_options(inp.options))
-        rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
-                   context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
-                   options=inp.options)
-        if inp.pinned:
-            rt = pinned(rt, inp.options)
+        with tracing.span("rhetor.route") as route_span:
+            rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
+                       context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
+                       options=inp.options)
+            if inp.pinned:
+                rt = pinned(rt, inp.options)
+            chat_span.routed(route_span, rt)
         caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
         stored: list[StoredMessage] = []
         if inp.template_id is not None:
-            message, messages, template_system = await apply_template(self.templates, inp.template_id,
-                                                                      inp.template_version, inp.variables,
-                                                                      message, messages)
+            with tracing.span("rhetor.template.render", {"rhetor.template.id": inp.template_id,
+                                                         "rhetor.template.version": inp.template_version or 0}):
+                message, messages, template_system = await apply_template(self.templates, inp.template_id,
+                                                                          inp.template_version, inp.variables,
+                                                                          message, messages)
         if messages is not None:
             systems = [m.content for m in messages if m.role == "system"]
             convo = [m for m in messages if m.role != "system"]
@@ -219,14 +228,18 @@ class Gateway:
             new_turn = [Message("user", message)]
             history = []
             if inp.context_id is not None and self.memory is None:  # no memory (the CLI): the whole history
-                stored = await self.store.history(inp.context_id)
+                with tracing.span("rhetor.context.load", {"gen_ai.conversation.id": inp.context_id}):
+                    stored = await self.store.history(inp.context_id)
                 history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
                            if m.role in ("user", "assistant")]
         system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
         recall = None
         if self.memory is not None and messages is None and message is not None and inp.context_id:
             # only what can fit: a bounded tail of the stored turns, never the whole history (rhetor.context.retrieval)
-            history, recall = await self._window(rt, inp.context_id, message, system)
+            with tracing.span("rhetor.context.load", {"gen_ai.conversation.id": inp.context_id}) as load_span:
+                history, recall = await self._window(rt, inp.context_id, message, system)
+                tracing.set_attributes(load_span, {"rhetor.context.messages": len(history)})
+        chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
         return _Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
 
     async def _window(self, rt: Route, context_id: str, text: str,
@@ -266,7 +279,9 @@ class Gateway:
         turn = [NewMessage(m.role, m.content) for m in prepared.new_turn]
         if reply or status == "complete":
             turn.append(NewMessage("assistant", reply))
-        await self.store.append_turn(prepared.context_id, turn, status=status)
+        with tracing.span("rhetor.context.store", {"gen_ai.conversation.id": prepared.context_id,
+                                                   "rhetor.context.status": status}):
+            await self.store.append_turn(prepared.context_id, turn, status=status)
         if self.memory is not None:
             self.memory.notify()  # the indexer embeds the turn in the background; nothing waits for it
 
@@ -284,6 +299,20 @@ class Gateway:
                                 requested=(rt.targets[0].provider, rt.targets[0].model) if rt.targets else (None, None))
 
     async def chat(self, inp: ChatInput) -> ChatOutcome:
+        span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
+        if span is None:
+            return await self._chat(inp)
+        with chat_span.using(span):
+            try:
+                outcome = await self._chat(inp)
+            except BaseException as exc:
+                tracing.end(span, exc)
+                raise
+        chat_span.answered(span, outcome.response, outcome.info)
+        tracing.end(span)
+        return outcome
+
+    async def _chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
         info = RunInfo()
         metered = self._metered(inp, prepared, info)
@@ -302,6 +331,17 @@ class Gateway:
 
     async def open_stream(self, inp: ChatInput) -> StreamSession:
         """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""
+        span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
+        if span is None:
+            return await self._open_stream(inp, None)
+        with chat_span.using(span):
+            try:
+                return await self._open_stream(inp, span)
+            except BaseException as exc:
+                tracing.end(span, exc)
+                raise
+
+    async def _open_stream(self, inp: ChatInput, span: Any) -> StreamSession:
         prepared = await self._prepare(inp)
         info = RunInfo()
         metered = self._metered(inp, prepared, info)
@@ -311,7 +351,7 @@ class Gateway:
             metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
-        return StreamSession(self, prepared, info, metered.watch(events))
+        return StreamSession(self, prepared, info, metered.watch(events), span)
 
     # -- inspection ------------------------------------------------------------------------------------
     async def provider_status(self) -> dict[str, Any]:

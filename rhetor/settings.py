@@ -103,6 +103,13 @@ class Settings(BaseModel):
     usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
     usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
     prices_file: Path | None = None  # RHETOR_PRICES: a JSON price file merged over the shipped one
+
+    # Tracing (rhetor/observability/tracing.py): on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT, or
+    # ..._TRACES_ENDPOINT) or otel=True (RHETOR_OTEL=1); otel=False (RHETOR_OTEL=0) keeps it off. Off, no SDK loads.
+    otel: bool | None = None
+    otel_endpoint: str | None = None  # the OTLP/HTTP traces URL (…/v1/traces)
+    otel_exporter: Literal["otlp", "console", "none"] = "otlp"  # OTEL_TRACES_EXPORTER
+    otel_capture_content: bool = False  # RHETOR_OTEL_CAPTURE_CONTENT=1: prompts and completions on spans
     # Observability (rhetor/observability): Prometheus at /metrics (RHETOR_METRICS=0 turns it off; the token opens
     # it to a scraper without a caller key), caller key names as a label only when asked, the log format
     # (auto = JSON when stderr is not a terminal) and the one access line per request (RHETOR_ACCESS_LOG=0: none)
@@ -171,6 +178,9 @@ class Settings(BaseModel):
             "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
             "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",
             "RHETOR_PRICES": "prices_file",
+            "RHETOR_OTEL": "otel",
+            "RHETOR_OTEL_CAPTURE_CONTENT": "otel_capture_content",
+            "OTEL_TRACES_EXPORTER": "otel_exporter",
             "RHETOR_METRICS": "metrics",
             "RHETOR_METRICS_TOKEN": "metrics_token",
             "RHETOR_METRICS_KEY_LABEL": "metrics_key_label",
@@ -186,6 +196,12 @@ class Settings(BaseModel):
         raw["hermes_url"] = e.get("HERMES_URL") or f"http://localhost:{e.get('HERMES_PORT') or 8001}"
         if e.get("RHETOR_ENGRAM_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             raw.pop("engram_url", None)
+        if e.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):  # a signal's own endpoint is used as it is
+            raw["otel_endpoint"] = e["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        elif e.get("OTEL_EXPORTER_OTLP_ENDPOINT"):  # the base endpoint gets the signal's path
+            raw["otel_endpoint"] = e["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+        if e.get("OTEL_SDK_DISABLED", "").lower() == "true":
+            raw["otel"] = False
         if e.get("RHETOR_TRUSTED_PROXIES"):
             raw["trusted_proxies"] = _trusted_proxies(e["RHETOR_TRUSTED_PROXIES"])
         if e.get("RHETOR_API_KEYS"):

@@ -12,11 +12,12 @@ from contextvars import ContextVar
 
 
 class UpstreamClock:
-    __slots__ = ("started", "waited")
+    __slots__ = ("request_id", "started", "waited")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.waited = 0.0
+        self.request_id: str | None = None  # forwarded upstream as x-request-id (rhetor.providers.http)
 
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.waited) * 1000)

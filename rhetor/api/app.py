@@ -5,6 +5,7 @@ refuses to start with the same message `check-config` prints. No network happens
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
 from rhetor.governance.service import Governance
+from rhetor.observability import tracing as otel_tracing
 from rhetor.prompts import TemplateStore
 from rhetor.prompts.pool import RenderPool
 from rhetor.providers import Providers
@@ -46,6 +48,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     task_config = config if config is not None else load_config(settings.task_config)
     validate_aliases(settings.model_aliases)  # a bad RHETOR_MODEL_ALIASES refuses to start, naming the alias
     governance = Governance(settings)  # loads the price table: a bad RHETOR_PRICES refuses to start
+    tracing = otel_tracing.build(settings)  # None unless an OTLP endpoint or RHETOR_OTEL=1: then the SDK loads
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,9 +92,15 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             await governance.close()  # after the drain: the last usage records are written
             await store.close()
             await prompt_store.close()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)  # the last batched spans, exported off the loop
             await responses.close()
 
-    app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # FastAPI's own OpenTelemetry (server spans, metrics, logs) is off: Rhetor's tracing middleware makes the one
+    # SERVER span, and FastAPI's per-request "is a provider configured?" check costs ~7% of a request.
+    app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
+    app.state.tracing = tracing
     app.state.runtime = health.Runtime(settings)
     app.state.governance = governance
     app.add_exception_handler(RhetorError, rhetor_error_handler)
@@ -111,6 +120,10 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token.get_secret_value(),
                            keys_required=lambda: keys_required(governance, settings))
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes, obs=app.state.runtime.obs)
+    if tracing is not None:  # outermost: the SERVER span covers everything, 413s and auth refusals included
+        from rhetor.observability.tracing_asgi import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     return app
 
 

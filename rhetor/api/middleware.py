@@ -44,6 +44,7 @@ class GatewayMiddleware:
         token = current_clock.set(clock)
         rid = _header(scope, b"x-request-id") or f"{self.prefix}-{next(self.counter)}"
         scope.setdefault("state", {})["request_id"] = rid
+        clock.request_id = rid
         rid_bytes = rid.encode("latin-1")
         status = 500
 

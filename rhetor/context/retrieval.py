@@ -37,6 +37,7 @@ from rhetor.context.vectors import (
     read_chunk,
     search_rows,
 )
+from rhetor.observability import tracing
 from rhetor.types import Message
 
 log = logging.getLogger("rhetor.retrieval")
@@ -175,7 +176,9 @@ class Memory:
         if tail == 0 and not more:
             return everything, None
         boundary = turns[tail].ids[0] if tail < len(turns) else turns[-1].ids[-1] + 1
-        mode, hits = await self._older(context_id, text, boundary)
+        with tracing.span("rhetor.retrieval", {"gen_ai.conversation.id": context_id}) as span:
+            mode, hits = await self._older(context_id, text, boundary)
+            tracing.set_attributes(span, {"rhetor.retrieval.mode": mode, "rhetor.retrieval.hits": len(hits)})
         score_of = dict(hits)
         found = await self.store.run(lambda c: turns_of(c, context_id, list(score_of))) if hits else []
         ranked = sorted(((max(score_of[i] for i in t.ids if i in score_of), t) for t in found

@@ -4,6 +4,8 @@ the mapping of transport failures and error statuses onto the error tree.
 aiohttp rather than httpx on the hot path: measured against the zero-delay upstream on one core, an aiohttp
 session sustains ~9,800 requests/s where httpx.AsyncClient manages ~1,200 (see benchmarks/README.md).
 Knows no vendor's body format beyond "find the error message"; scrubs the API key from every error.
+Every call forwards the request's `x-request-id` and, when tracing is on, runs in a CLIENT span whose context
+goes upstream as `traceparent`/`tracestate` (rhetor.observability.tracing; off, that costs one ContextVar read).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -24,7 +27,9 @@ from rhetor.errors import (
     UpstreamTimeoutError,
     parse_retry_after,
 )
+from rhetor.observability import tracing
 from rhetor.providers.base import LineDecoder
+from rhetor.timing import current_clock
 from rhetor.types import ProviderEvent
 
 
@@ -40,6 +45,9 @@ class HttpUpstream:
         self._connect_s = connect_timeout_s
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
+        url = urlsplit(self.base_url)
+        self._server = {"server.address": url.hostname or "", "server.port": url.port or (443 if url.scheme ==
+                                                                                          "https" else 80)}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -84,17 +92,21 @@ class HttpUpstream:
                            timeout_s: float | None = None) -> Any:
         """Send (optionally) a JSON body and return the parsed JSON answer; raise mapped errors otherwise."""
         data = self.encode(payload) if payload is not None else None
-        try:
-            async with self._get_session().request(
-                method, self.base_url + path, data=data, timeout=self._timeout(timeout_s),
-                headers={"content-type": "application/json"} if data is not None else None,
-            ) as response:
-                body = await response.read()
-                if response.status >= 400:
-                    raise self.scrub(status_error(response.status, response.reason or "", response.headers, body,
-                                                  self.provider, model))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.scrub(self.transport_error(exc, model)) from None
+        headers = {"content-type": "application/json"} if data is not None else {}
+        with tracing.span(method, self._attrs(method, path), kind="client") as span:
+            self._outbound(headers, span)
+            try:
+                async with self._get_session().request(
+                    method, self.base_url + path, data=data, timeout=self._timeout(timeout_s), headers=headers,
+                ) as response:
+                    if span is not None:
+                        span.set_attribute("http.response.status_code", response.status)
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise self.scrub(status_error(response.status, response.reason or "", response.headers, body,
+                                                      self.provider, model))
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise self.scrub(self.transport_error(exc, model)) from None
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -108,11 +120,17 @@ class HttpUpstream:
         Closing the generator (consumer stopped, or cancelled) closes the upstream response.
         """
         started = False
+        data = self.encode(payload)
+        headers = {"content-type": "application/json", "accept": accept}
+        span = tracing.start("POST", self._attrs("POST", path), kind="client")  # not current: it spans yields
+        self._outbound(headers, span)
+        failure: Exception | None = None
         try:
             async with self._get_session().post(
-                self.base_url + path, data=self.encode(payload), timeout=self._timeout(timeout_s),
-                headers={"content-type": "application/json", "accept": accept},
+                self.base_url + path, data=data, timeout=self._timeout(timeout_s), headers=headers,
             ) as response:
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
                 if response.status >= 400:
                     body = await response.read()
                     raise self.scrub(status_error(response.status, response.reason or "", response.headers, body,
@@ -121,7 +139,13 @@ class HttpUpstream:
                 async for line in response.content:
                     yield line.rstrip(b"\r\n")
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.scrub(self.transport_error(exc, model, started=started)) from None
+            failure = self.scrub(self.transport_error(exc, model, started=started))
+            raise failure from None
+        except Exception as exc:
+            failure = exc
+            raise
+        finally:
+            tracing.end(span, failure)
 
     async def events(self, path: str, payload: Any, decoder: LineDecoder, *, model: str,
                      timeout_s: float | None = None, accept: str = "text/event-stream"
@@ -146,6 +170,18 @@ class HttpUpstream:
         except ProviderError as exc:
             raise self.scrub(exc) from None
         yield decoder.end()
+
+    def _attrs(self, method: str, path: str) -> dict[str, Any]:
+        return {"http.request.method": method, "url.full": self.base_url + path, **self._server}
+
+    @staticmethod
+    def _outbound(headers: dict[str, str], span: Any) -> None:
+        """The request's id and (tracing on) the trace context, for the upstream's own logs and traces."""
+        clock = current_clock.get()
+        if clock is not None and clock.request_id:
+            headers["x-request-id"] = clock.request_id
+        if span is not None:
+            tracing.inject(headers, span)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -36,6 +36,7 @@ from rhetor.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from rhetor.observability import genai, tracing
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider
 from rhetor.routing.breaker import CircuitBreaker
@@ -122,6 +123,15 @@ class FallbackRunner:
         key = (target.provider, target.model)
 
         async def one_try() -> T:
+            with tracing.span(f"chat {target.model}", kind="client") as span:  # a no-op when tracing is off
+                if span is not None:
+                    span.set_attributes({**genai.target_attrs(*key), "rhetor.attempt.retry": retry})
+                result = await attempt()
+                if span is not None and isinstance(result, ChatResponse):
+                    span.set_attributes(genai.response_attrs(result))
+                return result
+
+        async def attempt() -> T:
             started = time.perf_counter()
             self._breaker.acquire(key)
             try:
@@ -170,6 +180,8 @@ class FallbackRunner:
 
     def _skip(self, target: Target, info: RunInfo, skip: ProviderError) -> ProviderError:
         info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message))
+        tracing.event("rhetor.target_skipped", {"gen_ai.request.model": target.model, "error.type": skip.type,
+                                                **genai.system_attrs(target.provider)})
         return skip
 
     async def _eligible(self, route: Route, index: int, info: RunInfo) -> Provider | None:
