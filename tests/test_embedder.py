@@ -82,7 +82,7 @@ async def test_ollama_embedder_through_the_provider(make_settings: Callable[...,
     assert out.shape == (1, len(fake_vector("gamma"))) and fake.embed_requests[-1]["model"] == "nomic-embed-text"
 
 
-@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.skipif(not local_available(), reason="the local model is not installed")
 @pytest.mark.timeout(180)
 async def test_local_model_loads_lazily_off_the_loop_and_embeds_meaning(
         make_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ async def test_local_model_loads_lazily_off_the_loop_and_embeds_meaning(
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 
 
-@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.skipif(not local_available(), reason="the local model is not installed")
 def test_numpy_forward_pass_matches_the_pytorch_model() -> None:
     """The same weights through NumPy give sentence-transformers' vectors (recorded with PyTorch) to a cosine of
     0.9999, so vectors stored by either runtime stay comparable under one name."""
@@ -134,7 +134,7 @@ def test_numpy_forward_pass_matches_the_pytorch_model() -> None:
     assert model.encode([]).shape == (0, 384)
 
 
-@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.skipif(not local_available(), reason="the local model is not installed")
 @pytest.mark.timeout(120)
 def test_local_embedder_in_the_server_process_needs_no_torch_and_little_memory() -> None:
     """A fresh interpreter that loads the whole app and the local model: no PyTorch imported, the first

@@ -69,7 +69,7 @@ def test_eval_set_is_well_formed() -> None:
         assert q["query"] and all(0 <= t and 2 * t + 1 < last - K for t in q["relevant_turns"])
 
 
-@pytest.mark.skipif(not local_available(), reason="the local extra is not installed")
+@pytest.mark.skipif(not local_available(), reason="the local model is not installed")
 @pytest.mark.timeout(300)
 async def test_local_model_recall_at_5(tmp_path: Path) -> None:
     from rhetor.context.embedder_local import LocalEmbedder

