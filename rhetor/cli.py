@@ -1,5 +1,5 @@
 """Command line: `python -m rhetor [--host --port --log-level]` serves; subcommands `check-config [PATH]`,
-`providers` and `chat "text"`. Builds Settings once and passes them down. Exit codes: 0 ok, 2 bad config.
+`providers`, `models` and `chat "text"`. Builds Settings once and passes them down. Exit codes: 0 ok, 2 bad config.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("check-config", help="validate a tasks.json and print the resolved routes")
     cc.add_argument("path", nargs="?", type=Path, help="tasks.json (default: RHETOR_TASK_CONFIG or built-in)")
     sub.add_parser("providers", help="list providers, whether they are available, and why not")
+    mo = sub.add_parser("models", help="the model catalogue: current and deprecated models (--all: retired too)")
+    mo.add_argument("provider", nargs="?", help="only this provider's models")
+    mo.add_argument("--all", action="store_true", help="include retired models")
     chat = sub.add_parser("chat", help="ask a question and stream the answer to the terminal")
     chat.add_argument("text")
     chat.add_argument("--provider")
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level)
         if args.command == "check-config":
             return _check_config(settings, args.path or settings.task_config)
+        if args.command == "models":
+            return _models(settings, args)
         if args.command == "providers":
             return asyncio.run(_providers(settings))
         if args.command == "usage":
@@ -57,12 +62,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(settings: Settings, path: Path | None) -> int:
+    from rhetor.catalog import load_catalog
     from rhetor.providers import Providers
     from rhetor.routing.config import describe, load_config
+    from rhetor.routing.lifecycle import check_routes
 
     config = load_config(path)
+    deprecated = check_routes(config, load_catalog(settings.catalog_file), str(path or "tasks.json"))
     print(f"{path or 'built-in tasks.json'}: OK")
     print(describe(config, Providers(settings).default_models()))
+    for line in deprecated:
+        print(f"warning: {line}", file=sys.stderr)
+    return 0
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    from rhetor.catalog import load_catalog
+
+    catalog = load_catalog(settings.catalog_file)
+    wanted = [args.provider] if args.provider else list(catalog.providers)
+    print(f"catalogue as of {catalog.as_of}" + (f" + {settings.catalog_file}" if settings.catalog_file else ""))
+    print(f"{'provider/model':42} {'status':24} {'context':>9} {'output':>7}  {'$in/$out per 1M':17} capabilities")
+    for provider in wanted:
+        for entry in catalog.providers[provider].models if provider in catalog.providers else ():
+            if entry.status == "retired" and not args.all:
+                continue
+            status = entry.status + (f" {entry.shutdown}" if entry.status == "deprecated" else "")
+            price = f"{entry.price.input:g}/{entry.price.output:g}" if entry.price else "unpriced"
+            caps = ",".join([*entry.modalities, *(["tools"] if entry.tools else []),
+                             *(["structured"] if entry.structured_output else []),
+                             *([] if entry.kind == "chat" else [entry.kind])])
+            then = f"  -> {entry.successor}" if entry.successor else ""
+            print(f"{provider + '/' + entry.id:42} {status:24} {entry.context_window or '-':>9} "
+                  f"{entry.max_output or '-':>7}  {price:17} {caps}{then}")
     return 0
 
 

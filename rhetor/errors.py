@@ -5,6 +5,7 @@
     ├── InvalidRequestError       400    the caller's request cannot be served as asked
     │   ├── UnknownProviderError  400    lists the valid providers
     │   ├── UnknownModelError     400    lists the valid models
+    │   ├── RetiredModelError     400    the catalogue lists the model as retired; names its successor
     │   ├── ModelNotFoundError    404    a compat-API model name that matches no form
     │   ├── ResponseNotFoundError 404    a Responses API id that is not stored (names the field that gave it)
     │   ├── TemplateSyntaxInvalid 400    a template's text does not compile (or uses include/import/extends)
@@ -82,6 +83,16 @@ class UnknownModelError(InvalidRequestError):
         super().__init__(
             f"unknown model {model!r} for provider {provider!r}; valid models: {', '.join(valid)}", param="model"
         )
+
+
+class RetiredModelError(InvalidRequestError):
+    type = "model_retired"
+
+    def __init__(self, provider: str, model: str, successor: str, since: Any = None) -> None:
+        when = f" on {since}" if since else ""
+        super().__init__(f"model {model!r} of provider {provider!r} was retired{when}; use {successor!r} instead "
+                         f"(for example model={provider}/{successor})", param="model")
+        self.successor = successor
 
 
 class ModelNotFoundError(InvalidRequestError):
@@ -246,6 +257,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailableError",
     "ResponseNotFoundError",
+    "RetiredModelError",
     "RhetorError",
     "TemplateConflictError",
     "TemplateNotFoundError",

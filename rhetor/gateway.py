@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from rhetor.catalog import load_catalog
 from rhetor.context import ContextStore, NewMessage
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
@@ -29,10 +30,11 @@ from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
-from rhetor.providers.base import Provider, estimate_tokens
+from rhetor.providers.base import Provider, TokenCounter, estimate_tokens
 from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import FallbackRunner, RunInfo
+from rhetor.routing.lifecycle import admit
 from rhetor.routing.models import pinned
 from rhetor.routing.options import request_options
 from rhetor.routing.router import Route, Target, route
@@ -189,6 +191,7 @@ class Gateway:
                                      backoff_base_s=settings.backoff_base_s,
                                      max_retry_wait_s=settings.max_retry_wait_s)
         self.defaults = providers.default_models()
+        self.catalog = load_catalog(settings.catalog_file)  # lifecycle of the models named (rhetor.catalog)
         self.meter: Meter | None = None  # the usage ledger's meter (rhetor.governance); set by the app
         self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
@@ -205,6 +208,8 @@ class Gateway:
                        options=inp.options)
             if inp.pinned:
                 rt = pinned(rt, inp.options)
+            # a retired model is a 400 naming its successor; Tekton's legacy callers get the successor instead
+            rt = admit(rt, self.catalog, upgrade_retired=inp.front.startswith("legacy"))  # rhetor.routing.lifecycle
             chat_span.routed(route_span, rt)
         caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
         stored: list[StoredMessage] = []
@@ -352,6 +357,17 @@ class Gateway:
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
         return StreamSession(self, prepared, info, metered.watch(events), span)
+
+    async def count_tokens(self, inp: ChatInput) -> tuple[int, str, str] | None:
+        """The vendor's own token count of `inp` (system and tools included) when its first target's provider
+        has one (rhetor.providers.base.TokenCounter); None otherwise, and the caller estimates."""
+        prepared = await self._prepare(inp)
+        target = prepared.route.targets[0]
+        provider = self.providers.get(target.provider)
+        if not isinstance(provider, TokenCounter):
+            return None
+        request = self._builder(prepared)(target, provider)
+        return await provider.count_tokens(request), target.provider, target.model
 
     # -- inspection ------------------------------------------------------------------------------------
     async def provider_status(self) -> dict[str, Any]:

@@ -44,6 +44,9 @@ class Settings(BaseModel):
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     ollama_host: str = DEFAULT_OLLAMA
+    gemini_api_key: SecretStr | None = None  # GEMINI_API_KEY, else GOOGLE_API_KEY
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    catalog_file: Path | None = None  # RHETOR_CATALOG: a JSON/YAML catalogue merged over the shipped one
 
     availability_ttl_s: float = Field(10.0, ge=0)
     upstream_timeout_s: float = Field(120.0, gt=0)
@@ -161,6 +164,8 @@ class Settings(BaseModel):
             "ANTHROPIC_BASE_URL": "anthropic_base_url",
             "OPENAI_API_KEY": "openai_api_key",
             "OPENAI_BASE_URL": "openai_base_url",
+            "GEMINI_BASE_URL": "gemini_base_url",
+            "RHETOR_CATALOG": "catalog_file",
             "RHETOR_HERMES": "hermes_enabled",
             "RHETOR_HERMES_HEARTBEAT_S": "hermes_heartbeat_s",
             "RHETOR_HERMES_RETRY_MAX_S": "hermes_retry_max_s",
@@ -190,6 +195,8 @@ class Settings(BaseModel):
         for var, key in simple.items():
             if e.get(var):
                 raw[key] = e[var]
+        if e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY"):
+            raw["gemini_api_key"] = e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY")
         ollama = e.get("OLLAMA_HOST") or e.get("OLLAMA_API_BASE")
         if ollama:
             raw["ollama_host"] = ollama if "://" in ollama else f"http://{ollama}"

@@ -16,7 +16,8 @@ from tests.fakes.server import serve_app
 
 # A test never sees the developer's real keys or servers.
 _VENDOR_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_API_BASE", "ANTHROPIC_BASE_URL",
-               "OPENAI_BASE_URL", "RHETOR_TASK_CONFIG", "RHETOR_DATA_DIR")
+               "OPENAI_BASE_URL", "RHETOR_TASK_CONFIG", "RHETOR_DATA_DIR", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+               "GEMINI_BASE_URL", "RHETOR_CATALOG")
 
 
 @pytest.fixture(autouse=True)

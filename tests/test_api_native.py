@@ -33,7 +33,8 @@ def test_health_is_fast_and_keyless(simulated_rhetor: str) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "healthy" and body["version"]
-    assert body["providers"] == {"anthropic": False, "openai": False, "ollama": False, "simulated": True}
+    assert body["providers"] == {"anthropic": False, "openai": False, "gemini": False, "ollama": False,
+                                 "simulated": True}
     assert httpx.get(f"{simulated_rhetor}/api/v1/health").status_code == 200
 
 

@@ -18,13 +18,13 @@ from rhetor.routing.names import provider_for_model
 from rhetor.routing.router import route
 from tests.fakes.stack import running_stack
 
-DEFAULTS = {"anthropic": "claude-3-sonnet-20240229", "openai": "gpt-4o", "ollama": "llama3",
+DEFAULTS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.4", "ollama": "llama3", "gemini": "gemini-3.8-flash",
             "simulated": "simulated-standard"}
 
 
 @pytest.mark.parametrize(("model", "provider"), [
     ("gpt-4o-mini", "openai"), ("o3-mini", "openai"), ("claude-3-5-haiku-latest", "anthropic"),
-    ("llama3", "ollama"), ("qwen2.5:7b", "ollama"), ("gpt-oss:20b", "ollama"), ("simulated-fast", "simulated"),
+    ("gemini-3.8-flash", "gemini"), ("gemma3:4b", "ollama"), ("llama3", "ollama"), ("qwen2.5:7b", "ollama"), ("gpt-oss:20b", "ollama"), ("simulated-fast", "simulated"),
     ("my-finetune", None),
 ])
 def test_bare_model_names_name_their_provider(model: str, provider: str | None) -> None:
@@ -36,7 +36,7 @@ def test_bare_model_id_runs_on_the_provider_that_serves_it() -> None:
     code = route(config, defaults=DEFAULTS, task_type="code", model_id="gpt-4o-mini")
     assert (code.targets[0].provider, code.targets[0].model) == ("openai", "gpt-4o-mini")  # was anthropic/gpt-4o-mini
     assert code.key == "code" and code.options["temperature"] == 0.2  # the task's entry still applies
-    assert [(t.provider, t.model) for t in code.targets[1:]] == [("openai", "gpt-4o"), ("simulated",
+    assert [(t.provider, t.model) for t in code.targets[1:]] == [("openai", "gpt-5.4"), ("simulated",
                                                                                       "simulated-standard")]
     local = route(config, defaults=DEFAULTS, component="metis", task_type="reasoning", model_id="llama3")
     assert local.targets[0].provider == "ollama"
@@ -64,10 +64,10 @@ def test_rhetor_client_generate_chat_and_assignments(simulated_rhetor: str) -> N
         assert table.status_code == 200, table.text
         table_body = table.json()
         assert set(table_body["defaults"]) == {"code", "planning", "reasoning", "chat"}
-        assert assigned_model(table_body, "hermes", "chat") == "claude-3-5-haiku-latest"  # tasks.json "hermes"
+        assert assigned_model(table_body, "hermes", "chat") == "claude-haiku-4-5"  # tasks.json "hermes"
         assert table_body["components"]["metis"]["assignments"]["planning"] == "use_default"  # no entry of its own
         model = assigned_model(table_body, "metis", "planning")
-        assert model == table_body["defaults"]["planning"] == "claude-sonnet-4-5"
+        assert model == table_body["defaults"]["planning"] == "claude-sonnet-5-5"
         generate = c.post("/api/v1/generate", json={  # the exact body, system_prompt included
             "prompt": "Decompose this task", "model": model, "temperature": 0.5, "max_tokens": 2000,
             "component": "metis", "capability": "planning", "system_prompt": "Answer in JSON"})
@@ -103,7 +103,7 @@ def test_model_and_capability_pick_the_serving_provider(tmp_path: Path) -> None:
         assert 64 in (sent.get("max_tokens"), sent.get("max_completion_tokens"))
         routed = c.post("/api/v1/chat", json={"messages": [{"role": "user", "content": "x"}],
                                               "component": "metis", "capability": "code"}).json()
-        assert (routed["provider"], routed["model"]) == ("anthropic", "claude-sonnet-4-5")  # the code entry
+        assert (routed["provider"], routed["model"]) == ("anthropic", "claude-sonnet-5-5")  # the code entry
         assert stack.anthropic.requests[-1]["temperature"] == 0.2  # the code entry's own options
 
 

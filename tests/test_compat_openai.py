@@ -165,4 +165,4 @@ def test_task_route_falls_back_down_the_chain(client: openai.OpenAI, stack: Stac
     assert raw.headers["x-rhetor-fallback"] == "true"
     stack.anthropic.fail_next(400)
     r = client.chat.completions.create(model="rhetor", messages=HI, extra_headers={"x-rhetor-task": "chat"})
-    assert r.model.startswith("openai/gpt-4o-mini")  # the chat entry's second target
+    assert r.model.startswith("openai/gpt-5.4-mini")  # the chat entry's second target

@@ -108,7 +108,8 @@ def test_health_without_a_key_is_trimmed_when_keys_are_configured(make_settings:
         full = c.get("/health", headers={"Authorization": "Bearer k-1"}).json()
     tekton = {"status", "component", "version", "timestamp", "uptime", "port", "registeredWithHermes", "dependencies"}
     assert tekton <= set(bare) and bare["status"] == "healthy" and bare["component"] == "rhetor"
-    assert bare["providers"] == {"anthropic": False, "openai": False, "ollama": False, "simulated": True}
+    assert bare["providers"] == {"anthropic": False, "openai": False, "gemini": False, "ollama": False,
+                                 "simulated": True}
     assert "pid" not in bare["details"] and "providers" not in bare.get("metrics", {})
     assert full["details"]["pid"] > 0 and "simulated" in full["metrics"]["providers"]
 

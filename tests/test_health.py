@@ -18,7 +18,8 @@ def test_health_is_the_tekton_standard_body(simulated_rhetor: str) -> None:
         assert {"status", "component", "version", "timestamp", "uptime", "port", "registeredWithHermes",
                 "dependencies", "metrics", "details", "providers"} <= set(h)
         assert h["status"] == "healthy" and h["component"] == "rhetor" and h["registeredWithHermes"] is False
-        assert h["providers"] == {"anthropic": False, "openai": False, "ollama": False, "simulated": True}
+        assert h["providers"] == {"anthropic": False, "openai": False, "gemini": False, "ollama": False,
+                                  "simulated": True}
         assert {d["name"]: d["status"] for d in h["dependencies"]} == {"hermes": "disabled", "engram": "disabled"}
         assert h["metrics"]["rss_bytes"] > 0 and h["metrics"]["threads"] >= 1
         assert h["details"]["ready"] is True and h["details"]["draining"] is False

@@ -173,9 +173,10 @@ def test_error_event_maps_type_to_status() -> None:
 async def test_static_facts_and_registry() -> None:
     p = load("claude", Settings(anthropic_api_key=KEY))
     assert isinstance(p, AnthropicProvider) and isinstance(p, Provider)
-    assert p.name == "anthropic" and p.default_model == "claude-3-sonnet-20240229"
+    assert p.name == "anthropic" and p.default_model == "claude-sonnet-5-5"  # current, from the catalogue
     models = await p.models()
-    assert {"claude-sonnet-4-5", "claude-3-haiku-20240307", "claude-3-sonnet-20240229"} <= set(models)
+    assert {"claude-sonnet-5-5", "claude-haiku-4-5", "claude-sonnet-4-5"} <= set(models)
+    assert not {"claude-3-haiku-20240307", "claude-3-sonnet-20240229", "claude-3-haiku"} & set(models)  # retired
     assert p.context_window("claude-some-future-model") == 200_000
     assert (await p.available()).ok
     keyless = AnthropicProvider(Settings())

@@ -22,11 +22,9 @@ from rhetor.errors import (
 from rhetor.providers import load
 from rhetor.providers.base import Provider
 from rhetor.providers.openai import (
-    MODELS,
     OpenAIProvider,
     StreamState,
     build_payload,
-    context_window,
     error_event,
     finish_reason,
     parse_chunk,
@@ -162,18 +160,22 @@ def test_stream_state_terminators() -> None:
         StreamState("m").feed("data: {not json")
 
 
-def test_context_windows_and_models() -> None:
-    assert context_window("gpt-4o-mini") == 128_000
-    assert context_window("gpt-4.1-mini") == 1_000_000
-    assert context_window("gpt-3.5-turbo") == 16_385
-    assert context_window("some-local-model") == 128_000
-    assert {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini", "gpt-3.5-turbo", "gpt-5"} <= set(MODELS)
+async def test_context_windows_and_models_come_from_the_catalogue() -> None:
+    p = OpenAIProvider(Settings(openai_api_key="k"))
+    assert p.context_window("gpt-4o-mini") == 128_000
+    assert p.context_window("gpt-4.1-mini") == 1_047_576
+    assert p.context_window("gpt-5.4") == 1_050_000
+    assert p.context_window("some-local-model") == 128_000  # unlisted: the provider's default window
+    models = await p.models()
+    assert p.default_model == "gpt-5.4" and models[0] != "gpt-4o"  # current models first
+    assert {"gpt-5.4", "gpt-5.4-mini", "gpt-4o"} <= set(models)  # gpt-4o: deprecated, still served
+    assert not {"gpt-3.5-turbo", "o3-mini", "gpt-4-turbo"} & set(models)  # retired: not listed
 
 
 async def test_registry_builds_a_provider_without_network_or_key() -> None:
     provider = load("openai", Settings(openai_base_url=f"http://127.0.0.1:{free_port()}/v1"))
     assert isinstance(provider, Provider) and isinstance(provider, OpenAIProvider)
-    assert (provider.name, provider.default_model) == ("openai", "gpt-4o")
+    assert (provider.name, provider.default_model) == ("openai", "gpt-5.4")
     assert await provider.available() == await provider.available()
     status = await provider.available()
     assert not status.ok and status.reason == "OPENAI_API_KEY not set"

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rhetor.catalog import load_catalog
 from rhetor.context.embedder import local_available
-from rhetor.providers.openai import context_window
 from rhetor.settings import Settings
 from tests.fakes.openai import FakeOpenAI, running_fake_openai
 
@@ -66,7 +66,7 @@ def _drained(url: str) -> dict[str, Any]:
 
 def _tight() -> dict[str, Any]:
     """Options leaving ~300 prompt tokens for gpt-4o-mini: the seeded history cannot all fit."""
-    window = context_window("gpt-4o-mini")
+    window = load_catalog().context_window("openai", "gpt-4o-mini")
     return {"max_tokens": window - int(window * 0.05) - 300}
 
 

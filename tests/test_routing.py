@@ -16,6 +16,7 @@ DEFAULTS = {
     "anthropic": "claude-3-sonnet-20240229",
     "openai": "gpt-4o",
     "ollama": "llama3",
+    "gemini": "gemini-3.8-flash",
     "simulated": "simulated-standard",
 }
 SIM = Target("simulated", "simulated-standard")
@@ -193,8 +194,8 @@ def test_request_fallback_model_alone_uses_primary_provider(cfg: TaskConfig) -> 
 
 def test_unknown_provider_override_lists_valid(cfg: TaskConfig) -> None:
     with pytest.raises(UnknownProviderError) as info:
-        r(cfg, provider_id="gemini")
-    for name in ("anthropic", "openai", "ollama", "simulated"):
+        r(cfg, provider_id="mystery-ai")
+    for name in ("anthropic", "openai", "gemini", "ollama", "simulated"):
         assert name in info.value.message
     with pytest.raises(UnknownProviderError):
         r(cfg, options={"fallback_provider": "nope"})
@@ -299,9 +300,9 @@ def test_shipped_config_loads_and_routes() -> None:
         assert rt.key == key
         assert rt.targets[-1].provider == "simulated"
     chat = route(c, defaults=DEFAULTS, task_type="chat")
-    assert [t.provider for t in chat.targets] == ["anthropic", "openai", "ollama", "simulated"]
+    assert [t.provider for t in chat.targets] == ["anthropic", "openai", "gemini", "ollama", "simulated"]
     code = route(c, defaults=DEFAULTS, task_type="code")
-    assert pairs(code)[:2] == [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o")]
+    assert pairs(code)[:2] == [("anthropic", "claude-sonnet-5-5"), ("openai", "gpt-5.4")]  # current models
 
 
 def test_describe_lists_every_key(cfg: TaskConfig) -> None:

@@ -206,9 +206,16 @@ async def messages(request: Request) -> Response:
 
 async def count_tokens(request: Request) -> Response:
     body = await read_body(request, CountTokensBody)
-    resolve(request, body.model)  # an unknown model is a 404, as the real endpoint answers
-    to_messages(body)
-    tools_and_choice(body)
+    route = resolve(request, body.model)  # an unknown model is a 404, as the real endpoint answers
+    messages = to_messages(body)
+    tools, choice = tools_and_choice(body)
+    if route.provider_id is not None:  # a vendor that counts (Gemini's countTokens) answers with its own count
+        inp = chat_input(request, route, messages, _block_text(body.system, "system") or None, {}, tools=tools,
+                         tool_choice=choice)
+        counted = await gateway(request).count_tokens(inp)
+        if counted is not None:
+            tokens, provider, model = counted
+            return json_response({"input_tokens": tokens}, headers={"x-rhetor-token-count": f"{provider}/{model}"})
     return json_response({"input_tokens": estimate_input(body), "estimated": True,
                           "method": "rhetor offline estimate (~4 characters per token), not a vendor tokenizer"},
                          headers={"x-rhetor-token-count": "estimate"})

@@ -25,6 +25,7 @@ from rhetor.api.prometheus import routes as prometheus_routes
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
 from rhetor.api.unknown_routes import http_error_handler
 from rhetor.api.usage import routes as usage_routes
+from rhetor.catalog import load_catalog
 from rhetor.context import SqliteContextStore
 from rhetor.context.embedder import make_embedder
 from rhetor.context.responses import ResponseIndex
@@ -37,6 +38,7 @@ from rhetor.prompts import TemplateStore
 from rhetor.prompts.pool import RenderPool
 from rhetor.providers import Providers
 from rhetor.routing.config import TaskConfig, load_config
+from rhetor.routing.lifecycle import check_routes
 from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
 from rhetor.ui.routes import routes as ui_routes
@@ -47,6 +49,8 @@ log = logging.getLogger("rhetor")
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     task_config = config if config is not None else load_config(settings.task_config)
     validate_aliases(settings.model_aliases)  # a bad RHETOR_MODEL_ALIASES refuses to start, naming the alias
+    for line in check_routes(task_config, load_catalog(settings.catalog_file)):  # a retired model refuses to start
+        log.warning("%s", line)
     governance = Governance(settings)  # loads the price table: a bad RHETOR_PRICES refuses to start
     tracing = otel_tracing.build(settings)  # None unless an OTLP endpoint or RHETOR_OTEL=1: then the SDK loads
 

@@ -1,5 +1,6 @@
-"""The price table: USD per million tokens per provider/model, kept as data (`prices.json`, shipped with the
-package) and overridable by a user file (RHETOR_PRICES, same shape, merged entry by entry over the shipped one).
+"""The price table: USD per million tokens per provider/model, read from the model catalogue (rhetor.catalog, the
+one source of list prices; RHETOR_CATALOG extends it) and overridable by a user file (RHETOR_PRICES, shape
+{provider: {model: price}}, merged entry by entry over the catalogue's).
 
 A model matches its entry exactly, or with a version suffix stripped (`-latest`, `-2024-08-06`, `-20241022`,
 `-0125`); a provider's `*` entry prices every other model of it (local and simulated models cost 0). Anything
@@ -12,12 +13,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rhetor.catalog import load_catalog
 from rhetor.errors import ConfigError
 from rhetor.types import Usage
 
@@ -93,10 +94,9 @@ def _parse(data: Any, where: str) -> dict[str, dict[str, Price]]:
     return out
 
 
-def load_prices(user_file: Path | None = None) -> PriceTable:
-    """The shipped table, with `user_file`'s entries (if given) replacing or adding models."""
-    shipped = _parse(json.loads(resources.files("rhetor.governance").joinpath("prices.json").read_text("utf-8")),
-                     "prices.json")
+def load_prices(user_file: Path | None = None, catalog_file: Path | None = None) -> PriceTable:
+    """The catalogue's prices, with `user_file`'s entries (if given) replacing or adding models."""
+    shipped = _parse(load_catalog(catalog_file).price_table(), "catalog")
     if user_file is not None:
         try:
             data = json.loads(Path(user_file).expanduser().read_text("utf-8"))

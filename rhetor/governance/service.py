@@ -26,7 +26,7 @@ class Metered(Protocol):
 class Governance:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.prices: PriceTable = load_prices(settings.prices_file)
+        self.prices: PriceTable = load_prices(settings.prices_file, settings.catalog_file)
         self.ledger: Ledger | None = None
         if settings.usage_ledger:
             self.ledger = Ledger(SqliteLedgerStore(settings.usage_db_path),

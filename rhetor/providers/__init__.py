@@ -16,9 +16,10 @@ REGISTRY: dict[str, str] = {
     "anthropic": "rhetor.providers.anthropic:AnthropicProvider",
     "openai": "rhetor.providers.openai:OpenAIProvider",
     "ollama": "rhetor.providers.ollama:OllamaProvider",
+    "gemini": "rhetor.providers.gemini:GeminiProvider",
     "simulated": "rhetor.providers.simulated:SimulatedProvider",
 }
-ALIASES: dict[str, str] = {"claude": "anthropic"}
+ALIASES: dict[str, str] = {"claude": "anthropic", "google": "gemini"}
 
 
 def canonical(name: str) -> str:

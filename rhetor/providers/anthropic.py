@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from rhetor.catalog import load_catalog
 from rhetor.errors import (
     ProviderUnavailableError,
     UpstreamConnectError,
@@ -43,19 +44,6 @@ from rhetor.types import (
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-CONTEXT_WINDOW = 200_000
-MODELS = [
-    "claude-sonnet-4-5",
-    "claude-opus-4-1",
-    "claude-sonnet-4-0",
-    "claude-opus-4-0",
-    "claude-3-7-sonnet-latest",
-    "claude-3-5-sonnet-latest",
-    "claude-3-5-haiku-latest",
-    "claude-3-opus-20240229",
-    "claude-3-sonnet-20240229",
-    "claude-3-haiku-20240307",
-]
 # Vendor-specific knobs a caller may pass through `ChatRequest.extra`; anything else there is ignored.
 PASSTHROUGH_EXTRA = ("top_k", "metadata")
 
@@ -262,9 +250,11 @@ class StreamState:
 
 class AnthropicProvider:
     name = PROVIDER
-    default_model = "claude-3-sonnet-20240229"
+    default_model = "claude-sonnet-5-5"  # the catalogue's default_model wins (rhetor/catalog/catalog.json)
 
     def __init__(self, settings: Settings) -> None:
+        self._catalog = load_catalog(settings.catalog_file)  # models, context windows, the default: data
+        self.default_model = self._catalog.default_model(PROVIDER, self.default_model)
         self._key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
         self._http = HttpUpstream(PROVIDER, settings.anthropic_base_url,
                                   {"x-api-key": self._key, "anthropic-version": API_VERSION,
@@ -312,7 +302,7 @@ class AnthropicProvider:
         yield end
 
     async def models(self) -> list[str]:
-        return list(MODELS)
+        return self._catalog.models(PROVIDER)
 
     async def available(self) -> Availability:
         if self._key:
@@ -320,7 +310,7 @@ class AnthropicProvider:
         return Availability(False, "ANTHROPIC_API_KEY not set")
 
     def context_window(self, model: str) -> int:
-        return CONTEXT_WINDOW
+        return self._catalog.context_window(PROVIDER, model)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -330,7 +320,6 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_MAX_TOKENS",
     "LEADING_USER_PLACEHOLDER",
-    "MODELS",
     "AnthropicProvider",
     "SSEParser",
     "StreamState",

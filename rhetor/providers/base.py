@@ -57,6 +57,13 @@ class EmbeddingProvider(Protocol):
     def embedding_models(self) -> list[str]: ...
 
 
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An optional capability: providers whose vendor counts tokens (Gemini's countTokens) implement this."""
+
+    async def count_tokens(self, request: ChatRequest) -> int: ...
+
+
 class LineDecoder(Protocol):
     """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each line, drain `pending`
     (tool-call deltas) after each, and `end()` gives the one StreamEnd or raises if the stream may not end yet.
@@ -98,4 +105,4 @@ def estimate_tokens(text: str) -> int:
 
 
 __all__ = ["Availability", "AvailabilityCache", "EmbeddingProvider", "Embeddings", "LineDecoder", "Provider",
-           "estimate_tokens"]
+           "TokenCounter", "estimate_tokens"]

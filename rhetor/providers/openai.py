@@ -9,13 +9,13 @@ sent only in the Authorization header and is scrubbed from every error message.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from rhetor.catalog import load_catalog
 from rhetor.errors import (
     ProviderError,
     ProviderUnavailableError,
@@ -38,22 +38,7 @@ from rhetor.types import (
 )
 
 PROVIDER = "openai"
-MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "o3-mini",
-          "o4-mini", "gpt-4-turbo", "gpt-3.5-turbo"]
-EMBEDDING_MODELS = ["text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"]
-# (model prefix, context window); the first matching prefix wins, so more specific prefixes come first.
-CONTEXT_WINDOWS: list[tuple[str, int]] = [
-    ("gpt-4o", 128_000),
-    ("gpt-4.1", 1_000_000),
-    ("gpt-4-turbo", 128_000),
-    ("gpt-4", 8_192),
-    ("gpt-5", 400_000),
-    ("gpt-3.5-turbo", 16_385),
-    ("o1", 200_000),
-    ("o3", 200_000),
-    ("o4", 200_000),
-]
-DEFAULT_CONTEXT_WINDOW = 128_000
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 # Reasoning models reject `max_tokens` and want `max_completion_tokens`; compatible servers (vLLM, llama.cpp)
 # know `max_tokens` best, so every other model name gets that.
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -265,20 +250,16 @@ def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
                       usage.input_tokens if usage else 0)
 
 
-@functools.lru_cache(maxsize=1024)
-def context_window(model: str) -> int:
-    return next((size for prefix, size in CONTEXT_WINDOWS if model.startswith(prefix)),
-                DEFAULT_CONTEXT_WINDOW)
-
-
 # ---------------------------------------------------------------- the provider
 
 
 class OpenAIProvider:
     name = PROVIDER
-    default_model = "gpt-4o"
+    default_model = "gpt-5.4"  # the catalogue's default_model wins (rhetor/catalog/catalog.json)
 
     def __init__(self, settings: Settings) -> None:
+        self._catalog = load_catalog(settings.catalog_file)  # models, context windows, the default: data
+        self.default_model = self._catalog.default_model(PROVIDER, self.default_model)
         self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         self._http = HttpUpstream(PROVIDER, settings.openai_base_url,
                                   {"authorization": f"Bearer {self._key}", "accept": "application/json"},
@@ -305,14 +286,14 @@ class OpenAIProvider:
                                  StreamState(request.model), model=request.model, timeout_s=request.timeout_s)
 
     async def models(self) -> list[str]:
-        return list(MODELS)
+        return self._catalog.models(PROVIDER)
 
     def embedding_models(self) -> list[str]:
-        return list(EMBEDDING_MODELS)
+        return self._catalog.models(PROVIDER, kind="embedding") or [DEFAULT_EMBEDDING_MODEL]
 
     async def embed(self, texts: list[str], model: str | None = None) -> Embeddings:
         """POST /embeddings; vectors come back in input order (the answer's `index` decides)."""
-        name = model or EMBEDDING_MODELS[0]
+        name = model or self.embedding_models()[0]
         self._require_key(name)
         data = await self._http.request_json("POST", "/embeddings", {"model": name, "input": texts,
                                                                      "encoding_format": "float"}, model=name)
@@ -324,19 +305,17 @@ class OpenAIProvider:
         return Availability(False, "OPENAI_API_KEY not set")
 
     def context_window(self, model: str) -> int:
-        return context_window(model)
+        return self._catalog.context_window(PROVIDER, model)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
 __all__ = [
-    "MODELS",
     "Chunk",
     "OpenAIProvider",
     "StreamState",
     "build_payload",
-    "context_window",
     "error_event",
     "finish_reason",
     "max_tokens_key",

@@ -9,7 +9,7 @@ Forms, in order:
     rhetor, rhetor/<task> a task route: the router's chain for <task> (default: "default"), with fallback
     <provider>/<model>    that model on that provider (aliases such as claude/ accepted), pinned: no fallback
     <bare model>          claude-* = anthropic, gpt-*/o1*/o3*/o4*/chatgpt-*/text-embedding-* = openai,
-                          simulated-* = simulated; pinned
+                          gemini-* = gemini, simulated-* = simulated; pinned
 With the header `x-rhetor-task: <task>` the request takes that task's chain; a model that names a provider
 model becomes the chain's first target (the rest stays as fallback), `rhetor`/`rhetor/<task>` names none.
 """
@@ -73,8 +73,8 @@ def resolve_model_name(model: str, *, aliases: Mapping[str, str] | None = None,
     explicit = _explicit(name)
     if explicit is None:
         raise ModelNotFoundError(
-            f"The model {model!r} does not exist: use provider/model (providers: anthropic, openai, ollama, "
-            f"simulated), a configured alias, or {TASK_PREFIX}/<task> for a routed task")
+            f"The model {model!r} does not exist: use provider/model (providers: anthropic, openai, gemini, "
+            f"ollama, simulated), a configured alias, or {TASK_PREFIX}/<task> for a routed task")
     provider, model_id = explicit
     if task is not None:
         return ModelRoute(provider, model_id, task, pinned=False)

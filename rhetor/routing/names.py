@@ -1,5 +1,6 @@
 """Which provider serves a bare model name: `gpt-4o-mini` is OpenAI's, `claude-3-5-haiku-latest` Anthropic's,
-`llama3` or `qwen2:7b` Ollama's, `simulated-fast` the simulated provider's. Pure name patterns, no I/O.
+`gemini-3.8-flash` Gemini's, `llama3` or `qwen2:7b` Ollama's, `simulated-fast` the simulated provider's. Pure name
+patterns, no I/O.
 
 The router uses it when a request names a model without a provider (`model_id`, or the top-level `model` of
 Tekton's 2025 rhetor_client), so the model runs where it exists instead of on the route's provider; the
@@ -18,6 +19,7 @@ from rhetor.providers import canonical
 BARE_PREFIXES: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("claude-",), "anthropic"),
     (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
+    (("gemini-",), "gemini"),
     (("simulated-",), "simulated"),
 )
 # Model families published in the Ollama library (https://ollama.com/library); a `name:tag` is Ollama's too.
