@@ -20,6 +20,7 @@ from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_
 from rhetor.api import openai as openai_front
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.middleware import GatewayMiddleware
+from rhetor.api.openapi import install as install_openapi
 from rhetor.api.prometheus import MetricsTokenMiddleware, start_sampler
 from rhetor.api.prometheus import routes as prometheus_routes
 from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler, validation_error_handler
@@ -117,6 +118,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         app.router.routes.extend(table)
     app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
     app.include_router(ws.router)
+    install_openapi(app)  # /openapi.json and /docs describe every HTTP route (rhetor.api.openapi)
     if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
         app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])

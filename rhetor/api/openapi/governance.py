@@ -1,0 +1,194 @@
+"""OpenAPI declarations of the governance routes: the usage API over the ledger (rhetor.api.usage), budgets
+(rhetor.api.budgets, and R1's `/budget`) and the caller-key admin API (rhetor.api.keys). The budget and key
+bodies mirror rhetor.governance.budgets.Budget and rhetor.governance.keys.KeySpec (the handlers validate with
+those; tests/test_openapi.py checks the field lists agree). Declarations only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rhetor.api.openapi.common import NATIVE, Op, Open, Param, Resp, errors, resp
+
+TAG = "governance"
+_GROUPS = "component,model,provider,key,task,day,hour,minute,front,status"
+
+
+class UsageSummary(Open):
+    """Totals and buckets (one per group), each with requests, tokens, cost, errors, fallbacks, p50/p95 latency."""
+
+    to: str
+    group_by: list[str]
+    totals: dict[str, Any]
+    buckets: list[dict[str, Any]]
+
+
+class UsageRecords(Open):
+    to: str
+    total: int
+    limit: int
+    offset: int
+    records: list[dict[str, Any]]
+
+
+class BudgetStatus(Open):
+    """A budget with its spend per period."""
+
+    id: str
+    scope: str
+    policy: str
+    periods: dict[str, Any]
+
+
+class Budgets(Open):
+    budgets: list[BudgetStatus]
+    total: int
+    error: str | None = None
+
+
+Usd = Annotated[float, Field(ge=0, le=1e9)]
+Tokens = Annotated[int, Field(ge=0, le=10**15)]
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=256)]
+
+
+class BudgetPut(BaseModel):
+    """A budget definition; on PUT the path gives the id. At least one limit; a scope other than global names
+    its target; the downgrade policy needs `downgrade_to` (provider/model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = None
+    scope: Literal["global", "component", "key", "task"] = "global"
+    target: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    daily_usd: Usd | None = None
+    weekly_usd: Usd | None = None
+    monthly_usd: Usd | None = None
+    daily_tokens: Tokens | None = None
+    weekly_tokens: Tokens | None = None
+    monthly_tokens: Tokens | None = None
+    policy: Literal["warn", "downgrade", "block"] = "warn"
+    downgrade_to: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/\S+$", max_length=256)] | None = None
+    warn_at: Annotated[float, Field(gt=0, le=1)] = 0.8
+    description: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class BudgetBody(BudgetPut):
+    """A budget definition with its id (POST)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class KeyBody(BaseModel):
+    """A caller key's definition (create: `name` required; update: any subset). Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,127}$")] | None = None
+    component: str | None = None
+    allowed_providers: Names | None = None
+    allowed_models: Names | None = None
+    allowed_routes: Names | None = None
+    rpm: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=10**12)] | None = None
+    budget_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    cache: Literal["use", "refresh", "off"] | None = None
+    expires_at: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class BudgetDeleted(Open):
+    deleted: bool
+    id: str
+
+
+class R1Budget(Open):
+    """R1's budget summary: global usage per period, limits and policies."""
+
+    usage: dict[str, Any]
+    limits: dict[str, float | None]
+    policies: dict[str, str]
+    warnings: list[str]
+    budget_id: str | None = None
+    budgets: list[BudgetStatus]
+
+
+class Key(Open):
+    id: str
+    name: str
+    key_hint: str
+    state: str
+    created_at: float
+
+
+class KeyEnvelope(Open):
+    key: Key
+
+
+class KeySecret(KeyEnvelope):
+    """The secret is shown once."""
+
+    secret: str
+    note: str
+
+
+class Keys(Open):
+    keys: list[Key]
+    total: int
+
+
+class KeyRevoked(KeyEnvelope):
+    revoked: bool
+
+
+_RANGE = (Param("from", description="Start: ISO 8601 or relative (7d, 24h)"),
+          Param("to", description="End: ISO 8601 or relative"))
+_FILTERS = tuple(Param(n) for n in ("component", "model", "provider", "key", "task", "front", "status"))
+_USAGE_ERR = errors(NATIVE, 400, 503)
+_BID = Param("budget_id", "path", "A budget id", required=True)
+_KID = Param("key_id", "path", "A key id", required=True)
+_ADMIN = "Needs RHETOR_ADMIN_KEY (Bearer or x-api-key)"
+_KEY_ERR = errors(NATIVE, 400, 404, 409)
+
+
+def _budget_op(method: str, path: str, summary: str, ok: dict[int | str, Resp], **kw: Any) -> Op:
+    return Op(method, path, summary, "budgets", {**ok, **errors(NATIVE, 400, 404, 503, not_found_route=True)},
+              **kw)
+
+
+OPS = [
+    Op("GET", "/api/v1/usage", "Usage summary (JSON or CSV), grouped", TAG,
+       {200: Resp("The summary", (UsageSummary,), also={"text/csv": {"schema": {"type": "string"}}}),
+        **_USAGE_ERR},
+       params=(*_RANGE, Param("group_by", description=f"Comma-separated: {_GROUPS}"),
+               Param("format", schema={"type": "string", "enum": ["json", "csv"]}), *_FILTERS)),
+    Op("GET", "/api/v1/usage/requests", "Recent usage records, newest first, paged", TAG,
+       {200: resp("Records", UsageRecords), **_USAGE_ERR},
+       params=(*_RANGE, *_FILTERS, Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
+               Param("offset", schema={"type": "integer", "minimum": 0}))),
+    _budget_op("GET", "/api/v1/budgets", "Every budget with its spend", {200: resp("Budgets", Budgets)}),
+    _budget_op("POST", "/api/v1/budgets", "Create a budget (id in the body). " + _ADMIN,
+               {201: resp("Created", BudgetStatus)}, body=BudgetBody),
+    _budget_op("GET", "/api/v1/budgets/{budget_id}", "One budget with its spend",
+               {200: resp("The budget", BudgetStatus)}, params=(_BID,)),
+    _budget_op("PUT", "/api/v1/budgets/{budget_id}", "Create or replace a budget. " + _ADMIN,
+               {200: resp("Replaced", BudgetStatus), 201: resp("Created", BudgetStatus)}, body=BudgetPut,
+               params=(_BID,)),
+    _budget_op("DELETE", "/api/v1/budgets/{budget_id}", "Delete a budget. " + _ADMIN,
+               {200: resp("Deleted", BudgetDeleted)}, params=(_BID,)),
+    *(_budget_op("GET", path, "R1's budget summary (global usage, limits, policies per period)",
+                 {200: resp("Summary", R1Budget)}) for path in ("/api/v1/budget", "/budget")),
+    Op("POST", "/api/v1/keys", "Create a caller key (the secret is shown once). " + _ADMIN, "keys",
+       {201: resp("Created", KeySecret), **_KEY_ERR}, body=KeyBody),
+    Op("GET", "/api/v1/keys", "List caller keys. " + _ADMIN, "keys", {200: resp("Keys", Keys), **_KEY_ERR},
+       params=(Param("include_revoked", schema={"type": "boolean"}),)),
+    Op("GET", "/api/v1/keys/{key_id}", "One key. " + _ADMIN, "keys", {200: resp("The key", KeyEnvelope), **_KEY_ERR},
+       params=(_KID,)),
+    *(Op(method, "/api/v1/keys/{key_id}", "Update a key. " + _ADMIN, "keys",
+         {200: resp("Updated", KeyEnvelope), **_KEY_ERR}, body=KeyBody, params=(_KID,)) for method in ("PATCH", "PUT")),
+    Op("DELETE", "/api/v1/keys/{key_id}", "Revoke a key. " + _ADMIN, "keys",
+       {200: resp("Revoked", KeyRevoked), **_KEY_ERR}, params=(_KID,)),
+    Op("POST", "/api/v1/keys/{key_id}/rotate", "A new secret for a key. " + _ADMIN, "keys",
+       {200: resp("Rotated", KeySecret), **_KEY_ERR}, params=(_KID,)),
+]
+
+__all__ = ["OPS"]
