@@ -14,6 +14,7 @@
     ├── TemplateNotFoundError     404    no template (or version) by that id
     ├── TemplateConflictError     409    creating a template id that exists
     ├── PayloadTooLargeError      413
+    ├── BudgetExceededError       429    a `block` budget is spent: names the budget, limit, spend and reset
     ├── UsageUnavailableError     503    the usage ledger is off, or its store cannot be read
     ├── TemplateRendererBusy ⟲    503    every template render worker stayed busy past the queue wait
     ├── ProviderError                    a provider failed (carries provider and model)
@@ -144,6 +145,20 @@ class PayloadTooLargeError(RhetorError):
     type = "payload_too_large"
 
 
+class BudgetExceededError(RhetorError):
+    """A `block` budget (rhetor.governance.budgets) is spent; refused before any upstream call."""
+
+    status = 429
+    type = "budget_exceeded"
+
+    def __init__(self, message: str, **figures: Any) -> None:
+        super().__init__(message)
+        self.figures = figures  # budget, period, limit_usd|limit_tokens, spent_usd|spent_tokens, resets_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, **self.figures}
+
+
 class UsageUnavailableError(RhetorError):
     status = 503
     type = "usage_unavailable"
@@ -248,6 +263,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "AllTargetsFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "CircuitOpenError",
     "ConfigError",
     "CoolingDownError",

@@ -26,6 +26,7 @@ from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
+from rhetor.governance.gate import Gate, Notes, Ticket
 from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
@@ -89,6 +90,7 @@ class ChatInput:
     front: str = "internal"
     request_id: str | None = None
     key_id: str | None = None
+    notes: Notes | None = None  # governance's word on the request (rhetor.governance.gate): set by the web layer
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -99,6 +101,7 @@ class ChatOutcome:
     context_id: str | None
     timestamp: str
     recall: Recall | None = None
+    notes: Notes | None = None  # cached, budget_warnings, downgraded (rhetor.governance.gate)
 
 
 @dataclass(slots=True)
@@ -110,6 +113,7 @@ class _Prepared:
     context_id: str | None
     inp: ChatInput
     recall: Recall | None = None  # older turns brought back by retrieval (rhetor.context.retrieval)
+    ticket: Ticket | None = None  # its budget reservation and cache slot (rhetor.governance.gate)
 
 
 class StreamSession:
@@ -125,6 +129,7 @@ class StreamSession:
         assert target is not None
         self.provider, self.model = target.provider, target.model
         self.simulated = target.provider == "simulated"
+        self.notes = prepared.inp.notes
         self._expired = False
         self._waiter: asyncio.Task[Any] | None = None  # the task awaiting the upstream's next event, if any
 
@@ -134,6 +139,8 @@ class StreamSession:
         end: StreamEnd | None = None
         drain, source = self._gateway.drain, self._events
         drain.streams.add(self)
+        ticket = self._prepared.ticket  # a completed stream is kept for the response cache when it asks
+        kept: list[StreamEvent] | None = [] if ticket is not None and ticket.caching else None
         self._expired = self._expired or drain.expired
         try:
             while True:
@@ -159,10 +166,16 @@ class StreamSession:
                     status, end = "complete", event
                 elif isinstance(event, StreamError):
                     status = "error"
+                if kept is not None:
+                    kept.append(event)
                 yield event
         finally:
             drain.streams.discard(self)
             await _aclose(source)
+            if ticket is not None:  # after the meter's record: the real cost replaces the reservation
+                ticket.release()
+                if kept is not None and status == "complete":
+                    ticket.streamed(kept, self.info, self.simulated)
             with chat_span.using(self._span):
                 await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
             chat_span.streamed(self._span, end, "".join(parts), status, self.info)
@@ -193,6 +206,7 @@ class Gateway:
         self.defaults = providers.default_models()
         self.catalog = load_catalog(settings.catalog_file)  # lifecycle of the models named (rhetor.catalog)
         self.meter: Meter | None = None  # the usage ledger's meter (rhetor.governance); set by the app
+        self.gate: Gate | None = None  # budgets and the response cache (rhetor.governance.gate); set by the app
         self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
 
     async def aclose(self) -> None:
@@ -321,18 +335,28 @@ class Gateway:
         prepared = await self._prepare(inp)
         info = RunInfo()
         metered = self._metered(inp, prepared, info)
+        build = self._builder(prepared)
         self.drain.calls += 1
         try:
-            response = await self.runner.complete(prepared.route, self._builder(prepared), info)
+            if self.gate is not None:  # cache, then budgets: may answer, re-route or refuse (rhetor.governance.gate)
+                prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
+            if prepared.ticket is not None and prepared.ticket.hit is not None:
+                response = prepared.ticket.serve(info)
+            else:
+                response = await self.runner.complete(prepared.route, build, info)
         except BaseException as exc:
             metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
         finally:
             self.drain.calls -= 1
+            if prepared.ticket is not None:
+                prepared.ticket.release()  # no await before the meter records the real cost
         metered.answered(response)
+        if prepared.ticket is not None:
+            prepared.ticket.answered(response, info)
         await self._record(prepared, response.content, "complete")
-        return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall)
+        return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall, notes=prepared.inp.notes)
 
     async def open_stream(self, inp: ChatInput) -> StreamSession:
         """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""
@@ -350,9 +374,18 @@ class Gateway:
         prepared = await self._prepare(inp)
         info = RunInfo()
         metered = self._metered(inp, prepared, info)
+        build = self._builder(prepared)
         try:
-            events = await self.runner.open_stream(prepared.route, self._builder(prepared), info)
+            if self.gate is not None:  # cache, then budgets: may answer, re-route or refuse (rhetor.governance.gate)
+                prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
+            if prepared.ticket is not None and prepared.ticket.hit is not None:
+                prepared.ticket.serve(info)
+                events = prepared.ticket.hit.replay()
+            else:
+                events = await self.runner.open_stream(prepared.route, build, info)
         except BaseException as exc:
+            if prepared.ticket is not None:
+                prepared.ticket.release()
             metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise

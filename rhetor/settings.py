@@ -106,6 +106,17 @@ class Settings(BaseModel):
     usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
     usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
     prices_file: Path | None = None  # RHETOR_PRICES: a JSON price file merged over the shipped one
+    # Budgets (rhetor/governance/budgets.py): the original global budget from the environment (no limit set = none);
+    # more budgets per component / key / task through /api/v1/budgets, kept in $RHETOR_DATA_DIR/budgets.db
+    budget_policy: Literal["warn", "downgrade", "block", "enforce", "ignore"] = "warn"
+    budget_daily_limit: float | None = Field(None, ge=0)
+    budget_weekly_limit: float | None = Field(None, ge=0)
+    budget_monthly_limit: float | None = Field(None, ge=0)
+    budget_downgrade_to: str | None = None  # provider/model the downgrade (or enforce) policy routes to
+    budget_warn_at: float = Field(0.8, gt=0, le=1)  # the soft warning threshold, a share of each limit
+    # Response cache (rhetor/governance/cache.py): opt-in per route, key or request; bounded and expiring
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    cache_max_mb: float = Field(64.0, ge=0)  # 0 = no response cache at all
 
     # Tracing (rhetor/observability/tracing.py): on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT, or
     # ..._TRACES_ENDPOINT) or otel=True (RHETOR_OTEL=1); otel=False (RHETOR_OTEL=0) keeps it off. Off, no SDK loads.
@@ -183,6 +194,14 @@ class Settings(BaseModel):
             "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
             "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",
             "RHETOR_PRICES": "prices_file",
+            "RHETOR_BUDGET_POLICY": "budget_policy",
+            "RHETOR_BUDGET_DAILY_LIMIT": "budget_daily_limit",
+            "RHETOR_BUDGET_WEEKLY_LIMIT": "budget_weekly_limit",
+            "RHETOR_BUDGET_MONTHLY_LIMIT": "budget_monthly_limit",
+            "RHETOR_BUDGET_DOWNGRADE_TO": "budget_downgrade_to",
+            "RHETOR_BUDGET_WARN_AT": "budget_warn_at",
+            "RHETOR_CACHE_TTL_S": "cache_ttl_s",
+            "RHETOR_CACHE_MAX_MB": "cache_max_mb",
             "RHETOR_OTEL": "otel",
             "RHETOR_OTEL_CAPTURE_CONTENT": "otel_capture_content",
             "OTEL_TRACES_EXPORTER": "otel_exporter",
@@ -195,6 +214,8 @@ class Settings(BaseModel):
         for var, key in simple.items():
             if e.get(var):
                 raw[key] = e[var]
+        if "budget_policy" in raw:  # R1 spelled its policies in either case
+            raw["budget_policy"] = str(raw["budget_policy"]).strip().lower()
         if e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY"):
             raw["gemini_api_key"] = e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY")
         ollama = e.get("OLLAMA_HOST") or e.get("OLLAMA_API_BASE")

@@ -19,6 +19,7 @@ from rhetor import __version__
 from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_compat, templates, ws
 from rhetor.api import openai as openai_front
 from rhetor.api.auth import ApiKeyMiddleware
+from rhetor.api.budgets import routes as budget_routes
 from rhetor.api.middleware import GatewayMiddleware
 from rhetor.api.openapi import install as install_openapi
 from rhetor.api.prometheus import MetricsTokenMiddleware, start_sampler
@@ -76,6 +77,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
                                 cache_bytes=settings.vector_cache_mb * 2**20)
         gateway.memory.start()
         await governance.start(gateway)  # the usage ledger: every request metered, written off the hot path
+        await governance.govern(gateway)  # budgets and the response cache: admission in the gateway seam
         runtime.obs.attach(gateway, governance.prices)  # metrics and access log fed from the same records
         app.state.ready = True
         await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready
@@ -113,6 +115,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # unknown /v1/* routes: the SDKs' shape
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
+    app.router.routes.extend(budget_routes)
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
                   openai_compat.routes, anthropic_compat.routes, usage_routes, ui_routes, openai_front.routes):
         app.router.routes.extend(table)

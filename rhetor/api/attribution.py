@@ -1,6 +1,8 @@
 """Who is asking, through which front: stamps a ChatInput with the front's name, the request id (set by
 GatewayMiddleware) and the caller key id (set by the key middleware; `anonymous` without one), for the usage
-ledger. One place, so every front attributes the same way. Knows the request scope, nothing of routes.
+ledger; and governance's `Notes` for the request (rhetor.governance.gate): the `x-rhetor-cache` directive, the
+caller key's budget and cache default, and — over HTTP — the scope entry the middleware turns into response
+headers. One place, so every front attributes the same way. Knows the request scope, nothing of routes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from rhetor.gateway import ChatInput
+from rhetor.governance.cache import HEADER, cache_mode
+from rhetor.governance.gate import Notes
+
+NOTES_KEY = "rhetor_notes"  # scope state: the Notes whose headers GatewayMiddleware adds to the response
+_CACHE_HEADER = HEADER.encode()
 
 
 def caller(conn: HTTPConnection) -> tuple[str | None, str | None]:
@@ -22,7 +29,17 @@ def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str 
     """`inp`, marked with its front, its request id (`request_id` if given: a WebSocket frame's) and its key."""
     rid, key = caller(conn)
     inp.front, inp.request_id, inp.key_id = front, request_id or rid, key
+    state: dict[str, Any] = conn.scope.setdefault("state", {})
+    directive = None
+    for name, value in conn.scope.get("headers", ()):
+        if name == _CACHE_HEADER:
+            directive = cache_mode(value.decode("latin-1"))  # a bad value: 400 naming x-rhetor-cache
+    identity = state.get("identity")  # the caller key (rhetor.governance.keys.Identity), when keys are on
+    inp.notes = notes = Notes(directive, getattr(identity, "budget_id", None),
+                              cache_mode(getattr(identity, "cache", None), "key cache"))
+    if conn.scope["type"] == "http":
+        state[NOTES_KEY] = notes
     return inp
 
 
-__all__ = ["attribute", "caller"]
+__all__ = ["NOTES_KEY", "attribute", "caller"]

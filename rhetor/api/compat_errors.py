@@ -23,6 +23,7 @@ from starlette.responses import Response
 from rhetor.api.responses import validation_message
 from rhetor.errors import (
     AllTargetsFailedError,
+    BudgetExceededError,
     CircuitOpenError,
     InvalidRequestError,
     ProviderUnavailableError,
@@ -95,6 +96,12 @@ def error_response(api: Api, err: RhetorError) -> Response:
         message = f"{message}; last error: {failed[-1]['message']}"
     body = (openai_error(status, message, code=err.type, param=param) if api == "openai"
             else anthropic_error(status, message))
+    if isinstance(err, BudgetExceededError):
+        # OpenAI's own quota refusal is a 429 with code insufficient_quota; the SDKs must not retry it until reset
+        headers["x-should-retry"] = "false"
+        if api == "openai":
+            body["error"].update(type="budget_exceeded", code="insufficient_quota")
+        body["error"].update({k: v for k, v in err.figures.items() if k not in body["error"]})
     if status >= 500:
         log.warning("compat request failed (%s): %s", status, err.message)
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)

@@ -35,7 +35,7 @@ from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.schemas import ChatFields
 from rhetor.api.streaming import ClosingStreamingResponse
-from rhetor.errors import InvalidRequestError, RhetorError, UnknownModelError
+from rhetor.errors import BudgetExceededError, InvalidRequestError, RhetorError, UnknownModelError
 from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso
 from rhetor.providers import canonical
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
@@ -102,7 +102,8 @@ def legacy_result(outcome: ChatOutcome, context: str) -> dict[str, Any]:
     r = outcome.response
     return {"message": r.content, "content": r.content, "model": r.model, "provider": r.provider,
             "context": context, "finished": True, "timestamp": outcome.timestamp, "simulated": r.simulated,
-            "fallback": outcome.info.fallback, "usage": r.usage.as_dict()}
+            "fallback": outcome.info.fallback, "usage": r.usage.as_dict(),
+            **(outcome.notes.fields or {} if outcome.notes else {})}  # budget_warnings, cached, downgraded
 
 
 def legacy_error(exc: RhetorError, context: str | None) -> dict[str, Any]:
@@ -115,7 +116,8 @@ def legacy_chunk(session: StreamSession, event: Any, context: str) -> dict[str, 
         return {"chunk": event.text, **base, "done": False}
     if isinstance(event, StreamEnd):
         return {"chunk": "", **base, "done": True, "finish_reason": event.finish_reason,
-                "usage": event.usage.as_dict(), "simulated": session.simulated, "fallback": session.info.fallback}
+                "usage": event.usage.as_dict(), "simulated": session.simulated, "fallback": session.info.fallback,
+                **(session.notes.fields or {} if session.notes else {})}
     assert isinstance(event, StreamError)
     return {"chunk": "", **base, "done": True, "error": event.error, "error_type": event.type}
 
@@ -151,6 +153,8 @@ async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
         session = await gw.open_stream(inp)
     except InvalidRequestError as exc:
         return json_response(legacy_error(exc, context), 400)
+    except BudgetExceededError as exc:  # refused before any upstream call: a 429, in the legacy {error} shape
+        return json_response({**legacy_error(exc, context), **exc.figures}, 429)
     except RhetorError as exc:  # a provider failure is still HTTP 200 in the legacy contract
         error = legacy_error(exc, context)
         if not stream:

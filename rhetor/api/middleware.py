@@ -63,6 +63,9 @@ class GatewayMiddleware:
                 if slot is not None:
                     slot.overhead_ms = overhead
                 headers.append((b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode()))
+                notes = scope["state"].get("rhetor_notes")  # cache / budget headers (rhetor.api.attribution)
+                if notes is not None and notes.headers:
+                    headers += notes.headers
                 message = {**message, "headers": headers}
             await send(message)
 

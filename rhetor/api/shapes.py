@@ -28,6 +28,8 @@ def result(outcome: ChatOutcome) -> dict[str, Any]:
         "finished": True,
         "timestamp": outcome.timestamp,
     }
+    if outcome.notes is not None and outcome.notes.fields:  # cached, budget_warnings, downgraded
+        out.update(outcome.notes.fields)
     return _with_recall(out, outcome.recall)
 
 
@@ -47,8 +49,8 @@ def stream_frame(session: StreamSession, event: StreamEvent) -> dict[str, Any]:
     if isinstance(event, StreamEnd):
         return _with_recall({"chunk": "", **base, "done": True, "finish_reason": event.finish_reason,
                              "usage": event.usage.as_dict(), "fallback": session.info.fallback,
-                             "simulated": session.simulated, "attempts": session.info.attempts_dicts()},
-                            session.recall)
+                             "simulated": session.simulated, "attempts": session.info.attempts_dicts(),
+                             **(session.notes.fields or {} if session.notes else {})}, session.recall)
     assert isinstance(event, StreamError)
     return {"chunk": "", **base, "done": True, "finish_reason": "error", "error": event.error,
             "error_type": event.type, "attempts": session.info.attempts_dicts()}

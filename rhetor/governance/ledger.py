@@ -48,6 +48,11 @@ class UsageRecord:
     status: str = "ok"
     fallback: bool = False
     context_id: str | None = None
+    # governance (rhetor.governance.gate): a response-cache hit costs 0 and records what it saved; a budget's
+    # downgrade records the target it replaced (provider/model)
+    cache_hit: bool = False
+    saved_usd: float = 0.0
+    downgraded_from: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

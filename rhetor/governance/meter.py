@@ -143,6 +143,9 @@ class Metered:
             rec.provider, rec.model = target.provider, target.model
         elif info.attempts:
             rec.provider, rec.model = info.attempts[-1].provider, info.attempts[-1].model
+        if rec.cache_hit:  # served from the response cache: nothing spent, the list price of the answer saved
+            rec.saved_usd = meter.prices.cost(rec.provider or "", rec.model or "", usage).usd
+            usage = Usage()
         _price(meter.prices, rec, usage)
         meter.sink.record(rec)
 

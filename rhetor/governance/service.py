@@ -15,6 +15,7 @@ from rhetor.governance.ledger import Ledger, UsageFilter
 from rhetor.governance.meter import Meter
 from rhetor.governance.prices import PriceTable, load_prices
 from rhetor.governance.report import iso, parse_group_by, time_range, to_csv, to_table
+from rhetor.governance.spending import Governed, Spending
 from rhetor.governance.sqlite_store import SqliteLedgerStore
 from rhetor.settings import Settings
 
@@ -33,6 +34,7 @@ class Governance:
                                  flush_interval_s=settings.usage_flush_interval_s,
                                  buffer_max=settings.usage_buffer_max,
                                  retention_days=settings.usage_retention_days)
+        self.spending = Spending(settings, self.prices)  # budgets and the response cache
 
     async def start(self, gateway: Metered) -> None:
         """Open the ledger (an unavailable store is reported, never fatal) and meter the gateway's requests."""
@@ -40,8 +42,13 @@ class Governance:
             await self.ledger.start()
             gateway.meter = Meter(self.ledger, self.prices)
 
+    async def govern(self, gateway: Governed) -> None:
+        """Budgets and the response cache on the gateway (after `start`: the budgets hear the meter's records)."""
+        await self.spending.start(gateway, self.ledger)
+
     async def close(self) -> None:
         """After the server drained: write what is buffered, then close the store."""
+        await self.spending.close()
         if self.ledger is not None:
             await self.ledger.close()
 

@@ -28,11 +28,17 @@ MIGRATIONS: Migrations = [
             status TEXT NOT NULL, fallback INTEGER NOT NULL, context_id TEXT)""",
         "CREATE INDEX usage_records_ts ON usage_records (ts)",
     ],
+    [
+        "ALTER TABLE usage_records ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE usage_records ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE usage_records ADD COLUMN downgraded_from TEXT",
+    ],
 ]
 
 COLUMNS = ("ts", "request_id", "key_id", "component", "task_type", "front", "provider", "model", "attempts",
            "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated",
-           "cost_usd", "unpriced", "latency_ms", "ttft_ms", "status", "fallback", "context_id")
+           "cost_usd", "unpriced", "latency_ms", "ttft_ms", "status", "fallback", "context_id", "cache_hit",
+           "saved_usd", "downgraded_from")
 _INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # group name -> SQL expression; `model` is provider/model so two vendors' same-named models stay apart
 GROUP_SQL = {"component": "component", "model": "provider || '/' || model", "provider": "provider",
@@ -48,13 +54,13 @@ def _row(r: UsageRecord) -> tuple[Any, ...]:
     return (r.ts, r.request_id, r.key_id, r.component, r.task_type, r.front, r.provider, r.model,
             orjson.dumps(r.attempts).decode(), r.input_tokens, r.output_tokens, r.cached_tokens,
             r.cache_write_tokens, r.reasoning_tokens, int(r.estimated), r.cost_usd, int(r.unpriced), r.latency_ms,
-            r.ttft_ms, r.status, int(r.fallback), r.context_id)
+            r.ttft_ms, r.status, int(r.fallback), r.context_id, int(r.cache_hit), r.saved_usd, r.downgraded_from)
 
 
 def _record(row: Sequence[Any]) -> UsageRecord:
     d = dict(zip(COLUMNS, row, strict=True))
     d["attempts"] = orjson.loads(d["attempts"])
-    for flag in ("estimated", "unpriced", "fallback"):
+    for flag in ("estimated", "unpriced", "fallback", "cache_hit"):
         d[flag] = bool(d[flag])
     return UsageRecord(**d)
 

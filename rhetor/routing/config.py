@@ -110,6 +110,7 @@ class TaskEntry(BaseModel):
     options: Options = Field(default_factory=Options)
     simulated_fallback: Annotated[bool, Strict()] = True
     description: Annotated[str, Strict()] | None = None
+    cache: Annotated[bool, Strict()] = False  # answers of this route go through the response cache (opt-in)
 
     @field_validator("provider")
     @classmethod

@@ -1,0 +1,328 @@
+"""Budgets: spending caps per component, caller key, task type and global, each with daily, weekly and/or monthly
+limits in USD (and optionally tokens), a policy when crossed (`warn`, `downgrade` to a cheaper target, `block`)
+and a soft warning threshold.
+
+Spend lives in `SpendCounters` (in memory by default, behind a protocol so Redis can back it for several
+instances): one window per (subject, period), rolled over at the period's UTC boundary. The ledger's records feed
+it (`record`, called by the meter when a request ends, with its real cost); `admit` reserves an estimate for each
+admitted request until it ends, so concurrent requests overshoot a `block` budget by at most those already in
+flight when it was crossed. Admission and recording are dict lookups — no I/O. Knows nothing of HTTP, fronts,
+SQL or providers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rhetor.errors import BudgetExceededError, InvalidRequestError
+
+PERIODS = ("daily", "weekly", "monthly")
+Period = Literal["daily", "weekly", "monthly"]
+Scope = Literal["global", "component", "key", "task"]
+Subject = tuple[str, str]  # (scope, name): ("global", "*"), ("component", "ergon"), ("key", "key_…"), ("task", …)
+BUDGET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+GLOBAL: Subject = ("global", "*")
+Usd = Annotated[float, Field(ge=0, le=1e9)]
+Tokens = Annotated[int, Field(ge=0, le=10**15)]
+
+
+class Budget(BaseModel):
+    """One budget. `target` names the component / key id / task type it caps (none for `global`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=BUDGET_ID.pattern)]
+    scope: Scope = "global"
+    target: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    daily_usd: Usd | None = None
+    weekly_usd: Usd | None = None
+    monthly_usd: Usd | None = None
+    daily_tokens: Tokens | None = None
+    weekly_tokens: Tokens | None = None
+    monthly_tokens: Tokens | None = None
+    policy: Literal["warn", "downgrade", "block"] = "warn"
+    downgrade_to: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/\S+$", max_length=256)] | None = None
+    warn_at: Annotated[float, Field(gt=0, le=1)] = 0.8
+    description: Annotated[str, Field(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Budget:
+        if self.scope == "global" and self.target is not None:
+            raise ValueError("target: a global budget has no target")
+        if self.scope != "global" and self.target is None:
+            raise ValueError(f"target: a {self.scope} budget names its {self.scope} (e.g. 'ergon')")
+        if not self.limits():
+            raise ValueError("daily_usd: set at least one limit (daily/weekly/monthly _usd or _tokens)")
+        if self.policy == "downgrade" and self.downgrade_to is None:
+            raise ValueError("downgrade_to: the downgrade policy needs a cheaper target, as provider/model")
+        if self.policy != "downgrade" and self.downgrade_to is not None:
+            raise ValueError("downgrade_to: only the downgrade policy routes to another target")
+        return self
+
+    def limits(self) -> list[tuple[Period, float | None, int | None]]:
+        out: list[tuple[Period, float | None, int | None]] = []
+        for period in PERIODS:
+            usd, tokens = getattr(self, f"{period}_usd"), getattr(self, f"{period}_tokens")
+            if usd is not None or tokens is not None:
+                out.append((period, usd, tokens))  # type: ignore[arg-type]
+        return out
+
+    @property
+    def subject(self) -> Subject:
+        return GLOBAL if self.scope == "global" else (self.scope, self.target or "")
+
+
+def parse_budget(data: Any, budget_id: str | None = None) -> Budget:
+    """A Budget from a request body (the path's id wins over the body's); a 400 naming the field otherwise."""
+    if not isinstance(data, dict):
+        raise InvalidRequestError("a budget definition is a JSON object", param="body")
+    if budget_id is not None:
+        if data.get("id") not in (None, budget_id):
+            raise InvalidRequestError(f"id: the body says {data.get('id')!r} but the path says {budget_id!r}",
+                                      param="id")
+        data = {**data, "id": budget_id}
+    try:
+        return Budget.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        where, sep, rest = msg.partition(": ")
+        if not loc and sep and " " not in where:  # a model-level check names its field first
+            loc, msg = where, rest
+        raise InvalidRequestError(f"{loc or 'body'}: {msg}", param=loc or "body") from None
+
+
+def period_bounds(period: Period, now: float) -> tuple[float, float]:
+    """[start, end) of the UTC day / ISO week (from Monday) / calendar month holding `now`."""
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        start, end = day, day + timedelta(days=1)
+    elif period == "weekly":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    return start.timestamp(), end.timestamp()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Window:
+    """Spend of one subject in one period; `held_*` is reserved by requests still in flight."""
+
+    start: float
+    end: float
+    usd: float = 0.0
+    tokens: int = 0
+    held_usd: float = 0.0
+    held_tokens: int = 0
+
+
+class SpendCounters(Protocol):
+    """Where running spend lives (in-process here; Redis later, for several instances)."""
+
+    def window(self, subject: Subject, period: Period, now: float) -> Window: ...
+
+    def tracked(self, subject: Subject) -> bool: ...
+
+    def add(self, subject: Subject, ts: float, usd: float, tokens: int) -> None: ...
+
+
+class MemorySpend:
+    """Windows in a dict, created for the subjects budgets name; bounded by the number of budgets and keys."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[Subject, Period], Window] = {}
+        self._subjects: set[Subject] = set()
+
+    def window(self, subject: Subject, period: Period, now: float) -> Window:
+        w = self._windows.get((subject, period))
+        if w is None or now >= w.end:
+            w = self._windows[(subject, period)] = Window(*period_bounds(period, now))
+            self._subjects.add(subject)
+        return w
+
+    def tracked(self, subject: Subject) -> bool:
+        return subject in self._subjects
+
+    def add(self, subject: Subject, ts: float, usd: float, tokens: int) -> None:
+        for period in PERIODS:
+            w = self.window(subject, period, ts if ts > 0 else time.time())  # type: ignore[arg-type]
+            if w.start <= ts < w.end or ts <= 0:
+                w.usd += usd
+                w.tokens += tokens
+
+
+@dataclass(slots=True)
+class Hold:
+    """The estimates a request reserved; released (once) when its record arrives or it ends."""
+
+    parts: list[tuple[Window, float, int]] = field(default_factory=list)
+
+    def release(self) -> None:
+        parts, self.parts = self.parts, []
+        for w, usd, tokens in parts:
+            w.held_usd = max(0.0, w.held_usd - usd)
+            w.held_tokens = max(0, w.held_tokens - tokens)
+
+
+@dataclass(slots=True)
+class Admission:
+    warnings: list[str] = field(default_factory=list)
+    downgrade: tuple[Budget, str] | None = None  # (budget, provider/model)
+    hold: Hold | None = None
+
+
+class BudgetBook:
+    """The budgets in force and their spend. `admit` on the way in, `record` (a UsageSink) on the way out."""
+
+    def __init__(self, counters: SpendCounters | None = None) -> None:
+        self.counters: SpendCounters = counters if counters is not None else MemorySpend()
+        self.budgets: dict[str, Budget] = {}
+        self._by_subject: dict[Subject, list[Budget]] = {}
+        self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
+
+    # -- definitions --------------------------------------------------------------------------------------------
+    def put(self, budget: Budget, source: str = "api") -> None:
+        self.budgets[budget.id] = budget
+        self.sources[budget.id] = source
+        self._reindex()
+
+    def remove(self, budget_id: str) -> bool:
+        found = self.budgets.pop(budget_id, None) is not None
+        self.sources.pop(budget_id, None)
+        self._reindex()
+        return found
+
+    def _reindex(self) -> None:
+        index: dict[Subject, list[Budget]] = {}
+        for b in self.budgets.values():
+            index.setdefault(b.subject, []).append(b)
+        self._by_subject = index
+
+    def subjects(self) -> list[Subject]:
+        return list(self._by_subject)
+
+    # -- hot path ---------------------------------------------------------------------------------------------
+    def applicable(self, component: str | None, key_id: str | None, task: str | None,
+                   key_budget: str | None = None) -> list[tuple[Budget, Subject]]:
+        """The budgets that cap a request, each with the subject whose spend it counts."""
+        index = self._by_subject
+        if not index and key_budget is None:
+            return []
+        out = [(b, GLOBAL) for b in index.get(GLOBAL, ())]
+        for scope, name in (("component", component), ("key", key_id), ("task", task)):
+            if name is not None:
+                subject = (scope, name)
+                out += [(b, subject) for b in index.get(subject, ())]
+        named = self.budgets.get(key_budget) if key_budget is not None else None
+        if named is not None and key_id is not None and all(b.id != named.id for b, _ in out):
+            out.append((named, ("key", key_id)))  # a key's budget_id: those limits, on that key's own spend
+        return out
+
+    def admit(self, applicable: Iterable[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
+              now: float | None = None) -> Admission:
+        """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window checked."""
+        now = time.time() if now is None else now
+        result = Admission()
+        windows: dict[int, Window] = {}
+        for budget, subject in applicable:
+            for period, limit_usd, limit_tokens in budget.limits():
+                w = self.counters.window(subject, period, now)
+                windows[id(w)] = w
+                over = _crossed(budget, period, w, limit_usd, limit_tokens, 1.0)
+                if over is not None:
+                    if budget.policy == "block":
+                        raise BudgetExceededError(_exceeded(budget, subject, period, w, over), **over)
+                    note = f"{_exceeded(budget, subject, period, w, over)} ({budget.policy})"
+                    if budget.policy == "downgrade" and result.downgrade is None:
+                        assert budget.downgrade_to is not None
+                        result.downgrade = (budget, budget.downgrade_to)
+                        note = f"{note}: routed to {budget.downgrade_to}"
+                    result.warnings.append(note)
+                    continue
+                soft = _crossed(budget, period, w, limit_usd, limit_tokens, budget.warn_at)
+                if soft is not None:
+                    result.warnings.append(_near(budget, subject, period, w, soft))
+        if windows:
+            hold = Hold([(w, estimate_usd, estimate_tokens) for w in windows.values()])
+            for w in windows.values():
+                w.held_usd += estimate_usd
+                w.held_tokens += estimate_tokens
+            result.hold = hold
+        return result
+
+    def record(self, rec: Any) -> None:
+        """A finished request's real cost, added to every tracked subject it belongs to (a UsageSink)."""
+        tokens = rec.input_tokens + rec.output_tokens
+        if rec.cost_usd == 0 and tokens == 0:
+            return
+        counters = self.counters
+        for scope, name in (GLOBAL, ("component", rec.component), ("key", rec.key_id), ("task", rec.task_type)):
+            if name is not None and counters.tracked((scope, name)):
+                counters.add((scope, name), rec.ts, rec.cost_usd, tokens)
+
+    # -- inspection ------------------------------------------------------------------------------------------
+    def status(self, budget: Budget, subject: Subject | None = None, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        subject = subject or budget.subject
+        periods: dict[str, Any] = {}
+        for period, limit_usd, limit_tokens in budget.limits():
+            w = self.counters.window(subject, period, now)
+            share = max((w.usd / limit_usd) if limit_usd else 0.0, (w.tokens / limit_tokens) if limit_tokens else 0.0)
+            periods[period] = {"limit_usd": limit_usd, "limit_tokens": limit_tokens, "spent_usd": round(w.usd, 8),
+                               "tokens": w.tokens, "in_flight_usd": round(w.held_usd, 8),
+                               "used": round(share, 4), "start": iso(w.start), "resets_at": iso(w.end),
+                               "state": "exceeded" if share >= 1 or (limit_usd == 0 or limit_tokens == 0)
+                               else "warning" if share >= budget.warn_at else "ok"}
+        return {**budget.model_dump(exclude_none=True), "source": self.sources.get(budget.id, "api"),
+                "periods": periods}
+
+
+def _crossed(budget: Budget, period: Period, w: Window, limit_usd: float | None, limit_tokens: int | None,
+             share: float) -> dict[str, Any] | None:
+    """The figures of a crossed limit (at `share` of it, in USD or tokens), counting requests in flight."""
+    if limit_usd is not None and w.usd + w.held_usd >= limit_usd * share:
+        return {"budget": budget.id, "period": period, "limit_usd": limit_usd, "spent_usd": round(w.usd, 6),
+                "resets_at": iso(w.end)}
+    if limit_tokens is not None and w.tokens + w.held_tokens >= limit_tokens * share:
+        return {"budget": budget.id, "period": period, "limit_tokens": limit_tokens, "spent_tokens": w.tokens,
+                "resets_at": iso(w.end)}
+    return None
+
+
+def _who(budget: Budget, subject: Subject) -> str:
+    return f"budget {budget.id!r}" + ("" if subject == GLOBAL else f" ({subject[0]} {subject[1]})")
+
+
+def _figures(over: dict[str, Any], w: Window) -> str:
+    if "limit_usd" in over:
+        flight = f" + ${w.held_usd:.4f} in flight" if w.held_usd else ""
+        return f"limit ${over['limit_usd']:.4f}, spent ${w.usd:.4f}{flight}"
+    return f"limit {over['limit_tokens']} tokens, used {w.tokens}"
+
+
+def _exceeded(budget: Budget, subject: Subject, period: Period, w: Window, over: dict[str, Any]) -> str:
+    return (f"{_who(budget, subject)} {period} limit reached: {_figures(over, w)}; "
+            f"resets at {over['resets_at']}")
+
+
+def _near(budget: Budget, subject: Subject, period: Period, w: Window, over: dict[str, Any]) -> str:
+    return (f"{_who(budget, subject)} at {budget.warn_at:.0%} or more of its {period} limit: {_figures(over, w)}; "
+            f"resets at {over['resets_at']}")
+
+
+__all__ = ["GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Hold", "MemorySpend", "SpendCounters",
+           "Window", "iso", "parse_budget", "period_bounds"]

@@ -1,0 +1,190 @@
+"""The governance gate: what the gateway asks of budgets and the response cache for each request, after routing
+and before any upstream call, so every front gets the same admission.
+
+1. The cache (opt-in: the request's `x-rhetor-cache`, else the caller key's default, else the tasks.json entry's
+   `"cache": true`): `use` looks the normalized request up and, on a hit, the request is answered from it (no
+   budget is charged: it costs nothing); `refresh` skips the lookup; either stores a completed answer.
+2. The budgets that cap the request (global, its component, its key — or the budget its key names —, its task):
+   `block` raises BudgetExceededError before any upstream call; `downgrade` re-routes to the budget's cheaper
+   target; `warn` and the soft thresholds add `budget_warnings`. An estimate is reserved until the request ends.
+
+What the reply says about it rides on `Notes` (set on the request by the web layer): body fields (`cached`,
+`budget_warnings`, `downgraded`) and response headers (`x-rhetor-cache`, `x-rhetor-budget-warning`,
+`x-rhetor-budget-downgrade`). Knows routes, normalized types, budgets, the cache and prices; nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from rhetor.errors import RhetorError
+from rhetor.governance.budgets import BudgetBook, Hold
+from rhetor.governance.cache import CachedReply, CacheMode, ResponseCache, assembled, cache_key, reply_size
+from rhetor.governance.meter import ANONYMOUS, estimate_input
+from rhetor.governance.prices import PriceTable
+from rhetor.providers import Providers
+from rhetor.providers.base import Provider
+from rhetor.routing.config import TaskConfig
+from rhetor.routing.fallback import Attempt, RunInfo
+from rhetor.routing.router import Route, Target
+from rhetor.types import ChatRequest, ChatResponse, Message, StreamEvent, Usage
+
+Builder = Callable[[Target, Provider], ChatRequest]
+DEFAULT_OUTPUT_ESTIMATE = 256  # reserved output tokens when the request sets no max_tokens
+
+
+class Notes:
+    """Governance's word on one request: set up by the web layer (cache directive, the key's budget and cache
+    default), filled by the gate, read by the fronts (`fields`) and the middleware (`headers`)."""
+
+    __slots__ = ("cache_default", "cache_mode", "fields", "headers", "key_budget")
+
+    def __init__(self, cache_mode: CacheMode | None = None, key_budget: str | None = None,
+                 cache_default: CacheMode | None = None) -> None:
+        self.cache_mode, self.key_budget, self.cache_default = cache_mode, key_budget, cache_default
+        self.fields: dict[str, Any] | None = None
+        self.headers: list[tuple[bytes, bytes]] | None = None
+
+    def note(self, name: str, value: Any, header: str | None = None, text: str | None = None) -> None:
+        if self.fields is None:
+            self.fields = {}
+        self.fields[name] = value
+        if header is not None and text is not None:
+            if self.headers is None:
+                self.headers = []
+            self.headers.append((header.encode(), text.encode("ascii", "replace")[:1024]))
+
+
+class Prepared(Protocol):
+    """What the gate reads of the gateway's prepared request (its `route` may be replaced by a downgrade)."""
+
+    route: Route
+    system: str | None
+    history: list[Message]
+    new_turn: list[Message]
+    inp: Any  # ChatInput: key_id, notes
+
+
+class Ticket:
+    """One admitted request: its reservation, where its answer is cached, or the cached answer itself."""
+
+    __slots__ = ("_builder", "_providers", "cache", "first", "hit", "hold", "key")
+
+    def __init__(self, hold: Hold | None, cache: ResponseCache | None, key: str | None, first: Target | None,
+                 builder: Builder, providers: Providers, hit: CachedReply | None = None) -> None:
+        self.hold, self.cache, self.key, self.hit = hold, cache, key, hit
+        self.first = first  # None: the route was downgraded after the lookup
+        self._builder, self._providers = builder, providers
+
+    def release(self) -> None:
+        if self.hold is not None:
+            self.hold.release()
+
+    def serve(self, info: RunInfo) -> ChatResponse:
+        """The cached answer (a copy), as if its target had answered."""
+        assert self.hit is not None
+        r = self.hit.response
+        info.target = Target(r.provider, r.model)
+        info.attempts.append(Attempt(r.provider, r.model, "cached"))
+        return replace(r, usage=replace(r.usage), tool_calls=list(r.tool_calls))
+
+    def _key_for(self, target: Target | None) -> str | None:
+        """The request's key, whoever answered it (a fallback answers the same request); after a budget's
+        downgrade, the key of the target that answered — never a cheap answer under the dear model's key."""
+        if self.key is None or target is None:
+            return None
+        if self.first is not None:
+            return self.key
+        try:
+            request = self._builder(target, self._providers.get(target.provider))
+        except RhetorError:
+            return None
+        return cache_key(target.provider, target.model, request)
+
+    def answered(self, response: ChatResponse, info: RunInfo) -> None:
+        key = self._key_for(info.target)
+        if key is not None and self.cache is not None and response.finish_reason not in ("error", "cancelled"):
+            self.cache.put(key, CachedReply(response, None, size=reply_size(response, None)))
+
+    def streamed(self, events: list[StreamEvent], info: RunInfo, simulated: bool) -> None:
+        """A stream that completed (never an error or a cancelled one: the caller checks)."""
+        key = self._key_for(info.target)
+        if key is None or self.cache is None or info.target is None:
+            return
+        response = assembled(events, info.target.provider, info.target.model, simulated)
+        self.cache.put(key, CachedReply(response, tuple(events), size=reply_size(response, events)))
+
+    @property
+    def caching(self) -> bool:
+        return self.key is not None
+
+
+class Gate:
+    def __init__(self, prices: PriceTable, config: TaskConfig, budgets: BudgetBook | None = None,
+                 cache: ResponseCache | None = None) -> None:
+        self.prices, self.config, self.budgets, self.cache = prices, config, budgets, cache
+        # tasks.json keys whose entry says "cache": true
+        self.cached_routes = frozenset(k for k, e in config.root.items() if getattr(e, "cache", False))
+
+    def admit(self, prepared: Prepared, builder: Builder, providers: Providers, rec: Any) -> Ticket | None:
+        """Cache lookup, then budgets (see the module docstring). `rec` is the ledger's record, if any."""
+        inp = prepared.inp
+        notes: Notes | None = inp.notes
+        if notes is None:
+            notes = inp.notes = Notes()
+        rt = prepared.route
+        first = rt.targets[0] if rt.targets else None
+        key, mode = None, self._mode(notes, rt)
+        if mode is not None and first is not None and self.cache is not None:
+            try:
+                key = cache_key(first.provider, first.model, builder(first, providers.get(first.provider)))
+            except RhetorError:
+                key = None  # the runner reports an unknown provider or model in its own words
+            if key is not None and mode == "use":
+                hit = self.cache.get(key)
+                if hit is not None:
+                    notes.note("cached", True, "x-rhetor-cache", "hit")
+                    if rec is not None:
+                        rec.cache_hit = True
+                    return Ticket(None, self.cache, None, first, builder, providers, hit)
+            if key is not None:
+                notes.note("cached", False, "x-rhetor-cache", "miss" if mode == "use" else "refresh")
+        hold = self._budgets(prepared, notes, rec) if self.budgets is not None else None
+        if key is None and hold is None:
+            return None
+        return Ticket(hold, self.cache, key, first if prepared.route is rt else None, builder, providers)
+
+    def _mode(self, notes: Notes, rt: Route) -> CacheMode | None:
+        mode = notes.cache_mode or notes.cache_default or ("use" if rt.key in self.cached_routes else None)
+        return None if mode == "off" else mode
+
+    def _budgets(self, prepared: Prepared, notes: Notes, rec: Any) -> Hold | None:
+        assert self.budgets is not None
+        rt, inp = prepared.route, prepared.inp
+        applicable = self.budgets.applicable(rt.component, inp.key_id or ANONYMOUS, rt.task_type, notes.key_budget)
+        if not applicable or not rt.targets:
+            return None
+        first = rt.targets[0]
+        estimate_in = estimate_input(prepared.system, [*prepared.history, *prepared.new_turn])
+        estimate_out = rt.options.get("max_tokens") or DEFAULT_OUTPUT_ESTIMATE
+        usage = Usage(estimate_in, estimate_out)  # reserved at the dearest target that may answer (fallback)
+        estimate_usd = max(self.prices.cost(t.provider, t.model, usage).usd for t in rt.targets)
+        admission = self.budgets.admit(applicable, estimate_usd, estimate_in + estimate_out)  # raises on `block`
+        if admission.warnings:
+            notes.note("budget_warnings", admission.warnings, "x-rhetor-budget-warning", admission.warnings[0])
+        if admission.downgrade is not None:
+            budget, to = admission.downgrade
+            provider, _, model = to.partition("/")
+            was = f"{first.provider}/{first.model}"
+            if (provider, model) != (first.provider, first.model):
+                prepared.route = replace(rt, targets=(Target(provider, model, first.timeout_s, first.retries),))
+                notes.note("downgraded", {"from": was, "to": to, "budget": budget.id}, "x-rhetor-budget-downgrade",
+                           f"{was} -> {to} (budget {budget.id})")
+                if rec is not None:
+                    rec.downgraded_from = was
+        return admission.hold
+
+
+__all__ = ["Gate", "Notes", "Prepared", "Ticket"]
