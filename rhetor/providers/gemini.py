@@ -1,5 +1,6 @@
 """The Google Gemini provider: Rhetor's normalized requests over the Gemini API spoken natively —
-POST {base}/v1beta/models/{model}:generateContent, :streamGenerateContent?alt=sse and :countTokens.
+POST {base}/v1/models/{model}:generateContent, :streamGenerateContent?alt=sse and :countTokens (v1: the API
+version the official google-genai SDK speaks by default).
 
 Translation is pure module-level functions (`build_payload`, `parse_response`, `StreamState`), tested without a
 network; Gemini dicts never leave this module. The system prompt goes in `systemInstruction`, tools as
@@ -44,7 +45,7 @@ from rhetor.types import (
 )
 
 PROVIDER = "gemini"
-API = "/v1beta/models/"
+API = "/v1/models/"
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop", "FINISH_REASON_UNSPECIFIED": "stop", "OTHER": "stop",
     "MAX_TOKENS": "length",
