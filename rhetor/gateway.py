@@ -420,7 +420,7 @@ class Gateway:
                 "breakers": {k: v for k, v in breakers.items() if k.startswith(f"{name}/")},
                 "cooling_down": {k: v for k, v in cooling.items() if k.startswith(f"{name}/")},
             }
-        default = next((n for n in ("anthropic", "openai", "ollama") if avail[n].ok), "simulated")
+        default = next((n for n in ("anthropic", "openai", "gemini", "ollama") if avail[n].ok), "simulated")
         return {"providers": out, "default_provider": default, "default_model": self.defaults[default]}
 
 

@@ -85,6 +85,13 @@ def test_native_and_legacy_routes_and_stream_fallback(stack: tuple[FakeGemini, s
         legacy = c.post("/message", json={"message": "Hello", "context_id": "ergon", "streaming": False,
                                           "options": {"provider": "gemini", "model": "gemini-3.8-flash"}})
         assert legacy.status_code == 200 and legacy.json()["message"] == "Hello from fake Gemini"
+        listed = c.get("/providers").json()  # only a Gemini key: Gemini is the default provider
+        assert (listed["default_provider"], listed["default_model"]) == ("gemini", "gemini-3.8-flash")
+        gemini = {m["id"] for m in listed["providers"]["gemini"]["models"]}
+        assert "gemini-3.8-flash" in gemini and "gemini-1.5-pro" not in gemini  # current models, none retired
+        ids = {m["id"] for m in c.get("/v1/models").json()["data"]}
+        assert "gemini/gemini-2.5-pro" in ids and "gemini/gemini-1.5-pro" not in ids
+        assert "openai/gpt-3.5-turbo" not in ids and "anthropic/claude-3-sonnet-20240229" not in ids
         fake.fail_next(503, n=3)  # every retry of the stream's first target fails before its first event
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(model="rhetor/default", messages=HI, stream=True)
