@@ -75,6 +75,10 @@ def test_anthropic_sdk_with_gemini_behind(stack: tuple[FakeGemini, str]) -> None
     estimate = httpx.post(f"{url}/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
                           json={"model": "simulated-fast", "messages": [{"role": "user", "content": "hi"}]})
     assert estimate.status_code == 200 and estimate.json()["estimated"] is True  # others still estimate
+    fake.api_key = "another-key"  # Gemini refuses the count (400): the estimate answers, marked as one
+    fallback = httpx.post(f"{url}/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "gemini-3.8-flash", "messages": [{"role": "user", "content": "hi"}]})
+    assert fallback.status_code == 200 and fallback.json()["estimated"] is True
 
 
 def test_native_and_legacy_routes_and_stream_fallback(stack: tuple[FakeGemini, str]) -> None:

@@ -31,7 +31,7 @@ from rhetor.api.compat_common import (
 )
 from rhetor.api.compat_errors import compat_endpoint
 from rhetor.api.responses import json_response
-from rhetor.errors import InvalidRequestError
+from rhetor.errors import InvalidRequestError, ProviderError
 from rhetor.gateway import ChatOutcome
 from rhetor.providers.base import estimate_tokens
 from rhetor.types import Message, ToolCall, ToolChoice, ToolSpec
@@ -212,7 +212,10 @@ async def count_tokens(request: Request) -> Response:
     if route.provider_id is not None:  # a vendor that counts (Gemini's countTokens) answers with its own count
         inp = chat_input(request, route, messages, _block_text(body.system, "system") or None, {}, tools=tools,
                          tool_choice=choice)
-        counted = await gateway(request).count_tokens(inp)
+        try:
+            counted = await gateway(request).count_tokens(inp)
+        except ProviderError:  # no key, or the vendor's count failed: Rhetor's estimate, marked as one
+            counted = None
         if counted is not None:
             tokens, provider, model = counted
             return json_response({"input_tokens": tokens}, headers={"x-rhetor-token-count": f"{provider}/{model}"})
