@@ -269,3 +269,29 @@ def test_off_loads_no_sdk() -> None:
 def test_one_server_span_even_with_a_global_provider() -> None:
     """FastAPI 0.165 makes its own SERVER span whenever a global provider is set; Rhetor switches it off."""
     assert "SERVER 1" in _run(_GLOBAL_SCRIPT)
+
+
+def test_websocket_requests_are_traces_of_their_own(make_settings: Callable[..., Settings]) -> None:
+    """No connection-long span: each request on a socket is its own trace, rooted at its rhetor.chat span."""
+    from websockets.sync.client import connect
+
+    with traced(make_settings(otel=True, otel_exporter="none")) as (url, exporter):
+        with connect(url.replace("http://", "ws://") + "/ws") as ws:
+            for rid in ("w1", "w2"):
+                ws.send(json.dumps({"type": "STREAM", "request_id": rid, "prompt": f"prompt {rid}",
+                                    "options": {"provider": "simulated"}}))
+                while not (frame := json.loads(ws.recv(timeout=10)))["done"]:
+                    assert frame["type"] == "CHUNK"
+        spans = wait_spans(exporter, lambda s: len(by_name(s, "rhetor.chat")) == 2)
+    chats = by_name(spans, "rhetor.chat")
+    assert all(c.parent is None for c in chats) and len({c.context.trace_id for c in chats}) == 2
+    assert {c.attributes["rhetor.request_id"] for c in chats} == {"w1", "w2"}
+    assert all(c.attributes["rhetor.stream.status"] == "complete" for c in chats)
+    assert not [s for s in spans if s.kind == SpanKind.SERVER]
+
+
+def test_a_bad_endpoint_refuses_to_start_naming_the_variable(make_settings: Callable[..., Settings]) -> None:
+    from rhetor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318/v1/traces'"):
+        create_app(make_settings(otel_endpoint="localhost:4318/v1/traces"))

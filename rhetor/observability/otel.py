@@ -48,10 +48,12 @@ class Tracing:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
             self.provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif endpoint is not None and exporter == "otlp":
+        elif exporter == "otlp":  # no endpoint (RHETOR_OTEL=1 alone): the OTLP default, http://localhost:4318
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        log.info("tracing on: spans %s", f"exported over OTLP/HTTP to {endpoint or 'http://localhost:4318/v1/traces'}"
+                 if exporter == "otlp" else "printed to stdout" if exporter == "console" else "not exported")
 
     def add_exporter(self, exporter: SpanExporter) -> None:
         """Export every span synchronously to `exporter` as it ends (tests: the SDK's InMemorySpanExporter)."""

@@ -119,6 +119,12 @@ def build(settings: Settings) -> Tracing | None:
     on = settings.otel if settings.otel is not None else settings.otel_endpoint is not None
     if not on:
         return None
+    endpoint = settings.otel_endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        from rhetor.errors import ConfigError
+
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint!r} is not an http:// or https:// URL "
+                          "(Rhetor exports OTLP over HTTP, e.g. http://127.0.0.1:4318)")
     try:
         from rhetor.observability.otel import Tracing
     except ImportError as exc:
