@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ FIELDS = sorted({"message", "messages", "context_id", "task_type", "component", 
                  "encoding_format", "stream_options", "n", "user", "top_k", "output_config"})
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream",
                  "multipart/form-data; boundary=xyz", "application/json; charset=latin-1", None]
+IDLE_S = 3.0  # a connection unused this long is replaced first (uvicorn's keep-alive timeout is 5 s)
 EXAMPLES = 12  # per route and strategy: ~25 routes x 2 strategies x 12 = 600 requests (+ a probe each)
 
 
@@ -81,6 +83,7 @@ class Client:
     def __init__(self, base: str) -> None:
         self.host = base.removeprefix("http://")
         self.conn = http.client.HTTPConnection(self.host, timeout=30)
+        self.used = time.monotonic()
 
     def _fresh(self) -> None:  # after a failed example only, so the next example starts clean (shrinking)
         self.conn.close()
@@ -88,6 +91,8 @@ class Client:
 
     def check(self, method: str, path: str, body: bytes, content_type: str | None = "application/json") -> int:
         headers = {"content-type": content_type} if content_type else {}
+        if time.monotonic() - self.used > IDLE_S:  # uvicorn closes a keep-alive connection idle for 5 s: fair
+            self._fresh()
         try:
             self.conn.request(method, path, body, headers)
             resp = self.conn.getresponse()
@@ -108,6 +113,7 @@ class Client:
             self._fresh()
             raise AssertionError(f"{method} {path} -> {resp.status}, then the connection was gone ({exc!r})") from None
         assert probe.status == 200 and self.conn.sock is sock, f"{method} {path}: the probe needed a new connection"
+        self.used = time.monotonic()
         return resp.status
 
 
