@@ -195,3 +195,24 @@ def test_a_narrow_screen_gets_one_column_and_no_sideways_scroll(browser: Any, ba
     assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
     narrow.shot("playground-390", full_page=True)
     narrow.clean()
+
+
+def test_with_keys_the_sign_in_form_opens_the_page_and_its_api_calls(browser: Any, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    settings = settings_for(tmp_path, api_keys=(SecretStr("sk-ui-e2e"),), hermes_url="http://127.0.0.1:9")
+    with running_rhetor(settings) as url:
+        signed = Page(browser, url, WIDE)
+        page = signed.open("overview")
+        page.locator("#login-form").wait_for()
+        signed.errors.clear()  # the sign-in page itself is a 401, which Chromium logs
+        page.fill("#key", "sk-ui-e2e")
+        page.click("#login-form button")
+        page.locator("#providers tr[data-provider=simulated]").wait_for()  # /api/v1/providers needs the key
+        page.locator("#chart-rate canvas").wait_for()
+        assert page.locator("#signout").is_visible()
+        signed.shot("signed-in-1280x800")
+        page.click("#signout")
+        page.locator("#login-form").wait_for()
+        signed.errors = [e for e in signed.errors if "401" not in e]  # signing out lands on the 401 form again
+        signed.clean()
