@@ -32,6 +32,7 @@ from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider, TokenCounter, estimate_tokens
+from rhetor.providers.fidelity import admit as admit_fields
 from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import FallbackRunner, RunInfo
@@ -44,6 +45,8 @@ from rhetor.types import (
     ChatRequest,
     ChatResponse,
     Message,
+    Passthrough,
+    Reasoning,
     StreamEnd,
     StreamError,
     StreamEvent,
@@ -83,6 +86,10 @@ class ChatInput:
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     user: str | None = None
+    reasoning: Reasoning | None = None
+    service_tier: str | None = None
+    # the caller's own body, for same-vendor pass-through and the never-silent check (rhetor.providers.fidelity)
+    passthrough: Passthrough | None = None
     pinned: bool = False
     # False: the front records the turn itself (the Responses API stores its items losslessly, rhetor.api.openai)
     record: bool = True
@@ -284,11 +291,15 @@ class Gateway:
         def build(target: Target, provider: Provider) -> ChatRequest:
             budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens"))
             convo = fit_history(prepared.history, prepared.new_turn, budget_tokens=budget, system=prepared.system)
-            return ChatRequest(model=target.model, messages=convo, system=prepared.system,
-                               temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
-                               top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra,
-                               tools=inp.tools, tool_choice=inp.tool_choice, response_format=inp.response_format,
-                               seed=seed, user=inp.user)
+            request = ChatRequest(model=target.model, messages=convo, system=prepared.system,
+                                  temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
+                                  top_p=sampling.get("top_p"), stop=stops, timeout_s=target.timeout_s, extra=extra,
+                                  tools=inp.tools, tool_choice=inp.tool_choice, response_format=inp.response_format,
+                                  seed=seed, user=inp.user, reasoning=inp.reasoning, service_tier=inp.service_tier,
+                                  passthrough=inp.passthrough)
+            if inp.passthrough is not None:  # forwarded, translated or refused: never silent (400 before any I/O)
+                admit_fields(request, getattr(provider, "wire", provider.name), target.provider)
+            return request
 
         return build
 

@@ -99,6 +99,11 @@ class Settings(BaseModel):
     # OpenAI/Anthropic-compatible fronts: caller keys (empty = no auth) and model-name aliases
     api_keys: tuple[SecretStr, ...] = ()
     model_aliases: dict[str, str] = Field(default_factory=dict)
+    # Lossless fronts (rhetor/providers/fidelity.py): RHETOR_LENIENT=1 drops (and lists) a field the chosen upstream
+    # cannot honour instead of answering 400, as x-rhetor-lenient: 1 does per request; RHETOR_FORWARD_OPENAI_ORG=1
+    # forwards the caller's openai-organization / openai-project headers to an OpenAI upstream
+    lenient_fields: bool = False
+    forward_openai_org: bool = False
 
     # Governance (rhetor/governance): the usage ledger in $RHETOR_DATA_DIR/usage.db, and the price table
     usage_ledger: bool = True  # RHETOR_USAGE_LEDGER=0 turns recording off (benchmarks measure both)
@@ -210,6 +215,8 @@ class Settings(BaseModel):
             "RHETOR_METRICS_KEY_LABEL": "metrics_key_label",
             "RHETOR_LOG_FORMAT": "log_format",
             "RHETOR_ACCESS_LOG": "access_log",
+            "RHETOR_LENIENT": "lenient_fields",
+            "RHETOR_FORWARD_OPENAI_ORG": "forward_openai_org",
         }
         for var, key in simple.items():
             if e.get(var):

@@ -52,6 +52,9 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False
+    # where this turn came from in the caller's own body (`Passthrough.body["messages"][raw_index]`): a same-vendor
+    # upstream gets that dict as sent; None = Rhetor's addition (stored history), built from the fields above
+    raw_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +81,34 @@ class Usage:
 
 
 @dataclass(slots=True)
+class Reasoning:
+    """How hard the model should think: OpenAI's `reasoning_effort` ("minimal", "low", "medium", "high") or
+    Anthropic's thinking `budget_tokens`; a provider uses the one its vendor takes (rhetor.providers.fidelity
+    maps between them)."""
+
+    effort: str | None = None
+    budget_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Passthrough:
+    """The caller's own request as its front received it (`api`: "openai" Chat Completions or "anthropic"
+    Messages), for lossless same-vendor forwarding: an upstream speaking `api` is sent `body` with only the model
+    rewritten and Rhetor's additions spliced in, plus `headers` (anthropic-beta, ...). Any other upstream gets the
+    normalized fields, and what it cannot honour is refused or, `lenient`, dropped and listed in `dropped` (set
+    per attempt by rhetor.providers.fidelity). `system` is the caller's own system text, so Rhetor's addition to
+    the system prompt can be told apart; `parts` names content blocks only the same vendor takes."""
+
+    api: Literal["openai", "anthropic"]
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    system: str | None = None
+    parts: list[str] = field(default_factory=list)
+    lenient: bool = False
+    dropped: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ChatRequest:
     """What a provider is asked: one model, the conversation, and sampling parameters.
 
@@ -100,6 +131,9 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     user: str | None = None
+    reasoning: Reasoning | None = None
+    service_tier: str | None = None
+    passthrough: Passthrough | None = None  # set by the OpenAI/Anthropic chat fronts only (see Passthrough)
 
 
 @dataclass(slots=True)
@@ -112,6 +146,8 @@ class ChatResponse:
     simulated: bool = False
     tool_calls: list[ToolCall] = field(default_factory=list)
     stop_sequence: str | None = None  # which of the request's stop sequences ended the answer, if known
+    reasoning: str = ""  # the model's visible reasoning (Anthropic thinking, `reasoning_content`), when given
+    raw: bytes | None = None  # a same-vendor upstream's body as received, relayed as-is (Passthrough)
 
 
 @dataclass(slots=True)
@@ -146,6 +182,24 @@ class StreamEnd:
 
 
 @dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's visible reasoning. Only yielded for requests with a `Passthrough` (the fronts that
+    frame it); other consumers never see it."""
+
+    text: str
+    kind: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(slots=True)
+class RawFrame:
+    """One event of a same-vendor upstream's stream, as received (with its SSE framing), for the front to relay.
+    Only yielded for requests with a `Passthrough` of the provider's own API; the normalized events still follow."""
+
+    data: bytes
+    kind: Literal["raw"] = "raw"
+
+
+@dataclass(slots=True)
 class StreamError:
     """A failure after the stream was committed to the caller; always the last event."""
 
@@ -156,16 +210,20 @@ class StreamError:
 
 
 # What a provider yields: deltas, then exactly one StreamEnd (or it raises).
-ProviderEvent = TextDelta | ToolCallDelta | StreamEnd
+ProviderEvent = TextDelta | ToolCallDelta | StreamEnd | ReasoningDelta | RawFrame
 # What the gateway yields to the web layer: a provider event, or one terminal StreamError.
-StreamEvent = TextDelta | ToolCallDelta | StreamEnd | StreamError
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd | StreamError | ReasoningDelta | RawFrame
 
 __all__ = [
     "ChatRequest",
     "ChatResponse",
     "FinishReason",
     "Message",
+    "Passthrough",
     "ProviderEvent",
+    "RawFrame",
+    "Reasoning",
+    "ReasoningDelta",
     "Role",
     "StreamEnd",
     "StreamError",

@@ -1,10 +1,13 @@
 """The Anthropic-compatible front: POST /v1/messages (JSON, or the Messages SSE event sequence) and
 POST /v1/messages/count_tokens (an estimate, and it says so).
 
-Any provider answers behind it (model names: rhetor.routing.models). Text, tool_use and tool_result blocks
-translate to the normalized types; image and document blocks are refused with a 400 naming the block rather
-than silently dropped; thinking blocks in the history are skipped. Errors are Anthropic's (compat_errors).
-Knows the gateway, never providers.
+Any provider answers behind it (model names: rhetor.routing.models). Anthropic gets the caller's body as sent
+(thinking, cache_control, image and document blocks, betas) and its answer is relayed as received (same-vendor
+pass-through). For any other upstream, text, tool_use and tool_result blocks translate to the normalized types,
+`thinking` to a reasoning effort, cache_control is not sent (documented), thinking blocks in the history are
+omitted; image and document blocks are refused with a 400 naming the block (or dropped and listed in lenient
+mode), as is any field that upstream cannot honour (rhetor.providers.fidelity, docs/fronts.md). Errors are
+Anthropic's (compat_errors). Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from rhetor.api.compat_common import (
     sse_response,
 )
 from rhetor.api.compat_errors import compat_endpoint
-from rhetor.api.responses import json_response
+from rhetor.api.compat_fidelity import anthropic_usage, fidelity_headers, passthrough
+from rhetor.api.responses import json_response, parse_json
 from rhetor.errors import InvalidRequestError, ProviderError
 from rhetor.gateway import ChatOutcome
 from rhetor.providers.base import estimate_tokens
-from rhetor.types import Message, ToolCall, ToolChoice, ToolSpec
+from rhetor.types import Message, Reasoning, ToolCall, ToolChoice, ToolSpec
 
 SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
@@ -91,6 +95,14 @@ class MessagesBody(CountTokensBody):
     stream: bool = False
     metadata: Metadata | None = None
     output_config: OutputConfig | None = None
+    thinking: dict[str, Any] | None = None
+    service_tier: str | None = None
+
+    def reasoning(self) -> Reasoning | None:
+        budget = (self.thinking or {}).get("budget_tokens")
+        if (self.thinking or {}).get("type") != "enabled":
+            return None
+        return Reasoning(budget_tokens=budget if isinstance(budget, int) else None)
 
     def response_format(self) -> dict[str, Any] | None:
         """Structured output (`output_config.format`) in the normalized (OpenAI-shaped) response_format."""
@@ -113,15 +125,18 @@ def _block_text(value: Any, where: str) -> str:
     return "\n\n".join(parts) if where == "system" else "".join(parts)
 
 
-def to_messages(body: CountTokensBody) -> list[Message]:
+def to_messages(body: CountTokensBody, others: list[str] | None = None) -> list[Message]:
+    """The normalized turns, each remembering its message's index in the body. Image and document blocks are named
+    in `others` (only Anthropic takes them; rhetor.providers.fidelity), or refused when `others` is None."""
     out: list[Message] = []
     names: dict[str, str] = {}
     for i, m in enumerate(body.messages):
         if isinstance(m.content, str):
-            out.append(Message(m.role, m.content))
+            out.append(Message(m.role, m.content, raw_index=i))
             continue
         texts: list[str] = []
         calls: list[ToolCall] = []
+        first = len(out)
         for j, block in enumerate(m.content):
             kind, where = block.get("type"), f"messages[{i}].content[{j}]"
             if kind == "text" and isinstance(block.get("text"), str):
@@ -134,14 +149,16 @@ def to_messages(body: CountTokensBody) -> list[Message]:
                 call_id = str(block.get("tool_use_id", ""))
                 out.append(Message("tool", _block_text(block.get("content"), f"{where}.content"),
                                    tool_call_id=call_id, name=names.get(call_id),
-                                   is_error=bool(block.get("is_error"))))
+                                   is_error=bool(block.get("is_error")), raw_index=i))
+            elif kind in ("image", "document") and others is not None:
+                others.append(f"{where} ({kind})")
             elif kind not in SKIPPED_BLOCKS:
                 raise InvalidRequestError(f"{where}: {kind!r} blocks are not supported for role {m.role!r}",
                                           param=where)
         if m.role == "assistant":
-            out.append(Message("assistant", "".join(texts), tool_calls=calls or None))
-        elif texts:
-            out.append(Message("user", "".join(texts)))
+            out.append(Message("assistant", "".join(texts), tool_calls=calls or None, raw_index=i))
+        elif texts or len(out) == first:  # a turn of images only still has its place
+            out.append(Message("user", "".join(texts), raw_index=i))
     return out
 
 
@@ -164,6 +181,8 @@ def tools_and_choice(body: CountTokensBody) -> tuple[list[ToolSpec] | None, Tool
 def message(outcome: ChatOutcome, message_id: str) -> dict[str, Any]:
     r = outcome.response
     content: list[dict[str, Any]] = [{"type": "text", "text": r.content}] if r.content or not r.tool_calls else []
+    if r.reasoning:  # an OpenAI-compatible server's reasoning_content; no signature: it was not Anthropic's
+        content.insert(0, {"type": "thinking", "thinking": r.reasoning, "signature": ""})
     for call in r.tool_calls:
         try:
             arguments = orjson.loads(call.arguments or "{}")
@@ -173,8 +192,7 @@ def message(outcome: ChatOutcome, message_id: str) -> dict[str, Any]:
                         "input": arguments if isinstance(arguments, dict) else {"value": arguments}})
     return {"id": message_id, "type": "message", "role": "assistant", "model": f"{r.provider}/{r.model}",
             "content": content, "stop_reason": stop_reason(r.finish_reason, r.stop_sequence),
-            "stop_sequence": r.stop_sequence,
-            "usage": {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens}}
+            "stop_sequence": r.stop_sequence, "usage": anthropic_usage(r.usage)}
 
 
 def estimate_input(body: CountTokensBody) -> int:
@@ -184,24 +202,38 @@ def estimate_input(body: CountTokensBody) -> int:
     return estimate_tokens(text) + 4 * len(body.messages)
 
 
+def _system_text(body: CountTokensBody) -> str | None:
+    """The system prompt's text (cache_control on its blocks only matters to Anthropic: pass-through)."""
+    return _block_text(body.system, "system") or None
+
+
 async def messages(request: Request) -> Response:
-    body = await read_body(request, MessagesBody)
+    raw = parse_json(await request.body())
+    body = MessagesBody.model_validate(raw)
     route = resolve(request, body.model)
     tools, choice = tools_and_choice(body)
     options = {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop_sequences,
                "max_tokens": body.max_tokens, "top_k": body.top_k}
-    inp = chat_input(request, route, to_messages(body), _block_text(body.system, "system") or None, options,
+    others: list[str] = []
+    turns, system = to_messages(body, others), _system_text(body)
+    pt = passthrough(request, "anthropic", raw, system, others)
+    inp = chat_input(request, route, turns, system, options,
                      tools=tools, tool_choice=choice, user=body.metadata.user_id if body.metadata else None,
-                     response_format=body.response_format())
+                     response_format=body.response_format(), passthrough=pt, reasoning=body.reasoning(),
+                     service_tier=body.service_tier)
     gw = gateway(request)
     attribute(inp, request, "anthropic")
     if body.stream:
         session = await gw.open_stream(inp)
-        return sse_response(events(session, new_id("msg_"), estimate_input(body)), session_headers(session))
+        frames, relayed = await events(session, new_id("msg_"), estimate_input(body))
+        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
     outcome = await gw.chat(inp)
     r = outcome.response
-    return json_response(message(outcome, new_id("msg_")),
-                         headers=rhetor_headers(r.provider, r.model, outcome.info, r.simulated))
+    headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
+               **fidelity_headers(pt, r.raw is not None)}
+    if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact
+        return Response(r.raw, media_type="application/json", headers=headers)
+    return json_response(message(outcome, new_id("msg_")), headers=headers)
 
 
 async def count_tokens(request: Request) -> Response:

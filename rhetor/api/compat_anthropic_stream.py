@@ -6,7 +6,9 @@
 
 Text opens a text block; each tool call its own tool_use block. While the upstream is silent a `ping` goes
 out every PING_INTERVAL_S, as Anthropic's own streams do. A failure after commit is `event: error` with
-Anthropic's error body, then the end: never a silently truncated stream. Knows the gateway's stream types.
+Anthropic's error body, then the end: never a silently truncated stream. Reasoning from another vendor opens a
+thinking block (thinking_delta). When the upstream is Anthropic itself (same-vendor pass-through: the first event is
+a RawFrame) its own events are relayed as received. Knows the gateway's stream types.
 """
 
 from __future__ import annotations
@@ -19,8 +21,18 @@ from typing import Any
 import orjson
 
 from rhetor.api.compat_errors import anthropic_error, attempts_status
+from rhetor.api.compat_fidelity import anthropic_usage, first_event, prepended, relay
 from rhetor.gateway import StreamSession
-from rhetor.types import FinishReason, StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta
+from rhetor.types import (
+    FinishReason,
+    RawFrame,
+    ReasoningDelta,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+)
 
 PING_INTERVAL_S = 10.0
 STOP_REASONS: dict[FinishReason, str] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -89,15 +101,33 @@ class _Blocks:
         return sse("content_block_delta", {"type": "content_block_delta", "index": self.count, "delta": delta})
 
 
-async def events(session: StreamSession, message_id: str, input_estimate: int) -> AsyncIterator[bytes]:
+async def events(session: StreamSession, message_id: str,
+                 input_estimate: int) -> tuple[AsyncIterator[bytes], bool]:
+    """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
+    first, source = await first_event(session)
+
+    def error_frame(event: StreamError) -> bytes:
+        return sse("error", anthropic_error(attempts_status(session.info.attempts_dicts()[-1:]), event.error))
+
+    if isinstance(first, RawFrame):
+        return relay(first, source, error_frame), True
+    return framed(session, prepended(first, source), message_id, input_estimate, error_frame), False
+
+
+async def framed(session: StreamSession, source: AsyncIterator[StreamEvent], message_id: str, input_estimate: int,
+                 error_frame: Any) -> AsyncIterator[bytes]:
     start: dict[str, Any] = {"id": message_id, "type": "message", "role": "assistant",
                              "model": f"{session.provider}/{session.model}", "content": [], "stop_reason": None,
                              "stop_sequence": None, "usage": {"input_tokens": input_estimate, "output_tokens": 1}}
     yield sse("message_start", {"type": "message_start", "message": start}) + PING
     blocks = _Blocks()
-    async for event in with_pings(session.events(), PING_INTERVAL_S):
+    async for event in with_pings(source, PING_INTERVAL_S):
         if event is None:
             yield PING
+        elif isinstance(event, ReasoningDelta):
+            head = b"" if blocks.open is not None and blocks.open[0] == "thinking" else \
+                blocks.switch("thinking", -1, {"type": "thinking", "thinking": "", "signature": ""})
+            yield head + blocks.delta({"type": "thinking_delta", "thinking": event.text})
         elif isinstance(event, TextDelta):
             head = b"" if blocks.open is not None and blocks.open[0] == "text" else \
                 blocks.switch("text", -1, {"type": "text", "text": ""})
@@ -112,16 +142,15 @@ async def events(session: StreamSession, message_id: str, input_estimate: int) -
         elif isinstance(event, StreamEnd):
             out = blocks.close() if blocks.count or blocks.open else \
                 blocks.switch("text", -1, {"type": "text", "text": ""}) + blocks.close()
-            usage = {"input_tokens": event.usage.input_tokens, "output_tokens": event.usage.output_tokens}
+            usage = anthropic_usage(event.usage)
             out += sse("message_delta", {"type": "message_delta",
                                          "delta": {"stop_reason": stop_reason(event.finish_reason, event.stop_sequence),
                                                    "stop_sequence": event.stop_sequence},
                                          "usage": usage})
             yield out + sse("message_stop", {"type": "message_stop"})
         elif isinstance(event, StreamError):
-            status = attempts_status(session.info.attempts_dicts()[-1:])
-            yield sse("error", anthropic_error(status, event.error))
+            yield error_frame(event)
             return
 
 
-__all__ = ["PING_INTERVAL_S", "STOP_REASONS", "events", "stop_reason", "with_pings"]
+__all__ = ["PING_INTERVAL_S", "STOP_REASONS", "events", "framed", "stop_reason", "with_pings"]

@@ -5,7 +5,9 @@ Sequence: a role chunk (`{"role": "assistant", "content": ""}`), one chunk per t
 a chunk with an empty delta and the `finish_reason`, the usage chunk (`choices: []`) when
 `stream_options.include_usage` (every earlier chunk then carries `"usage": null`, as OpenAI sends), then
 `data: [DONE]`. A failure after commit is one `data: {"error": {...}}` frame and the end of the stream,
-without [DONE], so the SDK raises APIError instead of returning a silently truncated answer.
+without [DONE], so the SDK raises APIError instead of returning a silently truncated answer. Reasoning (Anthropic
+thinking) goes out as `delta.reasoning_content`, as OpenAI-compatible servers send it. When the upstream spoke this
+API itself (same-vendor pass-through: the first event is a RawFrame) its own events are relayed as received.
 Knows the gateway's stream types, never providers.
 """
 
@@ -18,14 +20,39 @@ import orjson
 
 from rhetor.api.compat_common import unix_now
 from rhetor.api.compat_errors import attempts_status, openai_error
+from rhetor.api.compat_fidelity import first_event, openai_usage, prepended, relay
 from rhetor.gateway import StreamSession
-from rhetor.types import FinishReason, StreamEnd, StreamError, TextDelta, ToolCallDelta
+from rhetor.types import (
+    FinishReason,
+    RawFrame,
+    ReasoningDelta,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+)
 
 FINISH: dict[FinishReason, str] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                    "content_filter": "content_filter", "error": "stop", "cancelled": "stop"}
 
 
-async def chunks(session: StreamSession, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def chunks(session: StreamSession, completion_id: str,
+                 include_usage: bool) -> tuple[AsyncIterator[bytes], bool]:
+    """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
+    first, source = await first_event(session)
+
+    def error_frame(event: StreamError) -> bytes:
+        status = attempts_status(session.info.attempts_dicts()[-1:])
+        return b"data: " + orjson.dumps(openai_error(status, event.error, code=event.type)) + b"\n\n"
+
+    if isinstance(first, RawFrame):
+        return relay(first, source, error_frame), True
+    return framed(session, prepended(first, source), completion_id, include_usage, error_frame), False
+
+
+async def framed(session: StreamSession, events: AsyncIterator[StreamEvent], completion_id: str,
+                 include_usage: bool, error_frame: Any) -> AsyncIterator[bytes]:
     # The envelope is serialized once; each chunk splices its choices into it (orjson, no per-chunk dicts).
     envelope: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": unix_now(),
                                 "model": f"{session.provider}/{session.model}", "system_fingerprint": None}
@@ -39,9 +66,11 @@ async def chunks(session: StreamSession, completion_id: str, include_usage: bool
 
     yield chunk({"role": "assistant", "content": ""})
     started: set[int] = set()
-    async for event in session.events():
+    async for event in events:
         if isinstance(event, TextDelta):
             yield chunk({"content": event.text})
+        elif isinstance(event, ReasoningDelta):
+            yield chunk({"reasoning_content": event.text})
         elif isinstance(event, ToolCallDelta):
             call: dict[str, Any] = {"index": event.index}
             if event.index not in started:
@@ -54,14 +83,12 @@ async def chunks(session: StreamSession, completion_id: str, include_usage: bool
         elif isinstance(event, StreamEnd):
             yield chunk({}, FINISH[event.finish_reason])
             if include_usage:
-                usage = {"prompt_tokens": event.usage.input_tokens, "completion_tokens": event.usage.output_tokens,
-                         "total_tokens": event.usage.total_tokens}
+                usage = openai_usage(event.usage)
                 yield b"data: " + orjson.dumps({**envelope, "choices": [], "usage": usage}) + b"\n\n"
             yield b"data: [DONE]\n\n"
         elif isinstance(event, StreamError):
-            status = attempts_status(session.info.attempts_dicts()[-1:])
-            yield b"data: " + orjson.dumps(openai_error(status, event.error, code=event.type)) + b"\n\n"
+            yield error_frame(event)
             return
 
 
-__all__ = ["FINISH", "chunks"]
+__all__ = ["FINISH", "chunks", "framed"]

@@ -1,9 +1,11 @@
 """The OpenAI-compatible front: POST /v1/chat/completions (JSON, or SSE `chat.completion.chunk`s ending with
 `data: [DONE]`), plus the route table that also carries /v1/models and /v1/embeddings (their own modules).
 
-Any provider answers behind it (model names: rhetor.routing.models); tools, tool_choice, response_format,
-seed and user pass through to providers that support them. Errors are OpenAI's (compat_errors). Plain
-Starlette routes, like the native API, to keep the hot path lean. Knows the gateway, never providers.
+Any provider answers behind it (model names: rhetor.routing.models). An OpenAI(-compatible) upstream gets the
+caller's body as sent and its answer is relayed as received (same-vendor pass-through); any other gets the
+normalized fields, and a field it cannot honour is refused with a 400 naming it, or dropped and listed in lenient
+mode (rhetor.providers.fidelity, docs/fronts.md). Errors are OpenAI's (compat_errors). Plain Starlette routes,
+like the native API, to keep the hot path lean. Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from rhetor.api.compat_common import (
     chat_input,
     gateway,
     new_id,
-    read_body,
     resolve,
     rhetor_headers,
     session_headers,
@@ -29,11 +30,12 @@ from rhetor.api.compat_common import (
     unix_now,
 )
 from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.compat_fidelity import fidelity_headers, openai_usage, passthrough
 from rhetor.api.compat_openai_stream import FINISH, chunks
-from rhetor.api.responses import json_response
+from rhetor.api.responses import json_response, parse_json
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import ChatOutcome
-from rhetor.types import Message, ToolCall, ToolChoice, ToolSpec
+from rhetor.types import Message, Reasoning, ToolCall, ToolChoice, ToolSpec
 
 
 class _Model(BaseModel):
@@ -99,7 +101,9 @@ class ChatCompletionBody(_Model):
     tools: list[ToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedChoice | None = None
     parallel_tool_calls: bool | None = None
-    n: Annotated[int, Field(ge=1, le=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    service_tier: str | None = None
 
     @model_validator(mode="after")
     def _formats(self) -> ChatCompletionBody:
@@ -109,38 +113,44 @@ class ChatCompletionBody(_Model):
         return self
 
 
-def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
+def _text(content: str | list[dict[str, Any]] | None, where: str, others: list[str] | None = None) -> str:
+    """The text of a message's content; other parts (images, audio, files) are named in `others`: only a
+    same-vendor upstream takes them (rhetor.providers.fidelity), any other refuses them or, lenient, drops them."""
     if content is None or isinstance(content, str):
         return content or ""
     parts: list[str] = []
     for i, part in enumerate(content):
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        elif others is not None and isinstance(part.get("type"), str):
+            others.append(f"{where}.content[{i}] ({part['type']})")
+        else:
             raise InvalidRequestError(f"{where}.content[{i}]: only text parts are supported, got "
                                       f"{part.get('type')!r}", param=f"{where}.content")
-        parts.append(part["text"])
     return "".join(parts)
 
 
-def to_messages(body: ChatCompletionBody) -> tuple[list[Message], str | None]:
-    """(conversation, system prompt from system/developer messages)."""
+def to_messages(body: ChatCompletionBody, others: list[str] | None = None) -> tuple[list[Message], str | None]:
+    """(conversation, system prompt from system/developer messages); each turn remembers its index in the body."""
     systems: list[str] = []
     out: list[Message] = []
     names: dict[str, str] = {}  # tool call id -> tool name, for providers that name tool results
     for i, m in enumerate(body.messages):
-        text = _text(m.content, f"messages[{i}]")
+        text = _text(m.content, f"messages[{i}]", others if m.role == "user" else None)
         if m.role in ("system", "developer"):
             systems.append(text)
         elif m.role == "assistant":
             calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
             names.update((c.id, c.name) for c in calls)
-            out.append(Message("assistant", text, tool_calls=calls or None))
+            out.append(Message("assistant", text, tool_calls=calls or None, raw_index=i))
         elif m.role == "tool":
             if not m.tool_call_id:
                 raise InvalidRequestError(f"messages[{i}].tool_call_id is required for role 'tool'",
                                           param=f"messages[{i}].tool_call_id")
-            out.append(Message("tool", text, tool_call_id=m.tool_call_id, name=names.get(m.tool_call_id)))
+            out.append(Message("tool", text, tool_call_id=m.tool_call_id, name=names.get(m.tool_call_id),
+                               raw_index=i))
         else:
-            out.append(Message("user", text))
+            out.append(Message("user", text, raw_index=i))
     return out, "\n\n".join(systems) or None
 
 
@@ -157,6 +167,8 @@ def completion(outcome: ChatOutcome, completion_id: str) -> dict[str, Any]:
     r = outcome.response
     message: dict[str, Any] = {"role": "assistant", "content": r.content if r.content or not r.tool_calls else None,
                                "refusal": None}
+    if r.reasoning:  # Anthropic thinking, as OpenAI-compatible servers carry reasoning
+        message["reasoning_content"] = r.reasoning
     if r.tool_calls:
         message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
                                                                                "arguments": c.arguments}}
@@ -164,31 +176,40 @@ def completion(outcome: ChatOutcome, completion_id: str) -> dict[str, Any]:
     return {"id": completion_id, "object": "chat.completion", "created": unix_now(),
             "model": f"{r.provider}/{r.model}",
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH[r.finish_reason]}],
-            "usage": {"prompt_tokens": r.usage.input_tokens, "completion_tokens": r.usage.output_tokens,
-                      "total_tokens": r.usage.total_tokens}}
+            "usage": openai_usage(r.usage)}
 
 
 async def chat_completions(request: Request) -> Response:
-    body = await read_body(request, ChatCompletionBody)
+    raw = parse_json(await request.body())
+    body = ChatCompletionBody.model_validate(raw)
     route = resolve(request, body.model)
-    messages, system = to_messages(body)
+    others: list[str] = []
+    messages, system = to_messages(body, others)
+    pt = passthrough(request, "openai", raw, system, others)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     options = {"temperature": body.temperature, "top_p": body.top_p, "stop": stop,
                "max_tokens": body.max_completion_tokens or body.max_tokens}
     tools = [ToolSpec(t.function.name, t.function.description or "",
                       t.function.parameters or {"type": "object", "properties": {}}) for t in body.tools or []]
+    effort = body.reasoning_effort
     inp = chat_input(request, route, messages, system, options, tools=tools or None, tool_choice=tool_choice(body),
-                     response_format=body.response_format, seed=body.seed, user=body.user)
+                     response_format=body.response_format, seed=body.seed, user=body.user, passthrough=pt,
+                     reasoning=Reasoning(effort=effort) if effort and effort != "none" else None,
+                     service_tier=body.service_tier)
     gw = gateway(request)
     attribute(inp, request, "openai")
     if body.stream:
         session = await gw.open_stream(inp)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(chunks(session, new_id("chatcmpl-"), include_usage), session_headers(session))
+        frames, relayed = await chunks(session, new_id("chatcmpl-"), include_usage)
+        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
     outcome = await gw.chat(inp)
     r = outcome.response
-    return json_response(completion(outcome, new_id("chatcmpl-")),
-                         headers=rhetor_headers(r.provider, r.model, outcome.info, r.simulated))
+    headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
+               **fidelity_headers(pt, r.raw is not None)}
+    if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact
+        return Response(r.raw, media_type="application/json", headers=headers)
+    return json_response(completion(outcome, new_id("chatcmpl-")), headers=headers)
 
 
 routes: list[BaseRoute] = [

@@ -28,6 +28,7 @@ from rhetor.providers.anthropic_tools import (
     parse_tool_uses,
 )
 from rhetor.providers.base import Availability
+from rhetor.providers.fidelity import effort_budget
 from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
 from rhetor.types import (
@@ -35,6 +36,7 @@ from rhetor.types import (
     ChatResponse,
     FinishReason,
     ProviderEvent,
+    ReasoningDelta,
     StreamEnd,
     TextDelta,
     ToolCallDelta,
@@ -95,6 +97,14 @@ def build_payload(request: ChatRequest, *, stream: bool = False) -> dict[str, An
         if key in request.extra:
             payload[key] = request.extra[key]
     add_request_knobs(payload, request)
+    if request.reasoning is not None:  # OpenAI's reasoning_effort as a thinking budget (rhetor.providers.fidelity)
+        r = request.reasoning
+        budget = r.budget_tokens if r.budget_tokens is not None else effort_budget(r.effort or "medium")
+        if payload["max_tokens"] <= budget:  # Anthropic wants room for the answer beyond the budget
+            payload["max_tokens"] = budget + payload["max_tokens"]
+        payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if request.service_tier is not None:
+        payload["service_tier"] = request.service_tier
     if stream:
         payload["stream"] = True
     return payload
@@ -130,6 +140,8 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
                                     provider=PROVIDER, model=model)
     blocks = data["content"]
     text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    thinking = "".join(str(b.get("thinking", "")) for b in blocks
+                       if isinstance(b, dict) and b.get("type") == "thinking")
     usage = _obj(data, "usage")
     return ChatResponse(
         content=text,
@@ -139,6 +151,7 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         usage=usage_of(usage),
         tool_calls=parse_tool_uses(blocks),
         stop_sequence=data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
+        reasoning=thinking,
     )
 
 
@@ -207,6 +220,8 @@ class StreamState:
             delta = data.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta" and delta.get("text"):
                 return TextDelta(str(delta["text"]))
+            if isinstance(delta, dict) and delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                return ReasoningDelta(str(delta["thinking"]))
             if isinstance(delta, dict) and delta.get("type") == "input_json_delta" and delta.get("partial_json"):
                 tool = self.tool_index.get(_int(data.get("index")))
                 if tool is not None:
@@ -250,6 +265,7 @@ class StreamState:
 
 class AnthropicProvider:
     name = PROVIDER
+    wire = "anthropic"  # the API it speaks: a request from the Anthropic front passes through (providers.fidelity)
     default_model = "claude-sonnet-5-5"  # the catalogue's default_model wins (rhetor/catalog/catalog.json)
 
     def __init__(self, settings: Settings) -> None:
@@ -268,6 +284,11 @@ class AnthropicProvider:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         self._require_key(request.model)
+        pt = request.passthrough
+        if pt is not None and pt.api == "anthropic":  # same vendor: the caller's body, relayed answer
+            from rhetor.providers import anthropic_passthrough
+
+            return await anthropic_passthrough.complete(self._http, request, pt)
         data = await self._http.request_json("POST", "/v1/messages", build_payload(request), model=request.model,
                                              timeout_s=request.timeout_s)
         return parse_response(data, request.model)
@@ -275,6 +296,13 @@ class AnthropicProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         model = request.model
         self._require_key(model)
+        pt = request.passthrough
+        if pt is not None and pt.api == "anthropic":  # same vendor: the caller's body, relayed events
+            from rhetor.providers import anthropic_passthrough
+
+            async for relayed in anthropic_passthrough.stream(self._http, request, pt):
+                yield relayed
+            return
         state = StreamState(model)
         parser = SSEParser()
         end: StreamEnd | None = None
@@ -289,8 +317,8 @@ class AnthropicProvider:
                 event = state.handle(*sse)
                 if isinstance(event, StreamEnd):
                     end = event
-                elif event is not None:
-                    yield event
+                elif event is not None and (request.passthrough is not None or not isinstance(event, ReasoningDelta)):
+                    yield event  # reasoning only to the fronts that frame it
         except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if end is None:  # a cut after message_stop loses nothing
                 raise

@@ -91,8 +91,20 @@ class HttpUpstream:
     async def request_json(self, method: str, path: str, payload: Any = None, *, model: str = "",
                            timeout_s: float | None = None) -> Any:
         """Send (optionally) a JSON body and return the parsed JSON answer; raise mapped errors otherwise."""
+        body = await self.request_bytes(method, path, payload, model=model, timeout_s=timeout_s)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"{self.provider} answered with a body that is not JSON",
+                                        provider=self.provider, model=model) from None
+
+    async def request_bytes(self, method: str, path: str, payload: Any = None, *, model: str = "",
+                            timeout_s: float | None = None, extra_headers: Mapping[str, str] | None = None) -> bytes:
+        """Send (optionally) a JSON body (plus per-request headers) and return the answer's body as received."""
         data = self.encode(payload) if payload is not None else None
         headers = {"content-type": "application/json"} if data is not None else {}
+        if extra_headers:
+            headers.update(extra_headers)
         with tracing.span(method, self._attrs(method, path), kind="client") as span:
             self._outbound(headers, span)
             try:
@@ -107,21 +119,18 @@ class HttpUpstream:
                                                       self.provider, model))
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise self.scrub(self.transport_error(exc, model)) from None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError(f"{self.provider} answered with a body that is not JSON",
-                                        provider=self.provider, model=model) from None
+        return body
 
     async def stream_lines(self, path: str, payload: Any, *, model: str, timeout_s: float | None = None,
-                           accept: str = "text/event-stream") -> AsyncIterator[bytes]:
+                           accept: str = "text/event-stream", extra_headers: Mapping[str, str] | None = None
+                           ) -> AsyncIterator[bytes]:
         """POST a JSON body and yield the answer's lines (without line endings) as they arrive.
 
         Closing the generator (consumer stopped, or cancelled) closes the upstream response.
         """
         started = False
         data = self.encode(payload)
-        headers = {"content-type": "application/json", "accept": accept}
+        headers = {"content-type": "application/json", "accept": accept, **(extra_headers or {})}
         span = tracing.start("POST", self._attrs("POST", path), kind="client")  # not current: it spans yields
         self._outbound(headers, span)
         failure: Exception | None = None

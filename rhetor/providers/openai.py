@@ -146,7 +146,14 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         finish_reason=finish_reason(first.get("finish_reason")),
         usage=parse_usage(data.get("usage")) or Usage(),
         tool_calls=parse_tool_calls(message.get("tool_calls")) if isinstance(message, dict) else [],
+        reasoning=_reasoning(message),
     )
+
+
+def _reasoning(message: Any) -> str:
+    """The visible reasoning OpenAI-compatible servers (vLLM, DeepSeek, Ollama) put beside the content."""
+    value = (message.get("reasoning_content") or message.get("reasoning")) if isinstance(message, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def sse_data(line: str) -> str | None:
@@ -255,6 +262,7 @@ def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
 
 class OpenAIProvider:
     name = PROVIDER
+    wire = "openai"  # the API it speaks: a request from the OpenAI front passes through (rhetor.providers.fidelity)
     default_model = "gpt-5.4"  # the catalogue's default_model wins (rhetor/catalog/catalog.json)
 
     def __init__(self, settings: Settings) -> None:
@@ -273,6 +281,11 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         model = request.model
         self._require_key(model)
+        pt = request.passthrough
+        if pt is not None and pt.api == "openai":  # same vendor: the caller's body, relayed answer
+            from rhetor.providers import openai_passthrough
+
+            return await openai_passthrough.complete(self._http, request, pt)
         data = await self._http.request_json("POST", "/chat/completions", build_payload(request), model=model,
                                              timeout_s=request.timeout_s)
         try:
@@ -282,6 +295,11 @@ class OpenAIProvider:
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         self._require_key(request.model)
+        pt = request.passthrough
+        if pt is not None and pt.api == "openai":  # same vendor: the caller's body, relayed events
+            from rhetor.providers import openai_passthrough
+
+            return openai_passthrough.stream(self._http, request, pt)
         return self._http.events("/chat/completions", build_payload(request, stream=True),
                                  StreamState(request.model), model=request.model, timeout_s=request.timeout_s)
 

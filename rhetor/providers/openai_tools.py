@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rhetor.providers.fidelity import budget_effort
 from rhetor.types import ChatRequest, Message, ToolCall, ToolCallDelta, ToolChoice, ToolSpec
 
 
@@ -53,6 +54,11 @@ def add_request_knobs(payload: dict[str, Any], request: ChatRequest) -> None:
         payload["seed"] = request.seed
     if request.user is not None:
         payload["user"] = request.user
+    if request.reasoning is not None:  # Anthropic's thinking budget as an effort (rhetor.providers.fidelity)
+        r = request.reasoning
+        payload["reasoning_effort"] = r.effort or budget_effort(r.budget_tokens or 0)
+    if request.service_tier is not None:
+        payload["service_tier"] = request.service_tier
 
 
 def parse_tool_calls(raw: Any) -> list[ToolCall]:

@@ -85,6 +85,10 @@ class FakeAnthropic:
         self.completed = 0
         self.tool_input: dict[str, Any] = {"city": "Paris"}  # a tool call's input, when tools are offered
         self.tool_text = "Let me check."  # the text Claude writes before a tool_use block
+        self.raw_requests: list[bytes] = []  # the bodies' bytes exactly as received
+        self.usage_extra: dict[str, Any] = {}  # merged into every answer's usage (cache figures, ...)
+        self.reply_extra: dict[str, Any] = {}  # merged into every non-streamed message (service_tier, ...)
+        self.thinking: str | None = None  # when set and the request asks for thinking: a thinking block first
         self._script: deque[_Action] = deque()
         self._lock = threading.Lock()
 
@@ -136,6 +140,7 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         self.request_headers.append(headers)
+        self.raw_requests.append(raw)
         self.requests.append(body if isinstance(body, dict) else {"_raw": raw.decode("utf-8", "replace")})
         problem = self._check(headers, body)
         if problem:
@@ -217,11 +222,14 @@ class FakeAnthropic:
             pieces = re.findall(r"\s*\S+", self.tool_text)
             content = [{"type": "text", "text": self.tool_text}, tool]
             stop_reason, stop_seq = "tool_use", None
+        if self.thinking is not None and isinstance(body.get("thinking"), dict):
+            content.insert(0, {"type": "thinking", "thinking": self.thinking, "signature": "sig-fake"})
         return {"id": _id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
                 "content": content, "stop_reason": stop_reason,
                 "stop_sequence": stop_seq,
                 "usage": {"input_tokens": input_tokens, "output_tokens": len(pieces),
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, **self.usage_extra},
+                **self.reply_extra}
 
     async def _stream(self, body: dict[str, Any], action: _Action | None, send: Send,
                       watcher: asyncio.Future[Any]) -> None:
@@ -245,7 +253,7 @@ class FakeAnthropic:
         start = {"id": _id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
                  "content": [], "stop_reason": None, "stop_sequence": None,
                  "usage": {"input_tokens": input_tokens, "output_tokens": 1,
-                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, **self.usage_extra}}
         head = [_sse("message_start", {"type": "message_start", "message": start}),
                 _sse("content_block_start", {"type": "content_block_start", "index": 0,
                                              "content_block": {"type": "text", "text": ""}}),

@@ -47,7 +47,9 @@ def error_body(message: str, etype: str, code: str | None = None, param: str | N
 
 class FakeOpenAI(Script):
     """The fake's state and ASGI app. Tests set `reply_text`, `chunk_delay`, `omit_done`, `api_key` and read
-    `requests` (JSON bodies), `headers` (request headers) and `disconnects` (streams the client abandoned)."""
+    `requests` (JSON bodies), `raw_requests` (the bodies' bytes exactly as received), `headers` (request headers)
+    and `disconnects` (streams the client abandoned). `reply_extra` / `message_extra` / `choice_extra` /
+    `usage_extra` are merged into every answer (fields a relay must keep: service_tier, logprobs, cached tokens)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,6 +64,11 @@ class FakeOpenAI(Script):
         self.disconnects = 0
         self.tool_arguments = '{"city": "Paris"}'  # what a tool call's arguments are, when tools are offered
         self.embedding_requests: list[dict[str, Any]] = []
+        self.raw_requests: list[bytes] = []
+        self.reply_extra: dict[str, Any] = {}
+        self.message_extra: dict[str, Any] = {}
+        self.choice_extra: dict[str, Any] = {}
+        self.usage_extra: dict[str, Any] = {}
 
     # ------------------------------------------------------------ the ASGI app (scripting: tests.fakes.script)
 
@@ -95,6 +102,7 @@ class FakeOpenAI(Script):
 
     async def _chat(self, raw: bytes, headers: dict[str, str], receive: Any, send: Any) -> None:
         self.headers.append(headers)
+        self.raw_requests.append(raw)
         try:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -135,19 +143,22 @@ class FakeOpenAI(Script):
             return
         words, finish = self._words(body)
         call = self._tool_call(body)
-        usage = _usage(body, len(words))
+        usage = {**_usage(body, len(words)), **self.usage_extra}
         if stream:
             await self._stream(body, words, finish, usage, action, receive, send, call)
             return
         message: dict[str, Any] = {"role": "assistant", "content": "".join(words), "refusal": None,
-                                   "annotations": []}
+                                   "annotations": [], **self.message_extra}
         if call is not None:
             message.update(content=None, tool_calls=[call])
             finish = "tool_calls"
+        n = body.get("n") if isinstance(body.get("n"), int) else 1
         completion = {
             **_envelope("chat.completion", model),
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": finish,
+                         **self.choice_extra} for i in range(n)],
             "usage": usage,
+            **self.reply_extra,
         }
         await send_bytes(send, 200, orjson.dumps(completion))
 
@@ -204,7 +215,7 @@ class FakeOpenAI(Script):
         model = str(body["model"])
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        envelope = {**_envelope("chat.completion.chunk", model), "service_tier": "default"}
+        envelope = {**_envelope("chat.completion.chunk", model), "service_tier": "default", **self.reply_extra}
 
         def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
             data: dict[str, Any] = {**envelope, "choices": [{"index": 0, "delta": delta, "logprobs": None,

@@ -338,22 +338,15 @@ async function loadBudgets(totals) {
   const data = await api(state.features.budgets);
   const list = Array.isArray(data) ? data : data.budgets || data.items || [];
   if (!list.length) { fill(box, note("No budgets configured.")); return; }
-  // each budget, each of its periods: spend against the limit (USD or tokens), coloured by its state
-  const rows = [];
-  for (const b of list) {
-    const who = b.scope && b.scope !== "global" ? `${b.scope} ${b.target || ""}` : "global";
-    for (const [period, p] of Object.entries(b.periods || {})) {
-      const used = Math.max(0, p.used ?? 0);
-      const byUsd = p.limit_usd != null;
-      const figures = byUsd ? `${fmtUsd(p.spent_usd)} / ${fmtUsd(p.limit_usd)}` : `${fmtInt(p.tokens)} / ${fmtInt(p.limit_tokens)} tokens`;
-      rows.push(h("div", { class: "budget", "data-budget": b.id },
-        h("div", {}, h("b", {}, b.id), " ", h("span", { class: "muted small" }, `${who} · ${period} · ${b.policy || "warn"}`)),
-        h("div", { class: "bar" + (p.state === "exceeded" ? " over" : p.state === "warning" ? " near" : ""), title: `${(100 * used).toFixed(1)}% used` },
-          h("span", { style: `width:${Math.min(100, 100 * used)}%` })),
-        h("div", { class: "num" }, figures)));
-    }
-  }
-  fill(box, rows.length ? rows : note("Budgets are configured but none has a limit yet."));
+  fill(box, list.map((b) => {
+    const limit = b.limit_usd ?? b.limit ?? b.amount_usd ?? 0;
+    const spent = b.spent_usd ?? b.spent ?? b.used_usd ?? 0;
+    const pct = limit ? Math.min(100, (100 * spent) / limit) : 0;
+    const name = b.name || [b.scope, b.component || b.key || b.model].filter(Boolean).join(" ") || "budget";
+    return h("div", { class: "budget" }, h("div", {}, h("b", {}, name), " ", h("span", { class: "muted small" }, b.period || b.window || "")),
+      h("div", { class: "bar" + (pct >= 100 ? " over" : pct >= 80 ? " near" : "") }, h("span", { style: `width:${pct}%` })),
+      h("div", { class: "num" }, `${fmtUsd(spent)} / ${fmtUsd(limit)}`));
+  }));
 }
 
 // ---------- contexts ----------

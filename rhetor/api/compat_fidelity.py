@@ -1,0 +1,100 @@
+"""What the OpenAI and Anthropic chat fronts share for lossless forwarding (rhetor.providers.fidelity): the vendor
+headers a same-vendor upstream is given, lenient mode, the headers that say what happened (`x-rhetor-passthrough`,
+`x-rhetor-dropped-fields`), each API's usage object with cache and reasoning figures, and relaying the upstream's
+own stream when it spoke the front's API.
+
+Knows the gateway's stream types and `Passthrough`, never providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+
+from rhetor.gateway import StreamSession
+from rhetor.types import Passthrough, RawFrame, StreamError, StreamEvent, Usage
+
+# front -> request headers a same-vendor upstream is given as sent
+VENDOR_HEADERS: dict[str, tuple[str, ...]] = {
+    "openai": ("openai-beta",),
+    "anthropic": ("anthropic-beta", "anthropic-version"),
+}
+ORG_HEADERS = ("openai-organization", "openai-project")  # only with RHETOR_FORWARD_OPENAI_ORG=1
+
+
+def passthrough(request: Request, api: str, body: dict[str, Any], system: str | None,
+                parts: list[str]) -> Passthrough:
+    settings = request.app.state.gateway.settings
+    names = VENDOR_HEADERS[api] + (ORG_HEADERS if api == "openai" and settings.forward_openai_org else ())
+    headers = {name: value for name in names if (value := request.headers.get(name))}
+    if api == "anthropic" and "anthropic-beta" in headers:
+        parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
+    lenient = request.headers.get("x-rhetor-lenient", "").strip().lower() in ("1", "true", "yes") \
+        or settings.lenient_fields
+    return Passthrough(api, body, headers, system=system, parts=parts, lenient=lenient)  # type: ignore[arg-type]
+
+
+def fidelity_headers(pt: Passthrough, relayed: bool) -> dict[str, str]:
+    out = {"x-rhetor-passthrough": "true" if relayed else "false"}
+    if pt.dropped:
+        out["x-rhetor-dropped-fields"] = ",".join(pt.dropped)
+    return out
+
+
+def session_relays(first: StreamEvent | None) -> bool:
+    return isinstance(first, RawFrame)
+
+
+async def relay(first: RawFrame, source: AsyncIterator[StreamEvent], error_frame: Any) -> AsyncIterator[bytes]:
+    """The upstream's own events as received; a failure after commit is `error_frame(event)` and the end."""
+    try:
+        yield first.data
+        async for event in source:
+            if isinstance(event, RawFrame):
+                yield event.data
+            elif isinstance(event, StreamError):
+                yield error_frame(event)
+                return
+    finally:
+        await _aclose(source)
+
+
+async def prepended(first: StreamEvent | None, source: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    try:
+        if first is not None:
+            yield first
+        async for event in source:
+            yield event
+    finally:
+        await _aclose(source)
+
+
+async def _aclose(source: AsyncIterator[StreamEvent]) -> None:
+    close = getattr(source, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def first_event(session: StreamSession) -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
+    """The stream's first event (already fetched by the fallback runner, so this does not wait) and the rest."""
+    source = session.events()
+    return await anext(source, None), source
+
+
+def openai_usage(u: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
+
+
+def anthropic_usage(u: Usage) -> dict[str, Any]:
+    """Anthropic counts cache reads and writes apart from input_tokens (the normalized Usage counts them in it)."""
+    fresh = max(0, u.input_tokens - u.cached_input_tokens - u.cache_write_tokens)
+    return {"input_tokens": fresh, "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cached_input_tokens, "cache_creation_input_tokens": u.cache_write_tokens}
+
+
+__all__ = ["anthropic_usage", "fidelity_headers", "first_event", "openai_usage", "passthrough", "prepended", "relay",
+           "session_relays"]

@@ -1,0 +1,97 @@
+"""Same-vendor pass-through for the Anthropic provider: a request that arrived on Rhetor's Anthropic front goes to
+Anthropic with the caller's body intact (thinking, cache_control, image/document blocks, service_tier, anything
+newer) — only `model` rewritten, Rhetor's additions (a component or template system prompt, stored history)
+spliced in, and the caller's `anthropic-beta` / `anthropic-version` headers forwarded. The answer comes back as
+received (the JSON body's bytes, or each SSE event's bytes as a `RawFrame`) while the usual parser still reads
+text, tool calls, stop reason and usage (cache reads and writes included) for contexts and the ledger.
+
+Knows the Messages wire and `Passthrough`; nothing of routing, contexts or Rhetor's fronts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from rhetor.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
+from rhetor.providers.anthropic import SSEParser, StreamState, parse_response
+from rhetor.providers.http import HttpUpstream
+from rhetor.providers.openai_passthrough import spliced_messages, system_addition
+from rhetor.types import ChatRequest, ChatResponse, Message, Passthrough, ProviderEvent, RawFrame, StreamEnd
+
+
+def _plain(m: Message) -> dict[str, Any]:
+    """A stored turn of Rhetor's (text only) as a Messages API message."""
+    return {"role": "assistant" if m.role == "assistant" else "user", "content": m.content or "…"}
+
+
+def payload(request: ChatRequest, pt: Passthrough, *, stream: bool) -> dict[str, Any]:
+    body = dict(pt.body)
+    body["model"] = request.model
+    body["messages"] = spliced_messages(request, pt, system_roles=(), build=_plain)
+    addition = system_addition(request.system, pt.system)
+    if addition:
+        caller = body.get("system")
+        blocks = caller if isinstance(caller, list) else ([{"type": "text", "text": caller}] if caller else [])
+        body["system"] = [{"type": "text", "text": addition}, *blocks]
+    if request.temperature is not None:
+        body.setdefault("temperature", request.temperature)
+    if request.top_p is not None:
+        body.setdefault("top_p", request.top_p)
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream", None)
+    return body
+
+
+async def complete(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> ChatResponse:
+    raw = await http.request_bytes("POST", "/v1/messages", payload(request, pt, stream=False), model=request.model,
+                                   timeout_s=request.timeout_s, extra_headers=pt.headers)
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("anthropic answered with a body that is not JSON", provider="anthropic",
+                                    model=request.model) from None
+    response = parse_response(data, request.model)
+    response.raw = raw
+    return response
+
+
+async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> AsyncIterator[ProviderEvent]:
+    """Each upstream SSE event as one RawFrame (its lines as received), then the normalized event it carries."""
+    state = StreamState(request.model)
+    parser = SSEParser()
+    lines: list[bytes] = []
+    end: StreamEnd | None = None
+    try:
+        async for line in http.stream_lines("/v1/messages", payload(request, pt, stream=True), model=request.model,
+                                            timeout_s=request.timeout_s, extra_headers=pt.headers):
+            if end is not None:
+                continue
+            if line:
+                lines.append(line)
+            sse = parser.feed(line.decode("utf-8", "replace"))
+            if sse is None:
+                continue
+            frame, lines = b"\n".join(lines) + b"\n\n", []
+            yield RawFrame(frame)
+            event = state.handle(*sse)
+            if isinstance(event, StreamEnd):
+                end = event
+            elif event is not None:
+                yield event
+    except (UpstreamProtocolError, UpstreamConnectError):
+        if end is None:
+            raise
+    except UpstreamStatusError as exc:
+        raise http.scrub(exc) from None
+    if end is None:
+        raise UpstreamProtocolError("anthropic stream ended without message_stop", provider="anthropic",
+                                    model=request.model)
+    yield end
+
+
+__all__ = ["complete", "payload", "stream"]

@@ -1,0 +1,146 @@
+"""Same-vendor pass-through for the OpenAI provider: a request that arrived on Rhetor's OpenAI front goes to an
+OpenAI(-compatible) upstream with the caller's body intact — only `model` rewritten, Rhetor's additions (component
+or template system prompt, stored history, route defaults the caller left unset) spliced in — and the answer
+comes back as received: the JSON body's bytes, or each SSE event's bytes as a `RawFrame`, while the usual parser
+still reads text, tool calls, finish reason and usage for contexts and the ledger.
+
+The fast path: the body is re-encoded once (the model changes), the answer is parsed once and relayed unchanged.
+Knows the Chat Completions wire and `Passthrough`; nothing of routing, contexts or Rhetor's fronts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError
+from rhetor.providers.http import HttpUpstream
+from rhetor.providers.openai import StreamState, max_tokens_key, parse_response
+from rhetor.providers.openai_tools import message_dict
+from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame
+
+SYSTEM_ROLES = ("system", "developer")
+
+
+def system_addition(system: str | None, caller: str | None) -> str | None:
+    """What Rhetor put in front of the caller's own system text (the combination rule of rhetor.prompts:
+    Rhetor's part first, then the caller's, joined by a blank line)."""
+    if not system or system == caller:
+        return None
+    if caller and system.endswith(caller):
+        return system[: -len(caller)].removesuffix("\n\n") or None
+    return system
+
+
+def spliced_messages(request: ChatRequest, pt: Passthrough, *, system_roles: tuple[str, ...],
+                     build: Any) -> list[Any]:
+    """The caller's own message dicts, in order, with Rhetor's additions (turns without a `raw_index`, built by
+    `build`) where the gateway put them. The caller's system messages stay where they were."""
+    raw: list[Any] = pt.body.get("messages") or []
+    indices = [m.raw_index for m in request.messages]
+    if raw and request.messages and all(i is None for i in indices):  # the single-message context form
+        last = max((i for i, m in enumerate(raw) if isinstance(m, dict) and m.get("role") not in system_roles),
+                   default=None)
+        indices[-1] = last
+    out: list[Any] = []
+    done = -1
+    for m, index in zip(request.messages, indices, strict=True):
+        if index is None:
+            if done < 0:  # Rhetor's history goes after the caller's leading system messages
+                while done + 1 < len(raw) and _role(raw[done + 1]) in system_roles:
+                    done += 1
+                    out.append(raw[done])
+            out.append(build(m))
+            continue
+        if index <= done:
+            continue  # one caller message may become several normalized turns
+        out.extend(raw[j] for j in range(done + 1, index) if _role(raw[j]) in system_roles)
+        out.append(raw[index])
+        done = index
+    out.extend(raw[j] for j in range(done + 1, len(raw)) if _role(raw[j]) in system_roles)
+    return out
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else None
+
+
+def payload(request: ChatRequest, pt: Passthrough, *, stream: bool) -> dict[str, Any]:
+    body = dict(pt.body)
+    body["model"] = request.model
+    messages = spliced_messages(request, pt, system_roles=SYSTEM_ROLES, build=message_dict)
+    addition = system_addition(request.system, pt.system)
+    body["messages"] = [{"role": "system", "content": addition}, *messages] if addition else messages
+    # route defaults (a task entry's temperature, ...) only where the caller said nothing
+    if request.temperature is not None:
+        body.setdefault("temperature", request.temperature)
+    if request.top_p is not None:
+        body.setdefault("top_p", request.top_p)
+    if request.max_tokens is not None and "max_tokens" not in body and "max_completion_tokens" not in body:
+        body[max_tokens_key(request.model)] = request.max_tokens
+    if stream:
+        body["stream"] = True
+        options = body.get("stream_options")
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
+
+
+def wants_usage(pt: Passthrough) -> bool:
+    options = pt.body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+async def complete(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> ChatResponse:
+    raw = await http.request_bytes("POST", "/chat/completions", payload(request, pt, stream=False),
+                                   model=request.model, timeout_s=request.timeout_s, extra_headers=pt.headers)
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("openai answered with a body that is not JSON", provider="openai",
+                                    model=request.model) from None
+    try:
+        response = parse_response(data, request.model)
+    except ProviderError as exc:
+        raise http.scrub(exc) from None
+    response.raw = raw
+    return response
+
+
+async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> AsyncIterator[ProviderEvent]:
+    """Each upstream event as a RawFrame (the usage-only chunk Rhetor asked for on its own account is kept back),
+    followed by the normalized events it carries; then the StreamEnd."""
+    state = StreamState(request.model)
+    relay_usage = wants_usage(pt)
+    try:
+        async for line in http.stream_lines("/chat/completions", payload(request, pt, stream=True),
+                                            model=request.model, timeout_s=request.timeout_s,
+                                            extra_headers=pt.headers):
+            if not line.startswith(b"data:") or state.done:
+                continue
+            delta = state.feed(line.decode("utf-8", "replace"))
+            if relay_usage or not _usage_only(line):
+                yield RawFrame(line + b"\n\n")
+            if delta is not None:
+                yield delta
+            if state.pending:
+                for tool_delta in state.pending:
+                    yield tool_delta
+                state.pending.clear()
+    except (UpstreamProtocolError, UpstreamConnectError):
+        if not state.finished:
+            raise
+    except ProviderError as exc:
+        raise http.scrub(exc) from None
+    yield state.end()
+
+
+def _usage_only(line: bytes) -> bool:
+    return b'"choices":[]' in line and b'"usage":{' in line
+
+
+__all__ = ["complete", "payload", "spliced_messages", "stream", "system_addition", "wants_usage"]
