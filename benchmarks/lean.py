@@ -89,18 +89,21 @@ def stop(proc: subprocess.Popen[bytes], data_dir: str) -> None:
 
 
 def bench_startup(runs: int) -> None:
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
         started = time.perf_counter()
         proc, port, data_dir = serve({})
         try:
             wait_ready(port)
             times.append(time.perf_counter() - started)
+            spent = psutil.Process(proc.pid).cpu_times()
+            cpu.append(spent.user + spent.system)  # steadier than wall time on a shared machine
             loaded = [m for m in HEAVY if _imported(proc.pid, m)]
         finally:
             stop(proc, data_dir)
     print(f"start-up to first /ready 200: median {statistics.median(times):.2f} s, min {min(times):.2f} s "
-          f"over {runs} runs; heavy modules loaded at ready: {loaded or 'none'}")
+          f"over {runs} runs (CPU time by then: median {statistics.median(cpu):.2f} s); "
+          f"heavy modules loaded at ready: {loaded or 'none'}")
 
 
 def _imported(pid: int, package: str) -> bool:
@@ -193,12 +196,17 @@ async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
         samples.append((time.perf_counter() - started, len(stats.latencies), rss))
         print(f"  {samples[-1][0]:6.0f} s {samples[-1][1]:>8} requests  RSS {rss:6.1f} MiB", flush=True)
     await asyncio.gather(*workers)
-    settled = [s[2] for s in samples if s[0] >= 60] or [s[2] for s in samples]
-    drift = (settled[-1] - settled[0]) / settled[0] * 100
-    print(f"soak: {len(stats.latencies)} requests in {time.perf_counter() - started:.0f} s ({stats.errors} errors), "
-          f"{len(stats.latencies) / (time.perf_counter() - started):.0f} req/s; RSS first {samples[0][2]:.1f}, "
-          f"after 1 min {settled[0]:.1f}, max {max(s[2] for s in samples):.1f}, last {samples[-1][2]:.1f} MiB; "
-          f"drift after the first minute {drift:+.1f}%")
+    elapsed = time.perf_counter() - started
+    minutes: dict[int, list[float]] = {}
+    for t, _, rss in samples:
+        minutes.setdefault(int(t // 60), []).append(rss)
+    means = {m: statistics.fmean(v) for m, v in minutes.items() if len(v) >= 3}  # per-minute means: RSS swings
+    first, last = min(m for m in means if m >= 1) if len(means) > 1 else min(means), max(means)
+    print(f"soak: {len(stats.latencies)} requests in {elapsed:.0f} s ({stats.errors} errors), "
+          f"{len(stats.latencies) / elapsed:.0f} req/s; RSS min {min(s[2] for s in samples):.1f}, "
+          f"max {max(s[2] for s in samples):.1f}, last {samples[-1][2]:.1f} MiB; per-minute means "
+          + " ".join(f"{means[m]:.0f}" for m in sorted(means))
+          + f" MiB; drift from minute {first} to minute {last}: {(means[last] - means[first]) / means[first] * 100:+.1f}%")
 
 
 def bench_soak(minutes: float, requests: int) -> None:

@@ -114,6 +114,7 @@ REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 
 
 @pytest.mark.skipif(not local_available(), reason="the local model is not installed")
+@pytest.mark.timeout(180)
 def test_numpy_forward_pass_matches_the_pytorch_model() -> None:
     """The same weights through NumPy give sentence-transformers' vectors (recorded with PyTorch) to a cosine of
     0.9999, so vectors stored by either runtime stay comparable under one name."""
@@ -128,9 +129,10 @@ def test_numpy_forward_pass_matches_the_pytorch_model() -> None:
     assert got.shape == want.shape == (len(ref["texts"]), 384)
     assert float(np.min(np.sum(got * want, axis=1))) > 0.9999
     # order is kept whatever the chunking (texts are sorted by length into chunks internally)
-    long = ["word " * 300, *ref["texts"]] * (MAX_BATCH_TOKENS // 200)
-    many = model.encode(long)
+    long = ["word " * 300] * (MAX_BATCH_TOKENS // 256 + 1)  # truncated to 256 tokens: more than one chunk
+    many = model.encode([*long[:1], *ref["texts"], *long[1:]])
     assert np.allclose(many[1:len(ref["texts"]) + 1], got, atol=1e-5)
+    assert np.allclose(many[0], many[-1], atol=1e-5)
     assert model.encode([]).shape == (0, 384)
 
 
