@@ -206,7 +206,8 @@ async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
           f"{len(stats.latencies) / elapsed:.0f} req/s; RSS min {min(s[2] for s in samples):.1f}, "
           f"max {max(s[2] for s in samples):.1f}, last {samples[-1][2]:.1f} MiB; per-minute means "
           + " ".join(f"{means[m]:.0f}" for m in sorted(means))
-          + f" MiB; drift from minute {first} to minute {last}: {(means[last] - means[first]) / means[first] * 100:+.1f}%")
+          + f" MiB; drift from minute {first} to minute {last}: "
+          f"{(means[last] - means[first]) / means[first] * 100:+.1f}%")
 
 
 def bench_soak(minutes: float, requests: int) -> None:
