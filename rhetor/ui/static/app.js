@@ -225,24 +225,34 @@ function resizeCharts() {
   }
 }
 
+// The ledger's summary scans the records of its range, so the page asks for the whole hour once and then only
+// for the minutes since the last fetch (from = the start of the newest minute it has), merging them in.
+const traffic = { minutes: new Map(), since: null };
+
 const loadTraffic = safely(async () => {
   if (!state.features.usage) { $("traffic-note").textContent = "The usage ledger is off on this Rhetor: no traffic history."; return; }
-  const body = await api("/api/v1/usage?from=1h&group_by=minute");
   const now = Math.floor(Date.now() / 60000) * 60;
+  const from = traffic.since && traffic.since > now - 3600 ? traffic.since : null;
+  const body = await api(`/api/v1/usage?from=${from === null ? "1h" : from}&group_by=minute`);
+  if (from === null) traffic.minutes.clear();
+  for (const b of body.buckets || []) traffic.minutes.set(Date.parse(b.minute.replace("Z", ":00Z")) / 1000, b);
+  for (const t of traffic.minutes.keys()) if (t < now - 59 * 60) traffic.minutes.delete(t);
+  traffic.since = now;  // the current minute is still filling: asked again next time
   const xs = [], req = [], err = [], fb = [], p50 = [], p95 = [];
-  const byMinute = new Map((body.buckets || []).map((b) => [Date.parse(b.minute.replace("Z", ":00Z")) / 1000, b]));
+  const tot = { requests: 0, errors: 0, fallbacks: 0, cost_usd: 0 };
   for (let t = now - 59 * 60; t <= now; t += 60) {
-    const b = byMinute.get(t);
+    const b = traffic.minutes.get(t);
     xs.push(t);
     req.push(b ? b.requests / 60 : 0);
     err.push(b ? b.errors / 60 : 0);
     fb.push(b ? (b.fallbacks || 0) / 60 : 0);
     p50.push(b ? b.p50_latency_ms : null);
     p95.push(b ? b.p95_latency_ms : null);
+    if (b) { tot.requests += b.requests; tot.errors += b.errors; tot.fallbacks += b.fallbacks || 0; tot.cost_usd += b.cost_usd; }
   }
-  const tot = body.totals || {};
+  const worst = (arr) => arr.reduce((m, v) => (v != null && (m == null || v > m) ? v : m), null);
   $("traffic-note").textContent = `${fmtInt(tot.requests)} requests in the last hour · ${fmtInt(tot.errors)} errors · ` +
-    `${fmtInt(tot.fallbacks)} fallbacks · p50 ${fmtMs(tot.p50_latency_ms)} · p95 ${fmtMs(tot.p95_latency_ms)} · ${fmtUsd(tot.cost_usd)}`;
+    `${fmtInt(tot.fallbacks)} fallbacks · worst minute p95 ${fmtMs(worst(p95))} · ${fmtUsd(tot.cost_usd)}`;
   const rateFmt = (u, v) => (v == null ? "–" : v.toFixed(3));
   chart("rate", $("chart-rate"), [
     { label: "requests/s", stroke: COLORS.blue, fill: "rgba(51,88,212,0.10)", width: 2, value: rateFmt },
@@ -278,6 +288,7 @@ const loadUsage = safely(async () => {
   const q = (g) => api(`/api/v1/usage?from=${range}&group_by=${g}`);
   const [days, comps, models, recent] = await Promise.all([q("day"), q("component"), q("model"),
     api(`/api/v1/usage/requests?from=${range}&limit=15`)]);
+  $("usage-updated").textContent = "as of " + new Date().toLocaleTimeString();
   $("usage-csv").href = `/api/v1/usage?from=${range}&group_by=day,component,model&format=csv`;
   const t = days.totals || {};
   fill($("usage-cards"),
@@ -338,15 +349,22 @@ async function loadBudgets(totals) {
   const data = await api(state.features.budgets);
   const list = Array.isArray(data) ? data : data.budgets || data.items || [];
   if (!list.length) { fill(box, note("No budgets configured.")); return; }
-  fill(box, list.map((b) => {
-    const limit = b.limit_usd ?? b.limit ?? b.amount_usd ?? 0;
-    const spent = b.spent_usd ?? b.spent ?? b.used_usd ?? 0;
-    const pct = limit ? Math.min(100, (100 * spent) / limit) : 0;
-    const name = b.name || [b.scope, b.component || b.key || b.model].filter(Boolean).join(" ") || "budget";
-    return h("div", { class: "budget" }, h("div", {}, h("b", {}, name), " ", h("span", { class: "muted small" }, b.period || b.window || "")),
-      h("div", { class: "bar" + (pct >= 100 ? " over" : pct >= 80 ? " near" : "") }, h("span", { style: `width:${pct}%` })),
-      h("div", { class: "num" }, `${fmtUsd(spent)} / ${fmtUsd(limit)}`));
-  }));
+  // each budget, each of its periods: spend against the limit (USD or tokens), coloured by its state
+  const rows = [];
+  for (const b of list) {
+    const who = b.scope && b.scope !== "global" ? `${b.scope} ${b.target || ""}` : "global";
+    for (const [period, p] of Object.entries(b.periods || {})) {
+      const used = Math.max(0, p.used ?? 0);
+      const byUsd = p.limit_usd != null;
+      const figures = byUsd ? `${fmtUsd(p.spent_usd)} / ${fmtUsd(p.limit_usd)}` : `${fmtInt(p.tokens)} / ${fmtInt(p.limit_tokens)} tokens`;
+      rows.push(h("div", { class: "budget", "data-budget": b.id },
+        h("div", {}, h("b", {}, b.id), " ", h("span", { class: "muted small" }, `${who} · ${period} · ${b.policy || "warn"}`)),
+        h("div", { class: "bar" + (p.state === "exceeded" ? " over" : p.state === "warning" ? " near" : ""), title: `${(100 * used).toFixed(1)}% used` },
+          h("span", { style: `width:${Math.min(100, 100 * used)}%` })),
+        h("div", { class: "num" }, figures)));
+    }
+  }
+  fill(box, rows.length ? rows : note("Budgets are configured but none has a limit yet."));
 }
 
 // ---------- contexts ----------
@@ -557,7 +575,7 @@ async function renderPlayMeta(end, ttft, total, requestId) {
   if (!(state.features.usage && requestId)) return;
   // the cost is the ledger's: find this request's record (the usage API flushes before it answers)
   try {
-    const data = await api("/api/v1/usage/requests?from=10m&front=native&limit=50");
+    const data = await api("/api/v1/usage/requests?from=5m&front=native&limit=50");
     const rec = (data.records || []).find((r) => r.request_id === requestId);
     cost.textContent = !rec ? "not recorded" : rec.unpriced ? "unpriced model" : fmtUsd(rec.cost_usd) + (rec.estimated ? " (estimated tokens)" : "");
   } catch (e) { cost.textContent = "unknown (" + e.message + ")"; }
@@ -574,6 +592,7 @@ async function start() {
   });
   $("route-component").addEventListener("change", renderRoutes);
   $("usage-range").addEventListener("change", loadUsage);
+  $("usage-refresh").addEventListener("click", loadUsage);
   $("contexts-filter").addEventListener("input", renderContextList);
   $("templates-filter").addEventListener("input", renderTemplateList);
   $("context-search").addEventListener("submit", searchContext);
@@ -585,13 +604,13 @@ async function start() {
   let resizeTimer = null;
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(resizeCharts, 100); });
   showView(location.hash.slice(1) || "overview");
-  // live: the overview every 5 s, the traffic every 15 s; nothing while the tab is hidden
+  // live: the overview every 5 s, the traffic every 15 s (only its newest minutes); nothing while the tab is hidden;
+  // the usage view on demand (its queries scan the whole period)
   setInterval(() => {
     if (document.hidden) return;
     if (state.view === "overview") loadOverview(); else loadHealth();
   }, 5000);
   setInterval(() => { if (!document.hidden && state.view === "overview") loadTraffic(); }, 15000);
-  setInterval(() => { if (!document.hidden && state.view === "usage") loadUsage(); }, 30000);
 }
 
 start();
