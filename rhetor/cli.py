@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rhetor.errors import ConfigError, RhetorError
+from rhetor.governance import keys_cli
 from rhetor.settings import Settings
 
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     us.add_argument("--until", help="end of the range (default: now)")
     us.add_argument("--by", default="", help="group by any of component,model,provider,key,task,day,front,status")
     us.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    keys_cli.add_parser(sub)
     return p
 
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_providers(settings))
         if args.command == "usage":
             return asyncio.run(_usage(settings, args))
+        if args.command == "keys":
+            return asyncio.run(_keys(settings, args))
         if args.command == "chat":
             return asyncio.run(_chat(settings, args))
         return _serve(settings)
@@ -108,6 +112,15 @@ async def _providers(settings: Settings) -> int:
             print(f"{name:10} {'available' if a.ok else 'unavailable':12} default={default:28} {a.reason}")
     finally:
         await providers.aclose()
+    return 0
+
+
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        print(await keys_cli.run(settings, args), end="")
+    except (RhetorError, LookupError) as exc:
+        print(f"rhetor keys: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,7 +10,9 @@
     │   ├── ResponseNotFoundError 404    a Responses API id that is not stored (names the field that gave it)
     │   ├── TemplateSyntaxInvalid 400    a template's text does not compile (or uses include/import/extends)
     │   └── TemplateRenderError   400    rendering failed, or the sandbox refused (`type` says which)
-    ├── AuthenticationError       401    RHETOR_API_KEYS is set and the caller gave no valid key
+    ├── AuthenticationError       401    keys are configured and the caller gave no valid (live) key
+    ├── PermissionDeniedError     403    the caller's key may not use this route, provider or model
+    ├── RateLimitedError          429    the caller's key or component is over its RPM/TPM limit
     ├── TemplateNotFoundError     404    no template (or version) by that id
     ├── TemplateConflictError     409    creating a template id that exists
     ├── PayloadTooLargeError      413
@@ -138,6 +140,27 @@ class TemplateConflictError(RhetorError):
 class AuthenticationError(RhetorError):
     status = 401
     type = "authentication_error"
+
+
+class PermissionDeniedError(RhetorError):
+    status = 403
+    type = "permission_denied"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class RateLimitedError(RhetorError):
+    status = 429
+    type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
 
 
 class PayloadTooLargeError(RhetorError):
@@ -270,8 +293,10 @@ __all__ = [
     "InvalidRequestError",
     "ModelNotFoundError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ProviderError",
     "ProviderUnavailableError",
+    "RateLimitedError",
     "ResponseNotFoundError",
     "RetiredModelError",
     "RhetorError",

@@ -27,6 +27,7 @@ from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain, shutdown_error
 from rhetor.errors import InvalidRequestError
 from rhetor.governance.gate import Gate, Notes, Ticket
+from rhetor.governance.keys import Identity
 from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
@@ -97,6 +98,7 @@ class ChatInput:
     front: str = "internal"
     request_id: str | None = None
     key_id: str | None = None
+    identity: Identity | None = None  # the caller key (rhetor.governance.keys): allowed providers/models, budget
     notes: Notes | None = None  # governance's word on the request (rhetor.governance.gate): set by the web layer
     started: float = field(default_factory=time.perf_counter)
 
@@ -229,6 +231,8 @@ class Gateway:
                        options=inp.options)
             if inp.pinned:
                 rt = pinned(rt, inp.options)
+            if inp.identity is not None and inp.identity.restricted:  # the key's allowed providers and models
+                rt = replace(rt, targets=inp.identity.permitted(rt.targets))
             # a retired model is a 400 naming its successor; Tekton's legacy callers get the successor instead
             rt = admit(rt, self.catalog, upgrade_retired=inp.front.startswith("legacy"))  # rhetor.routing.lifecycle
             chat_span.routed(route_span, rt)

@@ -111,6 +111,11 @@ class Settings(BaseModel):
     usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
     usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
     prices_file: Path | None = None  # RHETOR_PRICES: a JSON price file merged over the shipped one
+    # Caller keys and rate limits (rhetor/governance/access.py): virtual keys in $RHETOR_DATA_DIR/keys.db, managed
+    # through /api/v1/keys with RHETOR_ADMIN_KEY; per-component RPM/TPM limits {component: {rpm, tpm}}
+    admin_key: SecretStr | None = None
+    keys_poll_s: float = Field(0.5, gt=0, le=1)  # changes by other processes are seen within this (≤ 1 s)
+    component_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
     # Budgets (rhetor/governance/budgets.py): the original global budget from the environment (no limit set = none);
     # more budgets per component / key / task through /api/v1/budgets, kept in $RHETOR_DATA_DIR/budgets.db
     budget_policy: Literal["warn", "downgrade", "block", "enforce", "ignore"] = "warn"
@@ -199,6 +204,8 @@ class Settings(BaseModel):
             "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
             "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",
             "RHETOR_PRICES": "prices_file",
+            "RHETOR_ADMIN_KEY": "admin_key",
+            "RHETOR_KEYS_POLL_S": "keys_poll_s",
             "RHETOR_BUDGET_POLICY": "budget_policy",
             "RHETOR_BUDGET_DAILY_LIMIT": "budget_daily_limit",
             "RHETOR_BUDGET_WEEKLY_LIMIT": "budget_weekly_limit",
@@ -243,6 +250,8 @@ class Settings(BaseModel):
             raw["api_keys"] = _api_keys(e["RHETOR_API_KEYS"])
         if e.get("RHETOR_MODEL_ALIASES"):
             raw["model_aliases"] = _aliases(e["RHETOR_MODEL_ALIASES"])
+        if e.get("RHETOR_COMPONENT_LIMITS"):
+            raw["component_limits"] = _component_limits(e["RHETOR_COMPONENT_LIMITS"])
         raw.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("data_dir", "run_dir"):
             if key in raw:
@@ -263,6 +272,10 @@ class Settings(BaseModel):
     @property
     def usage_db_path(self) -> Path:
         return self.data_dir / "usage.db"
+
+    @property
+    def keys_db_path(self) -> Path:
+        return self.data_dir / "keys.db"
 
 
 def _file_or_inline(value: str, var: str) -> str:
@@ -296,6 +309,26 @@ def _api_keys(value: str) -> tuple[SecretStr, ...]:
     if not keys:
         raise ConfigError("RHETOR_API_KEYS: set but holds no key")
     return tuple(SecretStr(k) for k in dict.fromkeys(keys))
+
+
+def _component_limits(value: str) -> dict[str, dict[str, int]]:
+    """`{"ergon": {"rpm": 60, "tpm": 100000}, ...}` (inline or in a file): per-component rate limits."""
+    text = _file_or_inline(value.strip(), "RHETOR_COMPONENT_LIMITS")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"RHETOR_COMPONENT_LIMITS: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("RHETOR_COMPONENT_LIMITS: a JSON object {component: {rpm, tpm}}")
+    out: dict[str, dict[str, int]] = {}
+    for component, limits in data.items():
+        if not isinstance(limits, dict) or not limits:
+            raise ConfigError(f"RHETOR_COMPONENT_LIMITS: {component}: an object with rpm and/or tpm")
+        for name, n in limits.items():
+            if name not in ("rpm", "tpm") or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"RHETOR_COMPONENT_LIMITS: {component}.{name}: rpm or tpm, a positive integer")
+        out[str(component).lower()] = dict(limits)
+    return out
 
 
 def _aliases(value: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -76,9 +77,12 @@ def test_keys_guard_every_front(tmp_path: Path, caplog: pytest.LogCaptureFixture
 async def test_websocket_needs_a_key(tmp_path: Path) -> None:
     with running_rhetor(settings_for(tmp_path, api_keys=KEYS)) as url:
         ws_url = url.replace("http", "ws") + "/ws"
-        with pytest.raises(websockets.InvalidStatus):
-            async with websockets.connect(ws_url):
-                pass
+        async with websockets.connect(ws_url) as refused:  # accepted, told why in an ERROR frame, closed 1008
+            frame = json.loads(await refused.recv())
+            assert frame["type"] == "ERROR" and frame["error_type"] == "authentication_error"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await refused.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         async with websockets.connect(ws_url, additional_headers={"x-api-key": KEYS[0]}) as ws:
             await ws.send('{"type": "PING", "request_id": "1"}')
             assert "PONG" in str(await ws.recv())

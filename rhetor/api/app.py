@@ -20,6 +20,7 @@ from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_
 from rhetor.api import openai as openai_front
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.budgets import routes as budget_routes
+from rhetor.api.keys import routes as key_routes
 from rhetor.api.middleware import GatewayMiddleware
 from rhetor.api.openapi import install as install_openapi
 from rhetor.api.prometheus import MetricsTokenMiddleware, start_sampler
@@ -119,11 +120,12 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
                   openai_compat.routes, anthropic_compat.routes, usage_routes, ui_routes, openai_front.routes):
         app.router.routes.extend(table)
+    app.router.routes.extend(key_routes)  # /api/v1/keys: the caller-key admin API (RHETOR_ADMIN_KEY)
     app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
     app.include_router(ws.router)
     install_openapi(app)  # /openapi.json and /docs describe every HTTP route (rhetor.api.openapi)
-    if settings.api_keys:  # only when configured: an open Rhetor pays nothing for auth
-        app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
+    # Always installed (keys can be created while serving); with no key configured it only checks one flag.
+    app.add_middleware(ApiKeyMiddleware, access=governance.access)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
     if settings.metrics_token is not None:  # outside the key check: the token alone opens GET /metrics
         app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token.get_secret_value(),

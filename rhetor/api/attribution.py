@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from rhetor.gateway import ChatInput
 from rhetor.governance.cache import HEADER, cache_mode
 from rhetor.governance.gate import Notes
+from rhetor.governance.keys import Identity
 
 NOTES_KEY = "rhetor_notes"  # scope state: the Notes whose headers GatewayMiddleware adds to the response
 _CACHE_HEADER = HEADER.encode()
@@ -23,6 +24,13 @@ def caller(conn: HTTPConnection) -> tuple[str | None, str | None]:
     """(request id, caller key id) of an HTTP request or a WebSocket."""
     state: dict[str, Any] = conn.scope.get("state") or {}
     return state.get("request_id"), state.get("key_id")
+
+
+def identity(conn: HTTPConnection) -> Identity | None:
+    """The caller key's identity (placed by rhetor.api.auth), if the request presented one."""
+    state: dict[str, Any] = conn.scope.get("state") or {}
+    found: Identity | None = state.get("identity")
+    return found
 
 
 def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str | None = None) -> ChatInput:
@@ -35,6 +43,10 @@ def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str 
         if name == _CACHE_HEADER:
             directive = cache_mode(value.decode("latin-1"))  # a bad value: 400 naming x-rhetor-cache
     identity = state.get("identity")  # the caller key (rhetor.governance.keys.Identity), when keys are on
+    if identity is not None:  # its allowed providers/models; a key's component owns the request (usage, routes)
+        inp.identity = identity
+        if identity.component is not None:
+            inp.component = identity.component
     inp.notes = notes = Notes(directive, getattr(identity, "budget_id", None),
                               cache_mode(getattr(identity, "cache", None), "key cache"))
     if conn.scope["type"] == "http":
@@ -42,4 +54,4 @@ def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str 
     return inp
 
 
-__all__ = ["NOTES_KEY", "attribute", "caller"]
+__all__ = ["NOTES_KEY", "attribute", "caller", "identity"]

@@ -1,29 +1,41 @@
-"""Optional caller keys (RHETOR_API_KEYS): a pure-ASGI middleware that admits a request only with one of the
-configured keys, as `Authorization: Bearer <key>` or `x-api-key: <key>`.
+"""Caller keys at the edge: a pure-ASGI middleware that resolves the key a request presents (static
+RHETOR_API_KEYS, a virtual key, or RHETOR_ADMIN_KEY) to an `Identity` placed in the scope state (`identity`,
+`key_id`, `key_digest`) for the fronts, the usage ledger and the budgets, and admits the request under the key's
+(and its component's) RPM/TPM limits. Keys are read as each front's clients send them: `Authorization: Bearer`,
+`x-api-key`, the WebSocket handshake's headers, or `?api_key=` (removed from the query before anything logs it).
 
-Installed only when keys are configured, so an open Rhetor pays nothing. Health and readiness are exempt (a
-launcher probes them without keys), and so are CORS preflights. Keys are compared in constant time against
-every configured key, and never logged or echoed. A refusal is a 401 in the caller's API format: Anthropic's
-under /v1/messages, OpenAI's under the rest of /v1, the native envelope elsewhere; a WebSocket is closed with
-policy-violation 1008 before it is accepted. Knows nothing of routes' handlers, providers or the gateway.
+With no key configured at all Rhetor stays open as before (a presented key is then ignored) and pays one
+attribute check per request. Health and readiness are exempt, and so are CORS preflights. A refusal is in the
+caller's API format: Anthropic's under /v1/messages, OpenAI's under the rest of /v1, the LLM Adapter's `{error}`
+on the legacy routes, the native envelope elsewhere; a WebSocket is accepted, sent one ERROR frame (readable by
+both WebSocket protocols) and closed with 1008. Limits on a WebSocket apply per request frame (`FrameGate`).
+Keys are compared as SHA-256 digests, never logged or echoed. Knows nothing of handlers, providers or the gateway.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rhetor.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, RhetorError
+from rhetor.governance.access import Access, Admission
+from rhetor.governance.keys import Identity, digest
 
 EXEMPT = frozenset({"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"})
 UI_PREFIX = "/ui"  # the dashboard checks the key itself (rhetor.ui.routes): a browser's page load sends no header
-MESSAGE = "invalid or missing API key: send one of RHETOR_API_KEYS as 'Authorization: Bearer <key>' or 'x-api-key'"
+LEGACY = frozenset({"/message", "/chat", "/stream", "/provider", "/providers", "/api/provider", "/api/providers"})
+MESSAGE = ("invalid or missing API key: send a Rhetor key as 'Authorization: Bearer <key>', 'x-api-key' "
+           "or ?api_key= (WebSocket)")
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The key a request presents: x-api-key, else the Bearer token of Authorization."""
+    """The key a request's headers present: x-api-key, else the Bearer token of Authorization."""
     bearer: bytes | None = None
     for name, value in headers:
         if name == b"x-api-key" and value.strip():
@@ -33,13 +45,8 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return bearer
 
 
-def digest(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()
-
-
 def key_matches(presented: bytes | None, digests: tuple[bytes, ...]) -> bool:
-    """Constant time: SHA-256 digests (equal lengths, so not even a key's length leaks) compared with
-    hmac.compare_digest against every configured key, with no early exit."""
+    """Constant time: SHA-256 digests compared with hmac.compare_digest against every key, no early exit."""
     if presented is None:
         return False
     mine = digest(presented)
@@ -49,38 +56,174 @@ def key_matches(presented: bytes | None, digests: tuple[bytes, ...]) -> bool:
     return found
 
 
-def error_body(path: str) -> bytes:
-    """A 401 body in the format of the API the path belongs to, so each SDK raises its own error class."""
+def query_key(scope: Scope) -> bytes | None:
+    """`?api_key=` of the query string, which is then removed from the scope so no access log shows it."""
+    qs: bytes = scope.get("query_string", b"")
+    if b"api_key=" not in qs:
+        return None
+    pairs = parse_qsl(qs.decode("latin-1"), keep_blank_values=True)
+    found = next((v for k, v in pairs if k == "api_key"), None)
+    scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
+    return found.encode("latin-1") if found else None
+
+
+def api_of(path: str) -> str:
     if path.startswith("/v1/messages"):
-        return orjson.dumps({"type": "error", "error": {"type": "authentication_error", "message": MESSAGE}})
+        return "anthropic"
     if path.startswith("/v1/"):
-        return orjson.dumps({"error": {"message": MESSAGE, "type": "invalid_request_error", "param": None,
-                                       "code": "invalid_api_key"}})
-    return orjson.dumps({"error": {"type": "authentication_error", "message": MESSAGE}})
+        return "openai"
+    return "legacy" if path in LEGACY else "native"
+
+
+def error_body(path: str, err: RhetorError | None = None) -> bytes:
+    """A refusal in the format of the API the path belongs to, so each SDK raises its own error class."""
+    err = err if err is not None else AuthenticationError(MESSAGE)
+    api, status = api_of(path), err.status
+    if api == "anthropic":
+        kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(status, err.type)
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": err.message}})
+    if api == "openai":
+        kind, code = {401: ("invalid_request_error", "invalid_api_key"),
+                      403: ("permission_error", "permission_denied")}.get(status, (err.type, err.type))
+        if isinstance(err, RateLimitedError):
+            kind, code = ("tokens" if "tokens per minute" in err.message else "requests"), "rate_limit_exceeded"
+        return orjson.dumps({"error": {"message": err.message, "type": kind, "param": None, "code": code}})
+    if api == "legacy":
+        return orjson.dumps({"error": err.message, "error_type": err.type, "context": None,
+                             "timestamp": datetime.now(UTC).isoformat()})
+    return orjson.dumps({"error": err.to_dict()})
+
+
+def ws_error_frame(err: RhetorError) -> str:
+    """One ERROR frame both WebSocket protocols read: the flat fields and the envelope's payload."""
+    fields = {"error": err.message, "error_type": err.type}
+    return orjson.dumps({"type": "ERROR", "request_id": None, **fields, "source": "SYSTEM", "target": "UI",
+                         "timestamp": datetime.now(UTC).isoformat(), "payload": {**fields, "context": None}}).decode()
+
+
+def refusal(admission: Admission, identity: Identity | None) -> RateLimitedError:
+    v = admission.verdict
+    who = (f"key {identity.name!r} ({identity.key_id})" if identity is not None and admission.refused_by ==
+           identity.key_id else (admission.refused_by or "this caller"))
+    return RateLimitedError(v.message(who), retry_after=v.retry_after)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, err: RhetorError,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    if scope["type"] == "websocket":
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": ws_error_frame(err)})
+            await send({"type": "websocket.close", "code": 1008, "reason": err.type})
+        return
+    body = error_body(scope["path"], err)
+    out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    if err.status == 401:
+        out.append((b"www-authenticate", b'Bearer realm="rhetor"'))
+    await send({"type": "http.response.start", "status": err.status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
-        self.digests = tuple(digest(k.encode("utf-8")) for k in keys)
+        self.access = access
+        self.ring = access.ring
+        self.component_limits = access.component_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ring = self.ring
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope["path"] in EXEMPT or scope["path"].startswith(UI_PREFIX) or \
-                (kind == "http" and scope["method"] == "OPTIONS"):
+        if (not ring.required and ring.admin_digest is None and not self.component_limits) \
+                or kind not in ("http", "websocket") \
+                or scope["path"] in EXEMPT or scope["path"].startswith(UI_PREFIX) \
+                or (kind == "http" and scope["method"] == "OPTIONS"):
+            await self.app(scope, receive, send)  # nothing configured: open, as before
+            return
+        secret = presented_key(scope.get("headers", ())) or query_key(scope)
+        found = ring.resolve(secret) if secret is not None else None
+        identity: Identity | None = None
+        if found is not None:
+            identity, key_digest = found
+            path = scope["path"]
+            if not identity.allows_path(path):
+                await _refuse(scope, receive, send, PermissionDeniedError(
+                    f"key {identity.name!r} ({identity.key_id}) may not use {path}; its allowed_routes: "
+                    f"{', '.join(identity.allowed_routes or ())}"))
+                return
+            state = scope.setdefault("state", {})
+            state["identity"], state["key_id"], state["key_digest"] = identity, identity.key_id, key_digest
+        elif ring.required:
+            await _refuse(scope, receive, send, AuthenticationError(MESSAGE))
+            return
+        component = (identity.component if identity is not None else None) or _component_header(scope)
+        if kind == "websocket" or ((identity is None or not identity.limited)
+                                   and component not in self.component_limits):
             await self.app(scope, receive, send)
             return
-        if key_matches(presented_key(scope.get("headers", [])), self.digests):
+        admission = await self.access.admit(identity, component, _size(scope) // 4)
+        if admission is None:
             await self.app(scope, receive, send)
             return
-        if kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "invalid or missing API key"})
+        if admission.refused_by is not None:
+            await _refuse(scope, receive, send, refusal(admission, identity), admission.verdict.headers)
             return
-        body = error_body(scope["path"])
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="rhetor"')]})
-        await send({"type": "http.response.body", "body": body})
+        extra = admission.verdict.headers
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            self.access.release(admission)
 
 
-__all__ = ["EXEMPT", "ApiKeyMiddleware", "digest", "error_body", "key_matches", "presented_key"]
+class FrameGate:
+    """A WebSocket's per-request checks: its key still live (revoked or expired → refused within the key ring's
+    refresh, ≤ 1 s), and the key's and component's limits. `admit` raises the refusal; `release` after."""
+
+    def __init__(self, access: Access, scope: Scope) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        self.access = access
+        self.identity: Identity | None = state.get("identity")
+        self.key_digest: bytes | None = state.get("key_digest")
+
+    async def admit(self, component: str | None, size: int) -> Admission | None:
+        ring = self.access.ring
+        if self.key_digest is not None:
+            self.identity = ring.lookup(self.key_digest)
+            if self.identity is None:
+                raise AuthenticationError("this socket's API key was revoked, rotated or has expired; reconnect "
+                                          "with a valid key")
+        elif ring.required:
+            raise AuthenticationError(MESSAGE)
+        identity = self.identity
+        component = (identity.component if identity is not None else None) or component
+        admission = await self.access.admit(identity, component, size // 4)
+        if admission is not None and admission.refused_by is not None:
+            raise refusal(admission, identity)
+        return admission
+
+    def release(self, admission: Admission | None) -> None:
+        self.access.release(admission)
+
+
+def _component_header(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-rhetor-component":
+            return value.decode("latin-1").strip().lower() or None
+    return None
+
+
+def _size(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+__all__ = ["EXEMPT", "ApiKeyMiddleware", "FrameGate", "api_of", "digest", "error_body", "key_matches",
+           "presented_key", "query_key", "refusal", "ws_error_frame"]

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api.attribution import caller
+from rhetor.api.attribution import caller, identity
 from rhetor.api.compat_common import gateway, read_body, resolve
 from rhetor.api.compat_errors import compat_endpoint
 from rhetor.api.responses import json_response
-from rhetor.errors import InvalidRequestError, ProviderUnavailableError
+from rhetor.errors import InvalidRequestError, PermissionDeniedError, ProviderUnavailableError
 from rhetor.providers.base import EmbeddingProvider
 from rhetor.timing import add_upstream_wait
 from rhetor.types import Usage
@@ -56,6 +56,10 @@ async def embeddings(request: Request) -> Response:
         raise InvalidRequestError("embeddings need a provider model (e.g. openai/text-embedding-3-small, "
                                   "ollama/nomic-embed-text, simulated/simulated-embedding), not a task route",
                                   param="model")
+    who = identity(request)
+    if who is not None and who.restricted and not who.allows(route.provider_id, route.model_id):
+        raise PermissionDeniedError(f"key {who.name!r} ({who.key_id}) may not use {route.provider_id}/"
+                                    f"{route.model_id}", param="model")
     provider = gateway(request).providers.get(route.provider_id)
     if not isinstance(provider, EmbeddingProvider):
         raise InvalidRequestError(f"provider {route.provider_id!r} does not offer embeddings", param="model")
@@ -84,7 +88,8 @@ def _meter(request: Request, provider: str, model: str, started: float, usage: U
     meter = gateway(request).meter
     if meter is not None:
         rid, key = caller(request)
-        component = request.headers.get("x-rhetor-component")
+        who = identity(request)
+        component = (who.component if who is not None else None) or request.headers.get("x-rhetor-component")
         meter.direct(front="embeddings", request_id=rid, key_id=key, component=component, task_type="embeddings",
                      provider=provider, model=model, started=started, usage=usage, error=error)
 

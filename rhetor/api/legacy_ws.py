@@ -30,7 +30,7 @@ from rhetor.api.context_scope import annotate, scope_input
 from rhetor.api.legacy import LegacyBody, defaults_of, legacy_chunk, legacy_input, legacy_result
 from rhetor.api.responses import validation_message
 from rhetor.errors import RhetorError
-from rhetor.gateway import now_iso
+from rhetor.gateway import ChatInput, now_iso
 from rhetor.types import StreamError
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Envelope:
                                            "context": payload.get("context")}, target, "SYSTEM")
                 return
             key = f"\x00envelope-{next(self._ids)}"
-            task = asyncio.create_task(self._run(kind, payload, target))
+            task = asyncio.create_task(self._run(kind, payload, target, self.conn.frame_size))
             self.conn.tasks[key] = task
             task.add_done_callback(functools.partial(self._forget, key))
         else:
@@ -98,7 +98,7 @@ class Envelope:
     async def _typing(self, on: bool, context: Any, target: Any) -> None:
         await self.reply("UPDATE", {"status": "typing", "isTyping": on, "context": context}, target, "SYSTEM")
 
-    async def _run(self, kind: str, payload: dict[str, Any], target: Any) -> None:
+    async def _run(self, kind: str, payload: dict[str, Any], target: Any, size: int = 0) -> None:
         context = payload.get("context", payload.get("context_id")) or "default"
         data = {k: v for k, v in payload.items() if k not in ("context", "message", "messages")}
         data["context_id"] = context
@@ -116,7 +116,7 @@ class Envelope:
         try:
             await self._typing(True, context, target)
             try:
-                await self._answer(body, context, target)
+                await self._answer(body, context, target, size)
             finally:
                 with contextlib.suppress(Exception):
                     await self._typing(False, context, target)
@@ -127,9 +127,19 @@ class Envelope:
             with contextlib.suppress(Exception):
                 await self.reply("ERROR", {"error": "internal error", "context": context}, target)
 
-    async def _answer(self, body: LegacyBody, context: str, target: Any) -> None:
-        gw = self.conn.gateway
+    async def _answer(self, body: LegacyBody, context: str, target: Any, size: int = 0) -> None:
         inp = attribute(legacy_input(body, defaults_of(self.conn.ws.app)), self.conn.ws, "legacy_ws")
+        admission = None
+        try:
+            admission = await self.conn.gate.admit(inp.component, size)  # the key still live, its limits
+            await self._respond(body, inp, context, target)
+        except RhetorError as exc:
+            await self.reply("ERROR", {"error": exc.message, "error_type": exc.type, "context": context}, target)
+        finally:
+            self.conn.gate.release(admission)
+
+    async def _respond(self, body: LegacyBody, inp: ChatInput, context: str, target: Any) -> None:
+        gw = self.conn.gateway
         try:
             # `terma` on this socket is this socket's conversation, never another client's
             scope = scope_input(gw, inp, _client_scope(self.conn.scope, target))

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from rhetor.api import shapes
 from rhetor.api.attribution import attribute
+from rhetor.api.auth import FrameGate
 from rhetor.api.context_scope import annotate, connection_token, scope_input
 from rhetor.api.legacy_ws import Envelope, is_envelope
 from rhetor.api.protocols import TOO_BIG_KEY
@@ -46,10 +47,13 @@ class Connection:
         self.envelope = Envelope(self)  # the legacy envelope protocol, on the same socket
         self.max_inflight = gateway.settings.ws_max_inflight
         self.max_bytes = gateway.settings.max_body_bytes
+        self.frame_size = 0
         self.speaks_envelope = False  # the shape of the last frame: an oversized one is answered in it
         # the server protocol (rhetor.api.protocols) sends this before closing 1009 on a too-big message
         ws.scope.setdefault("state", {})[TOO_BIG_KEY] = self.too_big_frame
         self.scope = connection_token()  # shared context ids (`ergon`, `default`) are scoped to this socket
+        # the socket's key is re-checked per request (revoked/expired → refused), and its RPM/TPM limits apply
+        self.gate = FrameGate(ws.app.state.governance.access, ws.scope)
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -79,6 +83,7 @@ class Connection:
         return orjson.dumps(frame).decode()
 
     async def handle(self, raw: str) -> None:
+        self.frame_size = len(raw)  # a request's size, reserved against a TPM limit until it ends
         try:
             frame = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -127,16 +132,18 @@ class Connection:
         except ValidationError as exc:
             await self.error(rid, validation_message(list(exc.errors()))[0])
             return
-        task = asyncio.create_task(self.run(body, REQUEST_TYPES[kind], str(rid), rid))
+        task = asyncio.create_task(self.run(body, REQUEST_TYPES[kind], str(rid), rid, self.frame_size))
         self.tasks[str(rid)] = task
         task.add_done_callback(functools.partial(self._forget, str(rid)))
 
     def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
         self.tasks.pop(key, None)
 
-    async def run(self, body: ChatBody, streaming: bool, key: str, rid: Any) -> None:
+    async def run(self, body: ChatBody, streaming: bool, key: str, rid: Any, size: int = 0) -> None:
+        admission = None
         try:
             inp = attribute(body.to_input(), self.ws, "ws", key)
+            admission = await self.gate.admit(inp.component, size)
             scope = scope_input(self.gateway, inp, self.scope)
             if not streaming:
                 outcome = await self.gateway.chat(inp)
@@ -165,6 +172,8 @@ class Connection:
             log.exception("websocket request %s failed", key)
             with contextlib.suppress(Exception):
                 await self.error(rid, "internal error", "internal_error")
+        finally:
+            self.gate.release(admission)
 
     async def close(self) -> None:
         for task in list(self.tasks.values()):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from rhetor.governance.access import Access, Tee
 from rhetor.governance.ledger import Ledger, UsageFilter
 from rhetor.governance.meter import Meter
 from rhetor.governance.prices import PriceTable, load_prices
@@ -35,12 +36,16 @@ class Governance:
                                  buffer_max=settings.usage_buffer_max,
                                  retention_days=settings.usage_retention_days)
         self.spending = Spending(settings, self.prices)  # budgets and the response cache
+        self.access = Access(settings)  # caller keys and rate limits
 
     async def start(self, gateway: Metered) -> None:
         """Open the ledger (an unavailable store is reported, never fatal) and meter the gateway's requests."""
+        await self.access.start()  # keys.db must open: keys are authentication
         if self.ledger is not None:
             await self.ledger.start()
-            gateway.meter = Meter(self.ledger, self.prices)
+            gateway.meter = Meter(Tee(self.ledger, self.access), self.prices)  # records also count TPM
+        elif self.access.ring.required or self.access.admin_enabled or self.access.component_limits:
+            gateway.meter = Meter(self.access, self.prices)  # no ledger: the records only count TPM
 
     async def govern(self, gateway: Governed) -> None:
         """Budgets and the response cache on the gateway (after `start`: the budgets hear the meter's records)."""
@@ -51,6 +56,7 @@ class Governance:
         await self.spending.close()
         if self.ledger is not None:
             await self.ledger.close()
+        await self.access.close()
 
     def status(self) -> dict[str, Any]:
         return self.ledger.status() if self.ledger is not None else {"state": "disabled"}

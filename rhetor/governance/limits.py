@@ -1,0 +1,173 @@
+"""Rate limits: requests-per-minute and tokens-per-minute per subject (a caller key, or a component), checked at
+admission, behind the small `RateLimiter` protocol so a shared backend (Redis) can replace the in-process one
+when several instances serve together.
+
+The in-process limiter keeps, per subject, a sliding window of 60 one-second buckets for requests and for tokens
+(constant memory, O(1) per call). Requests count when admitted. Tokens are known only when a request ends, so
+admission reserves an estimate (the caller passes one, e.g. from the body's size), the reservation is released
+when the request ends, and the real usage (input + output, from the usage records) is added then: concurrent
+requests cannot run past a TPM limit by more than the requests already admitted. Verdicts carry OpenAI's
+`x-ratelimit-*` headers and, when refused, the seconds until a slot frees. Knows nothing of HTTP or keys.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+WINDOW = 60
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `7s`, `1m0s`."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60}s"
+
+
+class Window:
+    """Counts over the last 60 seconds in one-second buckets."""
+
+    __slots__ = ("counts", "second", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * WINDOW
+        self.second = 0
+        self.total = 0
+
+    def advance(self, now_s: int) -> None:
+        gap = now_s - self.second
+        if gap <= 0:
+            return
+        if gap >= WINDOW:
+            self.counts, self.total = [0] * WINDOW, 0
+        else:
+            for s in range(self.second + 1, now_s + 1):
+                i = s % WINDOW
+                self.total -= self.counts[i]
+                self.counts[i] = 0
+        self.second = now_s
+
+    def add(self, n: int) -> None:
+        self.counts[self.second % WINDOW] += n
+        self.total += n
+
+    def frees_in(self, now: float) -> float:
+        """Seconds until the oldest counted second leaves the window (something frees up)."""
+        for s in range(self.second - WINDOW + 1, self.second + 1):
+            if self.counts[s % WINDOW]:
+                return s + WINDOW - now
+        return 0.0
+
+    def empties_in(self, now: float) -> float:
+        """Seconds until everything counted has left the window (the limit is back to its initial state)."""
+        for s in range(self.second, self.second - WINDOW, -1):
+            if self.counts[s % WINDOW]:
+                return s + WINDOW - now
+        return 0.0
+
+
+@dataclass(slots=True)
+class Verdict:
+    allowed: bool
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    exceeded: str | None = None  # "requests" or "tokens" when refused
+    limit: int = 0
+    retry_after: float = 0.0  # seconds, when refused
+    reserved: int = 0  # tokens reserved by this admission; give them back with release()
+
+    def message(self, who: str) -> str:
+        unit = "requests" if self.exceeded == "requests" else "tokens"
+        return (f"rate limit exceeded for {who}: {self.limit} {unit} per minute; "
+                f"retry after {math.ceil(self.retry_after)}s")
+
+
+class RateLimiter(Protocol):
+    async def admit(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> Verdict: ...
+
+    def release(self, subject: str, reserved: int) -> None: ...
+
+    def consume(self, subject: str, tokens: int) -> None: ...
+
+
+class _Subject:
+    __slots__ = ("requests", "reserved", "tokens")
+
+    def __init__(self) -> None:
+        self.requests, self.tokens, self.reserved = Window(), Window(), 0
+
+
+class InProcessLimiter:
+    """The embedded RateLimiter: exact for one process; each process of `--workers N` counts its own."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._subjects: dict[str, _Subject] = {}
+        self._clock = clock
+
+    def _subject(self, subject: str, now_s: int) -> _Subject:
+        found = self._subjects.get(subject)
+        if found is None:
+            found = self._subjects[subject] = _Subject()
+        found.requests.advance(now_s)
+        found.tokens.advance(now_s)
+        return found
+
+    async def admit(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
+        return self.check(subject, rpm, tpm, tokens)
+
+    def check(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
+        now = self._clock()
+        s = self._subject(subject, int(now))
+        if rpm is not None and s.requests.total >= rpm:
+            return self._refused(s, "requests", rpm, tpm, s.requests.frees_in(now), now)
+        used = s.tokens.total + s.reserved
+        if tpm is not None and used > 0 and used + tokens > tpm:
+            wait = s.tokens.frees_in(now) or 1.0  # only reservations in the way: they end soon
+            return self._refused(s, "tokens", rpm, tpm, wait, now)
+        s.requests.add(1)
+        reserved = tokens if tpm is not None else 0
+        s.reserved += reserved
+        return Verdict(True, _headers(s, rpm, tpm, now), reserved=reserved)
+
+    def _refused(self, s: _Subject, kind: str, rpm: int | None, tpm: int | None, wait: float,
+                 now: float) -> Verdict:
+        wait = max(wait, 0.001)
+        limit = rpm if kind == "requests" else tpm
+        assert limit is not None
+        headers = _headers(s, rpm, tpm, now)
+        headers.append((b"retry-after", str(math.ceil(wait)).encode()))
+        headers.append((b"retry-after-ms", str(math.ceil(wait * 1000)).encode()))
+        return Verdict(False, headers, kind, limit, wait)
+
+    def release(self, subject: str, reserved: int) -> None:
+        if reserved:
+            s = self._subjects.get(subject)
+            if s is not None:
+                s.reserved = max(0, s.reserved - reserved)
+
+    def consume(self, subject: str, tokens: int) -> None:
+        if tokens > 0:
+            s = self._subject(subject, int(self._clock()))
+            s.tokens.add(tokens)
+
+
+def _headers(s: _Subject, rpm: int | None, tpm: int | None, now: float) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    if rpm is not None:
+        out += [(b"x-ratelimit-limit-requests", str(rpm).encode()),
+                (b"x-ratelimit-remaining-requests", str(max(0, rpm - s.requests.total)).encode()),
+                (b"x-ratelimit-reset-requests", duration(s.requests.empties_in(now)).encode())]
+    if tpm is not None:
+        out += [(b"x-ratelimit-limit-tokens", str(tpm).encode()),
+                (b"x-ratelimit-remaining-tokens", str(max(0, tpm - s.tokens.total - s.reserved)).encode()),
+                (b"x-ratelimit-reset-tokens", duration(s.tokens.empties_in(now)).encode())]
+    return out
+
+
+__all__ = ["InProcessLimiter", "RateLimiter", "Verdict", "Window", "duration"]
