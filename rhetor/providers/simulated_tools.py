@@ -4,8 +4,9 @@ tool-calling and structured-output paths of every front can be exercised with no
 Rules: with tools offered (and tool_choice not "none"), if the last turn is a tool result the reply is text
 that quotes it; otherwise a call is made when tool_choice is "required" or names a tool, or when the last
 user message mentions a tool by name. The call's arguments fill the schema's required properties with
-placeholder values of their type (first enum value; strings "simulated"). A JSON response_format wraps the
-text reply as `{"response": text}`. Pure functions; knows nothing of providers' wires, routing or HTTP.
+values valid against their schemas (first enum value; strings "simulated"; rhetor.providers.simulated_schema).
+A json_schema response_format answers a value valid against the schema; json_object wraps the text reply as
+`{"response": text}`. Pure functions; knows nothing of providers' wires, routing or HTTP.
 """
 
 from __future__ import annotations
@@ -15,31 +16,17 @@ from typing import Any
 
 import orjson
 
+from rhetor.providers.simulated_schema import example
 from rhetor.types import ChatRequest, ToolCall, ToolSpec
-
-_PLACEHOLDERS: dict[str, Any] = {"string": "simulated", "integer": 0, "number": 0, "boolean": False,
-                                 "array": [], "object": {}, "null": None}
-
-
-def _placeholder(schema: Any) -> Any:
-    if not isinstance(schema, dict):
-        return "simulated"
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "object":
-        return arguments_for(schema)
-    return _PLACEHOLDERS.get(str(kind), "simulated")
 
 
 def arguments_for(schema: dict[str, Any]) -> dict[str, Any]:
-    """Placeholder values for the required properties of a JSON Schema object."""
+    """Values for the required properties of a JSON Schema object, each valid against its property's schema
+    (`$ref`, `anyOf`, bounds, formats: rhetor.providers.simulated_schema)."""
     raw_props, raw_required = schema.get("properties"), schema.get("required")
     props: dict[str, Any] = raw_props if isinstance(raw_props, dict) else {}
     required: list[Any] = raw_required if isinstance(raw_required, list) else []
-    return {name: _placeholder(props.get(name)) for name in required if isinstance(name, str)}
+    return {name: example(props.get(name, {}), schema) for name in required if isinstance(name, str)}
 
 
 def _chosen(request: ChatRequest) -> ToolSpec | None:
@@ -77,8 +64,13 @@ def tool_result_text(request: ChatRequest) -> str | None:
 
 
 def shape_text(request: ChatRequest, text: str) -> str:
-    """The reply text in the requested format: JSON response formats get `{"response": text}`."""
-    kind = (request.response_format or {}).get("type")
+    """The reply text in the requested format: a json_schema format gets a value valid against its schema (so
+    structured output works with no key), json_object gets `{"response": text}`."""
+    fmt = request.response_format or {}
+    kind = fmt.get("type")
+    spec = fmt.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return orjson.dumps(example(spec["schema"])).decode()
     if kind in ("json_object", "json_schema"):
         return orjson.dumps({"response": text}).decode()
     return text
