@@ -58,7 +58,7 @@ def server(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 def test_health_sees_every_provider(server: str) -> None:
     assert httpx.get(f"{server}/health").json()["providers"] == {
-        "anthropic": True, "openai": True, "ollama": True, "simulated": True}
+        "anthropic": True, "openai": True, "ollama": True, "gemini": False, "simulated": True}  # no Gemini key here
     providers = httpx.get(f"{server}/api/v1/providers").json()
     assert providers["default_provider"] == "anthropic"
     assert {"llama3", "llama3:latest"} <= {m["id"] for m in providers["providers"]["ollama"]["models"]}
