@@ -239,3 +239,11 @@ def test_book_reserves_and_settles_without_a_server() -> None:
     assert book.admit(applicable, 0.0, 60).hold is not None
     with pytest.raises(InvalidRequestError):
         parse_budget({"id": "x", "scope": "global", "target": "y", "daily_usd": 1})
+
+
+def test_a_reservation_never_released_is_freed_when_dropped() -> None:
+    book = BudgetBook()
+    book.put(Budget(id="g", daily_tokens=100, policy="block"))
+    applicable = book.applicable(None, None, None)
+    book.admit(applicable, 0.0, 90)  # a stream whose body was never read: its ticket is dropped, not released
+    assert book.admit(applicable, 0.0, 90).hold is not None  # the dropped reservation no longer holds the budget

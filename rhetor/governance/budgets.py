@@ -158,9 +158,12 @@ class MemorySpend:
         return subject in self._subjects
 
     def add(self, subject: Subject, ts: float, usd: float, tokens: int) -> None:
+        windows = self._windows
         for period in PERIODS:
-            w = self.window(subject, period, ts if ts > 0 else time.time())  # type: ignore[arg-type]
-            if w.start <= ts < w.end or ts <= 0:
+            w = windows.get((subject, period))  # type: ignore[arg-type]
+            if w is None or ts >= w.end:
+                w = self.window(subject, period, ts)  # type: ignore[arg-type]
+            if ts >= w.start:  # a request started in an earlier period is that period's spend
                 w.usd += usd
                 w.tokens += tokens
 
@@ -170,6 +173,9 @@ class Hold:
     """The estimates a request reserved; released (once) when its record arrives or it ends."""
 
     parts: list[tuple[Window, float, int]] = field(default_factory=list)
+
+    def __del__(self) -> None:  # a stream dropped before it was read never runs its end: free its reservation
+        self.release()
 
     def release(self) -> None:
         parts, self.parts = self.parts, []
@@ -192,6 +198,8 @@ class BudgetBook:
         self.counters: SpendCounters = counters if counters is not None else MemorySpend()
         self.budgets: dict[str, Budget] = {}
         self._by_subject: dict[Subject, list[Budget]] = {}
+        # budget id -> its limits: (period, usd, tokens, usd at warn_at, tokens at warn_at), computed once
+        self._plans: dict[str, tuple[tuple[Period, float | None, int | None, float, float], ...]] = {}
         self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
 
     # -- definitions --------------------------------------------------------------------------------------------
@@ -210,6 +218,9 @@ class BudgetBook:
         index: dict[Subject, list[Budget]] = {}
         for b in self.budgets.values():
             index.setdefault(b.subject, []).append(b)
+        inf = float("inf")
+        self._plans = {b.id: tuple((p, u, t, inf if u is None else u * b.warn_at, inf if t is None else t * b.warn_at)
+                                   for p, u, t in b.limits()) for b in self.budgets.values()}
         self._by_subject = index
 
     def subjects(self) -> list[Subject]:
@@ -238,10 +249,14 @@ class BudgetBook:
         now = time.time() if now is None else now
         result = Admission()
         windows: dict[int, Window] = {}
+        window, plans = self.counters.window, self._plans
         for budget, subject in applicable:
-            for period, limit_usd, limit_tokens in budget.limits():
-                w = self.counters.window(subject, period, now)
+            for period, limit_usd, limit_tokens, warn_usd, warn_tokens in plans[budget.id]:
+                w = window(subject, period, now)
                 windows[id(w)] = w
+                used_usd, used_tokens = w.usd + w.held_usd, w.tokens + w.held_tokens
+                if used_usd < warn_usd and used_tokens < warn_tokens:
+                    continue  # the common case: well inside every limit
                 over = _crossed(budget, period, w, limit_usd, limit_tokens, 1.0)
                 if over is not None:
                     if budget.policy == "block":
@@ -257,11 +272,12 @@ class BudgetBook:
                 if soft is not None:
                     result.warnings.append(_near(budget, subject, period, w, soft))
         if windows:
-            hold = Hold([(w, estimate_usd, estimate_tokens) for w in windows.values()])
+            parts = []
             for w in windows.values():
                 w.held_usd += estimate_usd
                 w.held_tokens += estimate_tokens
-            result.hold = hold
+                parts.append((w, estimate_usd, estimate_tokens))
+            result.hold = Hold(parts)
         return result
 
     def record(self, rec: Any) -> None:
