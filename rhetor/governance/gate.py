@@ -29,7 +29,7 @@ from rhetor.providers.base import Provider
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import Attempt, RunInfo
 from rhetor.routing.router import Route, Target
-from rhetor.types import ChatRequest, ChatResponse, Message, StreamEvent, Usage
+from rhetor.types import ChatRequest, ChatResponse, Message, StreamEvent
 
 Builder = Callable[[Target, Provider], ChatRequest]
 DEFAULT_OUTPUT_ESTIMATE = 256  # reserved output tokens when the request sets no max_tokens
@@ -169,8 +169,11 @@ class Gate:
         first = rt.targets[0]
         estimate_in = estimate_input(prepared.system, [*prepared.history, *prepared.new_turn])
         estimate_out = rt.options.get("max_tokens") or DEFAULT_OUTPUT_ESTIMATE
-        usage = Usage(estimate_in, estimate_out)  # reserved at the dearest target that may answer (fallback)
-        estimate_usd = max(self.prices.cost(t.provider, t.model, usage).usd for t in rt.targets)
+        estimate_usd = 0.0  # reserved at the dearest target that may answer (fallback)
+        for t in rt.targets:
+            price = self.prices.lookup(t.provider, t.model)
+            if price is not None:
+                estimate_usd = max(estimate_usd, (estimate_in * price.input + estimate_out * price.output) / 1e6)
         admission = self.budgets.admit(applicable, estimate_usd, estimate_in + estimate_out)  # raises on `block`
         if admission.warnings:
             notes.note("budget_warnings", admission.warnings, "x-rhetor-budget-warning", admission.warnings[0])
