@@ -76,9 +76,11 @@ def test_upstream_statuses_map_faithfully(oai: openai.OpenAI, ant: anthropic.Ant
 
 def test_upstream_key_never_leaks(oai: openai.OpenAI, stack: Stack) -> None:
     stack.openai.fail_next(401, message=f"Incorrect API key provided: {UPSTREAM_KEYS['openai']}")
-    with pytest.raises(openai.AuthenticationError) as err:
+    with pytest.raises(openai.InternalServerError) as err:  # Rhetor's upstream key, not the caller's: a 502
         oai.chat.completions.create(model="openai/gpt-4o", messages=HI)
     assert UPSTREAM_KEYS["openai"] not in str(err.value.body) and "[redacted]" in err.value.message
+    assert err.value.status_code == 502 and err.value.response.headers["x-should-retry"] == "false"
+    assert "- the upstream rejected Rhetor's credentials for provider openai (upstream 401)" in err.value.message
 
 
 def test_unavailable_provider_is_503(make_settings: object, tmp_path: Path) -> None:
@@ -136,9 +138,10 @@ def test_mid_stream_failure_is_an_anthropic_error_event(ant: anthropic.Anthropic
 
 def test_error_before_the_first_byte_is_a_status_not_a_stream(ant: anthropic.Anthropic, stack: Stack) -> None:
     stack.anthropic.fail_next(401)
-    with pytest.raises(anthropic.AuthenticationError), \
+    with pytest.raises(anthropic.InternalServerError) as err, \
             ant.messages.stream(model="anthropic/claude-sonnet-4-5", max_tokens=5, messages=HI) as stream:
         stream.get_final_message()
+    assert err.value.status_code == 502 and "rejected Rhetor's credentials for provider anthropic" in err.value.message
 
 
 def test_body_over_the_cap_is_413_for_both_sdks(tmp_path: Path) -> None:

@@ -53,7 +53,18 @@ def attempts_status(attempts: Sequence[dict[str, Any]]) -> int:
         return 503
     statuses = {int(a["status"]) if a.get("status") else _TYPE_STATUS.get(str(a.get("error_type")), 502)
                 for a in failed}
+    # an upstream refusing Rhetor's own key is not the caller's 401 (their SDK would blame their own key)
+    statuses = {502 if s == 401 else s for s in statuses}
     return statuses.pop() if len(statuses) == 1 else 502
+
+
+def credentials_note(attempts: Sequence[dict[str, Any]]) -> str | None:
+    """Which upstreams rejected Rhetor's credentials (401), for the message: the caller's key was fine."""
+    rejected = sorted({str(a["provider"]) for a in attempts if a.get("outcome") == "error" and a.get("status") == 401})
+    if not rejected:
+        return None
+    return (f"the upstream rejected Rhetor's credentials for provider {', '.join(rejected)} (upstream 401): "
+            "Rhetor's own API key for it is wrong or revoked; the caller's key was accepted")
 
 
 def status_of(err: RhetorError) -> int:
@@ -94,6 +105,10 @@ def error_response(api: Api, err: RhetorError) -> Response:
     failed = [a for a in err.attempts if a.get("message")] if isinstance(err, AllTargetsFailedError) else []
     if failed:  # say what the upstream said (keys are already scrubbed from attempt messages)
         message = f"{message}; last error: {failed[-1]['message']}"
+    note = credentials_note(err.attempts) if isinstance(err, AllTargetsFailedError) else None
+    if note is not None:
+        message = f"{note}. {message}"
+        headers["x-should-retry"] = "false"  # retrying cannot fix Rhetor's configuration
     body = (openai_error(status, message, code=err.type, param=param) if api == "openai"
             else anthropic_error(status, message))
     if isinstance(err, BudgetExceededError):
@@ -134,5 +149,5 @@ def compat_endpoint(api: Api, handler: Handler) -> Handler:
     return endpoint
 
 
-__all__ = ["anthropic_error", "anthropic_type", "attempts_status", "compat_endpoint", "error_response",
-           "invalid_response", "openai_error", "openai_type", "status_of"]
+__all__ = ["anthropic_error", "anthropic_type", "attempts_status", "compat_endpoint", "credentials_note",
+           "error_response", "invalid_response", "openai_error", "openai_type", "status_of"]
