@@ -60,6 +60,20 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+async def seed_bench_key(data_dir: Path) -> None:
+    """A virtual key for the secret `bench` (what benchmarks/load.py sends), limits set but never reached."""
+    from rhetor.governance.keys import KeyRecord, digest
+    from rhetor.governance.keystore import SqliteKeyStore
+
+    store = SqliteKeyStore(data_dir / "keys.db")
+    await store.open()
+    try:
+        await store.create(KeyRecord(id="key_bench", name="bench", digest=digest(b"bench"), hint="bench",
+                                     created_at=time.time(), spec={"rpm": 10**9, "tpm": 10**12}))
+    finally:
+        await store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -71,6 +85,10 @@ def main() -> None:
     ap.add_argument("--off-env", nargs="*", default=[], metavar="VAR=VALUE",
                     help="also run a second Rhetor with these variables (e.g. RHETOR_METRICS=0 RHETOR_ACCESS_LOG=0)"
                          " and print it as 'off' beside each row: the cost of a feature, same run")
+    ap.add_argument("--bench-key", action="store_true",
+                    help="the measured Rhetor requires a caller key: a virtual key whose secret is the load "
+                         "generator's 'bench', with huge RPM/TPM limits so every request is resolved, admitted and "
+                         "counted (the 'off' Rhetor, if any, has no key: keys + limits on vs off, same run)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the upstream
@@ -83,6 +101,8 @@ def main() -> None:
            "RHETOR_PORT": str(rh_port), "RHETOR_DATA_DIR": data_dir, "RHETOR_TASK_CONFIG": str(tasks),
            "RHETOR_LOG_LEVEL": args.log_level, "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none", "OLLAMA_HOST": "http://127.0.0.1:9",
            "ANTHROPIC_API_KEY": "bench", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{up_port}"}
+    if args.bench_key:
+        asyncio.run(seed_bench_key(Path(data_dir)))
     upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up_port)]))
     log = open(args.rhetor_log, "ab") if args.rhetor_log else None
     rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT, stderr=log)
