@@ -388,9 +388,12 @@ function renderContextList() {
 const openContext = safely(async (id) => {
   state.contextId = id;
   renderContextList();
-  const data = await api(`/api/v1/contexts/${encodeURIComponent(id)}?limit=200`);
+  // the newest 200 messages: a long conversation opens at its end
+  const known = state.contexts.find((c) => c.context_id === id);
+  const offset = known ? Math.max(0, known.message_count - 200) : 0;
+  const data = await api(`/api/v1/contexts/${encodeURIComponent(id)}?limit=200&offset=${offset}`);
   $("context-title").textContent = id;
-  $("context-meta").textContent = `${data.total} messages · component ${data.component || "–"} · created ${shortTime(data.created_at)} · updated ${shortTime(data.updated_at)}`;
+  $("context-meta").textContent = `${data.total} messages${data.offset ? ` (the last ${data.messages.length} shown)` : ""} · component ${data.component || "–"} · created ${shortTime(data.created_at)} · updated ${shortTime(data.updated_at)}`;
   $("context-search").classList.remove("hidden");
   fill($("context-results"));
   fill($("context-messages"), (data.messages || []).map((m) => messageNode(m)));
