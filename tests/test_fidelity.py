@@ -4,7 +4,6 @@ it and the provider, lenient mode dropping and listing instead. Official SDKs ag
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from rhetor.providers.fidelity import REFUSED, TABLE, rule
+from rhetor.providers.fidelity import REFUSED, TABLE, rewrite_doc
 from tests.fakes.stack import Stack, running_stack
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -261,15 +260,26 @@ def test_json_object_and_odd_service_tiers_are_refused_cross_vendor(stack: Stack
 
 
 def test_docs_table_matches_the_code() -> None:
-    """docs/fronts.md prints TABLE: every row, word for word (so the README's promise is the behaviour)."""
+    """docs/fronts.md prints TABLE word for word (so the README's promise is the behaviour); regenerate it with
+    `python -m rhetor.providers.fidelity docs/fronts.md`."""
     text = (Path(__file__).parent.parent / "docs" / "fronts.md").read_text()
+    assert rewrite_doc(text) == text
     for api, fields in TABLE.items():
         section = text.split(f"<!-- table:{api} -->")[1].split("<!-- /table -->")[0]
-        rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
-                for line in section.splitlines() if line.startswith("| `")
-                for cells in [re.split(r"(?<!\\)\|", line.strip().strip("|"))]}
-        assert set(rows) == set(fields), api
-        for name, rules in fields.items():
-            wire = "anthropic" if api == "openai" else "openai"
-            expected = [rule(api, name, w) for w in (wire, "ollama", "simulated", "other")]
-            assert [c.replace("\\|", "|") for c in rows[name]] == expected, (api, name)
+        assert all(f"| `{name}` |" in section for name in fields)
+
+
+def test_n_fans_out_on_upstreams_without_it_and_is_native_on_openai(stack: Stack) -> None:
+    with oai(stack) as client:
+        one = client.chat.completions.create(model="simulated/simulated-fast", messages=HI)
+        r = client.chat.completions.create(model="simulated/simulated-fast", messages=HI, n=3)
+        assert [c.index for c in r.choices] == [0, 1, 2] and len({c.message.content for c in r.choices}) == 1
+        assert r.usage is not None and one.usage is not None and r.usage.total_tokens == 3 * one.usage.total_tokens
+        before = len(stack.anthropic.requests)
+        r = client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI, n=2)
+        assert len(r.choices) == 2 and len(stack.anthropic.requests) == before + 2
+        assert "n" not in stack.anthropic.requests[-1]
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="simulated/simulated-fast", messages=HI, n=2, stream=True)
+    assert err.value.message.endswith("n is not supported by provider simulated; send x-rhetor-lenient: 1 to drop it "
+                                      "instead") or "n is not supported by provider simulated" in err.value.message

@@ -10,6 +10,8 @@ like the native API, to keep the hot path lean. Knows the gateway, never provide
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -207,9 +209,26 @@ async def chat_completions(request: Request) -> Response:
     r = outcome.response
     headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
                **fidelity_headers(pt, r.raw is not None)}
-    if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact
+    if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact (n included)
         return Response(r.raw, media_type="application/json", headers=headers)
-    return json_response(completion(outcome, new_id("chatcmpl-")), headers=headers)
+    answer = completion(outcome, new_id("chatcmpl-"))
+    n = body.n or 1
+    if n > 1:  # an upstream without `n`: fan out, the turn recorded once (rhetor.providers.fidelity)
+        await fan_out(answer, list(await asyncio.gather(*(gw.chat(replace(inp, record=False)) for _ in range(n - 1)))))
+    return json_response(answer, headers=headers)
+
+
+async def fan_out(answer: dict[str, Any], others: list[ChatOutcome]) -> None:
+    """`answer` with the other outcomes' choices appended (numbered) and their usage added."""
+    usage = answer["usage"]
+    for other in others:
+        extra = completion(other, answer["id"])
+        answer["choices"].append({**extra["choices"][0], "index": len(answer["choices"])})
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            usage[key] += extra["usage"][key]
+        usage["prompt_tokens_details"]["cached_tokens"] += extra["usage"]["prompt_tokens_details"]["cached_tokens"]
+        reasoning = extra["usage"]["completion_tokens_details"]["reasoning_tokens"]
+        usage["completion_tokens_details"]["reasoning_tokens"] += reasoning
 
 
 routes: list[BaseRoute] = [

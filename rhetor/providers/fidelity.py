@@ -25,6 +25,7 @@ BUDGET_EFFORT: list[tuple[int, str]] = [(2048, "low"), (8192, "medium")]
 DEFAULT_EFFORT = "high"
 
 _T_ALL = "translated"
+FAN_OUT = "fan-out: n requests, choices numbered, usage summed; with stream refused"
 
 
 def _row(anthropic_or_openai: str, ollama: str, simulated: str, other: str | None = None) -> dict[str, str]:
@@ -58,7 +59,7 @@ TABLE: dict[str, dict[str, dict[str, str]]] = {
                                  "accepted, no effect"),
         "service_tier": _row("auto → auto, default → standard_only; others refused", "auto/default only",
                              "auto/default only"),
-        "n": _row(REFUSED, REFUSED, REFUSED),
+        "n": _row(FAN_OUT, FAN_OUT, FAN_OUT),
         "logprobs": _row(REFUSED, REFUSED, REFUSED),
         "top_logprobs": _row(REFUSED, REFUSED, REFUSED),
         "frequency_penalty": _row(REFUSED, REFUSED, REFUSED),
@@ -145,6 +146,8 @@ def unhonoured(request: ChatRequest, wire: str) -> list[str]:
             out.append("response_format.type=json_object")
         elif key == "parallel_tool_calls" and column == "ollama" and value is False:
             out.append("parallel_tool_calls")
+        elif key == "n" and pt.body.get("stream"):  # fan-out is for whole answers; streams would interleave
+            out.append("n")
     return out
 
 
@@ -174,5 +177,32 @@ def budget_effort(budget: int) -> str:
     return next((effort for bound, effort in BUDGET_EFFORT if budget <= bound), DEFAULT_EFFORT)
 
 
-__all__ = ["BENIGN", "EFFORT_BUDGET", "REFUSED", "TABLE", "WIRES", "admit", "budget_effort", "effort_budget", "rule",
-           "target_column", "unhonoured"]
+def markdown_table(api: str) -> str:
+    """TABLE[api] as the markdown table docs/fronts.md prints (`python -m rhetor.providers.fidelity` rewrites it)."""
+    peer = "anthropic" if api == "openai" else "openai"
+    lines = [f"| field | → {peer} | → ollama | → simulated | → other providers (gemini, …) |", "|---|---|---|---|---|"]
+    for name in TABLE[api]:
+        cells = [rule(api, name, wire).replace("|", "\\|") for wire in (peer, "ollama", "simulated", "other")]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_doc(text: str) -> str:
+    """`text` (docs/fronts.md) with each `<!-- table:API -->` … `<!-- /table -->` section printed afresh."""
+    for api in TABLE:
+        head, rest = text.split(f"<!-- table:{api} -->\n", 1)
+        tail = rest.split("<!-- /table -->", 1)[1]
+        text = f"{head}<!-- table:{api} -->\n{markdown_table(api)}<!-- /table -->{tail}"
+    return text
+
+
+if __name__ == "__main__":  # python -m rhetor.providers.fidelity docs/fronts.md
+    import sys
+    from pathlib import Path
+
+    doc = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/fronts.md")
+    doc.write_text(rewrite_doc(doc.read_text()))
+
+
+__all__ = ["BENIGN", "EFFORT_BUDGET", "REFUSED", "TABLE", "WIRES", "admit", "budget_effort", "effort_budget",
+           "markdown_table", "rewrite_doc", "rule", "target_column", "unhonoured"]
