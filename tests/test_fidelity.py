@@ -283,3 +283,17 @@ def test_n_fans_out_on_upstreams_without_it_and_is_native_on_openai(stack: Stack
             client.chat.completions.create(model="simulated/simulated-fast", messages=HI, n=2, stream=True)
     assert err.value.message.endswith("n is not supported by provider simulated; send x-rhetor-lenient: 1 to drop it "
                                       "instead") or "n is not supported by provider simulated" in err.value.message
+
+
+def test_token_array_embeddings(stack: Stack) -> None:
+    """LangChain's OpenAIEmbeddings sends token ids by default: OpenAI takes them; elsewhere a 400 says what to do."""
+    with oai(stack) as client:
+        r = client.embeddings.create(model="openai/text-embedding-3-small", input=[[9906, 1917], [15339]])
+        assert [d.index for d in r.data] == [0, 1] and stack.openai.embedding_requests[-1]["input"] == [[9906, 1917],
+                                                                                                       [15339]]
+        one = client.embeddings.create(model="openai/text-embedding-3-small", input=[9906, 1917])
+        assert len(one.data) == 1
+        with pytest.raises(openai.BadRequestError) as err:
+            client.embeddings.create(model="simulated/simulated-embedding", input=[[9906, 1917]])
+    assert err.value.body["param"] == "input"  # type: ignore[index]
+    assert "check_embedding_ctx_length=False" in err.value.message and "simulated" in err.value.message

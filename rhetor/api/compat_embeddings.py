@@ -4,7 +4,9 @@
 Served by providers with the EmbeddingProvider capability: `openai/<model>` (or bare `text-embedding-*`),
 `ollama/<model>`, and `simulated/simulated-embedding` (deterministic, 384 dimensions). The official SDK asks
 for base64 by default: little-endian float32, as OpenAI sends it. Called directly on the provider (no fallback
-chain: a vector space is not interchangeable). Errors are OpenAI's. Knows the provider protocol, no wire.
+chain: a vector space is not interchangeable). Input may also be token ids (`[int]` or `[[int]]`, what LangChain's
+OpenAIEmbeddings sends by default): passed to a provider that takes them (OpenAI), else a 400 that says how to send
+text instead. Errors are OpenAI's. Knows the provider protocol, no wire.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import array
 import base64
 import sys
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -25,17 +27,26 @@ from rhetor.api.compat_common import gateway, read_body, resolve
 from rhetor.api.compat_errors import compat_endpoint
 from rhetor.api.responses import json_response
 from rhetor.errors import InvalidRequestError, PermissionDeniedError, ProviderUnavailableError
-from rhetor.providers.base import EmbeddingProvider
+from rhetor.providers.base import EmbeddingProvider, Embeddings
 from rhetor.timing import add_upstream_wait
 from rhetor.types import Usage
 
 MAX_INPUTS = 2048
 
 
+@runtime_checkable
+class TokenEmbedder(Protocol):
+    """An embedding provider whose vendor takes token ids as input (OpenAI)."""
+
+    async def embed_tokens(self, tokens: list[list[int]], model: str | None = None) -> Embeddings: ...
+
+
 class EmbeddingsBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
-    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
+    input: (str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
+            | Annotated[list[int], Field(min_length=1)]
+            | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1, max_length=MAX_INPUTS)])
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
 
@@ -66,10 +77,18 @@ async def embeddings(request: Request) -> Response:
     availability = await provider.available()
     if not availability.ok:
         raise ProviderUnavailableError(availability.reason, provider=route.provider_id, model=route.model_id)
-    texts = [body.input] if isinstance(body.input, str) else body.input
+    texts, tokens = _inputs(body.input)
+    if tokens is not None and not isinstance(provider, TokenEmbedder):
+        raise InvalidRequestError(
+            f"input is token ids, which provider {route.provider_id!r} cannot take and Rhetor has no tokenizer of "
+            f"{route.model_id!r} to decode them: send the text instead (LangChain's OpenAIEmbeddings: "
+            "check_embedding_ctx_length=False)", param="input")
     started = time.perf_counter()
     try:
-        result = await provider.embed(texts, route.model_id)
+        if tokens is not None and isinstance(provider, TokenEmbedder):
+            result = await provider.embed_tokens(tokens, route.model_id)
+        else:
+            result = await provider.embed(texts, route.model_id)
     except BaseException as exc:
         _meter(request, route.provider_id, route.model_id, started, None, exc)
         raise
@@ -80,6 +99,17 @@ async def embeddings(request: Request) -> Response:
                                   for i, v in enumerate(result.vectors)]
     return json_response({"object": "list", "data": data, "model": f"{route.provider_id}/{result.model}",
                           "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}})
+
+
+def _inputs(value: Any) -> tuple[list[str], list[list[int]] | None]:
+    """(texts, None) or ([], token id lists)."""
+    if isinstance(value, str):
+        return [value], None
+    if value and isinstance(value[0], int):
+        return [], [value]
+    if value and isinstance(value[0], list):
+        return [], value
+    return value, None
 
 
 def _meter(request: Request, provider: str, model: str, started: float, usage: Usage | None,

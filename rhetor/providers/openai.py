@@ -317,6 +317,14 @@ class OpenAIProvider:
                                                                      "encoding_format": "float"}, model=name)
         return parse_embeddings(data, name, len(texts))
 
+    async def embed_tokens(self, tokens: list[list[int]], model: str | None = None) -> Embeddings:
+        """POST /embeddings with token ids as input (OpenAI takes them as they are)."""
+        name = model or self.embedding_models()[0]
+        self._require_key(name)
+        data = await self._http.request_json("POST", "/embeddings", {"model": name, "input": tokens,
+                                                                     "encoding_format": "float"}, model=name)
+        return parse_embeddings(data, name, len(tokens))
+
     async def available(self) -> Availability:
         if self._key:
             return Availability(True, "OPENAI_API_KEY set")

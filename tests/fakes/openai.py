@@ -184,7 +184,11 @@ class FakeOpenAI(Script):
             await self._fail(send, action, str(body.get("model")))
             return
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t)} for i, t in enumerate(inputs)]
+        if inputs and isinstance(inputs[0], int):  # one token array
+            inputs = [inputs]
+        data = [{"object": "embedding", "index": i,
+                 "embedding": fake_vector(t if isinstance(t, str) else orjson.dumps(t).decode())}
+                for i, t in enumerate(inputs)]
         tokens = sum(len(str(t).split()) for t in inputs)
         await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data, "model": body["model"],
                                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
