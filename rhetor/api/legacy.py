@@ -184,6 +184,8 @@ async def stream(request: Request) -> Response:
     body = await _parse(request, "any")
     if isinstance(body, Response):
         return body
+    if body.messages is not None and not body.messages:
+        return invalid([{"loc": ("messages",), "msg": "must not be empty (a list of {role, content})"}])
     if (body.message is None) == (body.messages is None):
         return invalid([{"loc": ("message",), "msg": "give exactly one of 'message' or 'messages'"}])
     return await _answer(request, body, True)
