@@ -69,12 +69,18 @@ def _check_config(settings: Settings, path: Path | None) -> int:
     from rhetor.catalog import load_catalog
     from rhetor.providers import Providers
     from rhetor.routing.config import describe, load_config
+    from rhetor.routing.deployment_check import check_deployments
     from rhetor.routing.lifecycle import check_routes
 
-    config = load_config(path)
-    deprecated = check_routes(config, load_catalog(settings.catalog_file), str(path or "tasks.json"))
+    providers = Providers(settings)  # RHETOR_PROVIDERS validated here too, naming the key path
+    config = load_config(path, providers.deployment_kinds())
+    catalog = load_catalog(settings.catalog_file)
+    deprecated = check_routes(config, catalog, str(path or "tasks.json"))
+    check_deployments(config, providers.deployments, catalog, str(path or "tasks.json"))
     print(f"{path or 'built-in tasks.json'}: OK")
-    print(describe(config, Providers(settings).default_models()))
+    if providers.deployments:
+        print(f"{settings.providers_file}: {len(providers.deployments)} deployments, strategy {providers.strategy}")
+    print(describe(config, providers.default_models()))
     for line in deprecated:
         print(f"warning: {line}", file=sys.stderr)
     return 0
@@ -106,10 +112,12 @@ async def _providers(settings: Settings) -> int:
     from rhetor.providers import Providers
 
     providers = Providers(settings)
-    try:
+    try:  # deployments by name and kind; keys never printed, only how many (rhetor.providers.pool)
         for name, a in (await providers.availability()).items():
             default = providers.get(name).default_model
-            print(f"{name:10} {'available' if a.ok else 'unavailable':12} default={default:28} {a.reason}")
+            spec = providers.deployments.get(name)
+            what = f"{spec.kind}{'/' + spec.preset.name if spec.preset else ''} keys={len(spec.keys)}" if spec else ""
+            print(f"{name:14} {'available' if a.ok else 'unavailable':12} default={default:28} {what:24} {a.reason}")
     finally:
         await providers.aclose()
     return 0

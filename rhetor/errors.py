@@ -18,12 +18,12 @@
     ├── PayloadTooLargeError      413
     ├── BudgetExceededError       429    a `block` budget is spent: names the budget, limit, spend and reset
     ├── UsageUnavailableError     503    the usage ledger is off, or its store cannot be read
-    ├── StoreUnavailableError ⟲   503    a shared store (PostgreSQL) is unreachable: names its URL, no password
     ├── TemplateRendererBusy ⟲    503    every template render worker stayed busy past the queue wait
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
     │   ├── CircuitOpenError             breaker open: skipped at once
-    │   │   └── CoolingDownError         inside the upstream's Retry-After window: skipped at once
+    │   │   ├── CoolingDownError         inside the upstream's Retry-After window: skipped at once
+    │   │   └── DeploymentBusyError      a deployment's max_concurrency stayed full past its queue wait
     │   ├── UpstreamConnectError   ⟲     could not reach the upstream (connect refused, DNS)
     │   │   └── UpstreamTimeoutError ⟲   connect or read timed out
     │   ├── UpstreamStatusError   ⟲/✗    the upstream answered with an error status; retryable by status
@@ -188,14 +188,6 @@ class UsageUnavailableError(RhetorError):
     type = "usage_unavailable"
 
 
-class StoreUnavailableError(RhetorError):
-    """A shared store (PostgreSQL, Redis) could not be reached; the message names its URL without the password."""
-
-    status = 503
-    type = "store_unavailable"
-    retryable = True
-
-
 class TemplateRendererBusy(RhetorError):
     """Every render worker stayed busy for longer than the queue wait: try again shortly."""
 
@@ -233,6 +225,10 @@ class UpstreamConnectError(ProviderError):
 
 class UpstreamTimeoutError(UpstreamConnectError):
     type = "upstream_timeout"
+
+
+class DeploymentBusyError(CircuitOpenError):
+    type = "deployment_busy"
 
 
 class UpstreamProtocolError(ProviderError):
@@ -308,8 +304,8 @@ __all__ = [
     "RateLimitedError",
     "ResponseNotFoundError",
     "RetiredModelError",
+    "DeploymentBusyError",
     "RhetorError",
-    "StoreUnavailableError",
     "TemplateConflictError",
     "TemplateNotFoundError",
     "TemplateRenderError",

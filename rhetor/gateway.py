@@ -213,6 +213,13 @@ class Gateway:
                                      backoff_base_s=settings.backoff_base_s,
                                      max_retry_wait_s=settings.max_retry_wait_s)
         self.defaults = providers.default_models()
+        # deployments of the providers file (rhetor.providers.deployments): names for the router, the balancer
+        self.deployment_kinds, self.listed_models = providers.deployment_kinds(), providers.listed()
+        if providers.deployments:
+            from rhetor.routing.balance import Balancer
+
+            self.runner.balancer = Balancer(providers, self.breaker, strategy=settings.balance,
+                                            price=self._deployment_price)
         self.catalog = load_catalog(settings.catalog_file)  # lifecycle of the models named (rhetor.catalog)
         self.meter: Meter | None = None  # the usage ledger's meter (rhetor.governance); set by the app
         self.gate: Gate | None = None  # budgets and the response cache (rhetor.governance.gate); set by the app
@@ -221,6 +228,15 @@ class Gateway:
     async def aclose(self) -> None:
         await self.providers.aclose()
 
+    def _deployment_price(self, deployment: str, kind: str, model: str) -> float | None:
+        """$ per 1M input + output tokens of `model` at `deployment`: its own `prices`, else the catalogue's."""
+        spec = self.providers.deployments.get(deployment)
+        if spec is not None and spec.prices is not None:
+            return spec.prices[0] + spec.prices[1]
+        entry = self.catalog.entry(kind, model)
+        price = entry.price if entry is not None else None
+        return None if price is None else price.input + price.output
+
     # -- preparation -------------------------------------------------------------------------------------
     async def _prepare(self, inp: ChatInput) -> _Prepared:
         # The one check of `options` for every front, before routing or I/O (rhetor.routing.options).
@@ -228,7 +244,7 @@ class Gateway:
         with tracing.span("rhetor.route") as route_span:
             rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
                        context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
-                       options=inp.options)
+                       options=inp.options, deployments=self.deployment_kinds, listed=self.listed_models)
             if inp.pinned:
                 rt = pinned(rt, inp.options)
             if inp.identity is not None and inp.identity.restricted:  # the key's allowed providers and models
@@ -418,6 +434,14 @@ class Gateway:
         return await provider.count_tokens(request), target.provider, target.model
 
     # -- inspection ------------------------------------------------------------------------------------
+    def _deployment_status(self, name: str, provider: Provider) -> dict[str, Any]:
+        spec = self.providers.deployments[name]
+        keys = getattr(provider, "keys_state", None)
+        balancer = self.runner.balancer
+        stats = balancer.snapshot().get(name, {}) if balancer is not None else {}
+        return {**_deployment_fields(spec), "keys": keys() if callable(keys) else [],
+                "in_flight": stats.get("in_flight", 0), "ttft_ewma_ms": stats.get("ttft_ewma_ms")}
+
     async def provider_status(self) -> dict[str, Any]:
         avail = await self.providers.availability()
         breakers = self.breaker.snapshot()
@@ -435,8 +459,17 @@ class Gateway:
                 "breakers": {k: v for k, v in breakers.items() if k.startswith(f"{name}/")},
                 "cooling_down": {k: v for k, v in cooling.items() if k.startswith(f"{name}/")},
             }
+            spec = self.providers.deployments.get(name)
+            if spec is not None:  # a deployment of the providers file: what it is and how it is doing (no keys)
+                out[name].update(self._deployment_status(name, provider))
         default = next((n for n in ("anthropic", "openai", "gemini", "ollama") if avail[n].ok), "simulated")
         return {"providers": out, "default_provider": default, "default_model": self.defaults[default]}
+
+
+def _deployment_fields(spec: Any) -> dict[str, Any]:
+    return {"deployment": spec.name, "kind": spec.kind, "preset": spec.preset.name if spec.preset else None,
+            "base_url": spec.base_url, "region": spec.region, "tags": list(spec.tags), "weight": spec.weight,
+            "max_concurrency": spec.max_concurrency, "discover": spec.discover}
 
 
 def _sampling(opts: Mapping[str, Any]) -> dict[str, Any]:

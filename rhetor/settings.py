@@ -47,6 +47,10 @@ class Settings(BaseModel):
     gemini_api_key: SecretStr | None = None  # GEMINI_API_KEY, else GOOGLE_API_KEY
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
     catalog_file: Path | None = None  # RHETOR_CATALOG: a JSON/YAML catalogue merged over the shipped one
+    # RHETOR_PROVIDERS: a YAML/JSON file of named deployments (rhetor/providers/deployments.py); RHETOR_BALANCE: the
+    # strategy among deployments serving one model when neither the file nor the route sets one
+    providers_file: Path | None = None
+    balance: Literal["weighted", "least-inflight", "latency", "cost"] | None = None
 
     availability_ttl_s: float = Field(10.0, ge=0)
     upstream_timeout_s: float = Field(120.0, gt=0)
@@ -116,14 +120,6 @@ class Settings(BaseModel):
     admin_key: SecretStr | None = None
     keys_poll_s: float = Field(0.5, gt=0, le=1)  # changes by other processes are seen within this (≤ 1 s)
     component_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
-    # Scale-out (rhetor/storage, docs/scale-out.md): contexts and caller keys on a shared PostgreSQL
-    # (RHETOR_DATABASE_URL=postgresql://user:pw@host/db[?schema=name]); rate-limit windows on a shared Redis
-    # (RHETOR_REDIS_URL=redis://host:6379/0, keys under redis_prefix). Unset: SQLite files and in-process state.
-    # An engine unreachable at start exits 2 naming its URL (no password) unless degraded_start.
-    database_url: SecretStr | None = None
-    redis_url: SecretStr | None = None
-    redis_prefix: str = Field("rhetor:", min_length=1, max_length=64)
-    degraded_start: bool = False
     # Budgets (rhetor/governance/budgets.py): the original global budget from the environment (no limit set = none);
     # more budgets per component / key / task through /api/v1/budgets, kept in $RHETOR_DATA_DIR/budgets.db
     budget_policy: Literal["warn", "downgrade", "block", "enforce", "ignore"] = "warn"
@@ -195,6 +191,8 @@ class Settings(BaseModel):
             "OPENAI_BASE_URL": "openai_base_url",
             "GEMINI_BASE_URL": "gemini_base_url",
             "RHETOR_CATALOG": "catalog_file",
+            "RHETOR_PROVIDERS": "providers_file",
+            "RHETOR_BALANCE": "balance",
             "RHETOR_HERMES": "hermes_enabled",
             "RHETOR_HERMES_HEARTBEAT_S": "hermes_heartbeat_s",
             "RHETOR_HERMES_RETRY_MAX_S": "hermes_retry_max_s",
@@ -214,10 +212,6 @@ class Settings(BaseModel):
             "RHETOR_PRICES": "prices_file",
             "RHETOR_ADMIN_KEY": "admin_key",
             "RHETOR_KEYS_POLL_S": "keys_poll_s",
-            "RHETOR_DATABASE_URL": "database_url",
-            "RHETOR_REDIS_URL": "redis_url",
-            "RHETOR_REDIS_PREFIX": "redis_prefix",
-            "RHETOR_DEGRADED_START": "degraded_start",
             "RHETOR_BUDGET_POLICY": "budget_policy",
             "RHETOR_BUDGET_DAILY_LIMIT": "budget_daily_limit",
             "RHETOR_BUDGET_WEEKLY_LIMIT": "budget_weekly_limit",

@@ -12,7 +12,6 @@ import pytest
 from rhetor.api.app import create_app
 from rhetor.routing.config import TaskConfig
 from rhetor.settings import Settings
-from tests.engines import pg_url, postgres_server, redis_prefix, redis_server  # noqa: F401  (fixtures)
 from tests.fakes.server import serve_app
 
 # A test never sees the developer's real keys or servers.

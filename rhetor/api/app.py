@@ -41,6 +41,7 @@ from rhetor.prompts import TemplateStore
 from rhetor.prompts.pool import RenderPool
 from rhetor.providers import Providers
 from rhetor.routing.config import TaskConfig, load_config
+from rhetor.routing.deployment_check import check_deployments
 from rhetor.routing.lifecycle import check_routes
 from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
@@ -50,10 +51,12 @@ log = logging.getLogger("rhetor")
 
 
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
-    task_config = config if config is not None else load_config(settings.task_config)
+    providers = Providers(settings)  # a bad RHETOR_PROVIDERS refuses to start, naming the key path (no I/O)
+    task_config = config if config is not None else load_config(settings.task_config, providers.deployment_kinds())
     validate_aliases(settings.model_aliases)  # a bad RHETOR_MODEL_ALIASES refuses to start, naming the alias
     for line in check_routes(task_config, load_catalog(settings.catalog_file)):  # a retired model refuses to start
         log.warning("%s", line)
+    check_deployments(task_config, providers.deployments, load_catalog(settings.catalog_file))
     governance = Governance(settings)  # loads the price table: a bad RHETOR_PRICES refuses to start
     tracing = otel_tracing.build(settings)  # None unless an OTLP endpoint or RHETOR_OTEL=1: then the SDK loads
 
@@ -70,7 +73,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         await prompt_store.open()
         app.state.responses = responses = ResponseIndex(settings.data_dir / "responses.db")  # the Responses API's ids
         await responses.open()
-        gateway = Gateway(settings, task_config, Providers(settings), store, templates=prompt_store)
+        gateway = Gateway(settings, task_config, providers, store, templates=prompt_store)
         app.state.gateway = gateway
         # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
         gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),

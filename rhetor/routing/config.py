@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,12 +26,13 @@ from pydantic import (
     RootModel,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from rhetor.errors import ConfigError, UnknownProviderError
-from rhetor.providers import canonical
+from rhetor.providers import REGISTRY, canonical
 
 DEFAULT_RETRIES = 2
 SIMULATED = "simulated"
@@ -43,10 +44,18 @@ StrictFloat = Annotated[float, Strict()]
 StrictInt = Annotated[int, Strict()]
 
 
-def _provider_name(value: str) -> str:
+def _provider_name(value: str, info: ValidationInfo | None = None) -> str:
+    """A provider name or alias (canonical), or a deployment of the providers file (passed as validation
+    context {"deployments": {name: kind}} by parse_config) kept as written."""
+    deployments = (info.context or {}).get("deployments") if info is not None else None
+    if deployments and value in deployments:
+        return value
     try:
         return canonical(value)
     except UnknownProviderError as exc:
+        if deployments:
+            raise ValueError(f"unknown provider or deployment {value!r}; valid: "
+                             f"{', '.join([*deployments, *REGISTRY])}") from None
         raise ValueError(exc.message) from None
 
 
@@ -62,8 +71,8 @@ class TargetSpec(BaseModel):
 
     @field_validator("provider")
     @classmethod
-    def _canon(cls, v: str) -> str:
-        return _provider_name(v)
+    def _canon(cls, v: str, info: ValidationInfo) -> str:
+        return _provider_name(v, info)
 
 
 class Options(BaseModel):
@@ -86,8 +95,8 @@ class Options(BaseModel):
 
     @field_validator("fallback_provider")
     @classmethod
-    def _canon(cls, v: str | None) -> str | None:
-        return None if v is None else _provider_name(v)
+    def _canon(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _provider_name(v, info)
 
     @model_validator(mode="after")
     def _no_routing_in_options(self) -> Options:
@@ -111,11 +120,13 @@ class TaskEntry(BaseModel):
     simulated_fallback: Annotated[bool, Strict()] = True
     description: Annotated[str, Strict()] | None = None
     cache: Annotated[bool, Strict()] = False  # answers of this route go through the response cache (opt-in)
+    # how to pick among deployments serving one model (rhetor.routing.balance); None = the providers file's
+    balance: Literal["weighted", "least-inflight", "latency", "cost"] | None = None
 
     @field_validator("provider")
     @classmethod
-    def _canon(cls, v: str | None) -> str | None:
-        return None if v is None else _provider_name(v)
+    def _canon(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _provider_name(v, info)
 
     @model_validator(mode="after")
     def _one_form(self) -> TaskEntry:
@@ -185,17 +196,18 @@ def _format(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def parse_config(data: Any, source: str = "tasks.json") -> TaskConfig:
-    """Validate already-parsed JSON data; errors -> ConfigError naming `source` and the key path."""
+def parse_config(data: Any, source: str = "tasks.json", deployments: Mapping[str, str] | None = None) -> TaskConfig:
+    """Validate already-parsed JSON data; errors -> ConfigError naming `source` and the key path. `deployments`
+    (name -> kind, from the providers file) are names a route may use besides the providers'."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: the top level must be an object mapping keys to entries")
     try:
-        return TaskConfig.model_validate(data)
+        return TaskConfig.model_validate(data, context={"deployments": dict(deployments or {})})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_format(exc)}") from None
 
 
-def load_config(path: Path | None = None) -> TaskConfig:
+def load_config(path: Path | None = None, deployments: Mapping[str, str] | None = None) -> TaskConfig:
     """Read and validate a tasks.json; None reads the shipped default (rhetor/config/tasks.json)."""
     source = SHIPPED if path is None else str(path)
     try:
@@ -210,7 +222,7 @@ def load_config(path: Path | None = None) -> TaskConfig:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise ConfigError(f"{source}: invalid JSON at {where}: {exc.msg}") from None
-    return parse_config(data, source)
+    return parse_config(data, source, deployments)
 
 
 def resolve_model(provider: str, model: str | None, defaults: Mapping[str, str]) -> str:

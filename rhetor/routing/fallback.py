@@ -13,6 +13,9 @@ Rules (house rules 3 and 4):
 - an `InvalidRequestError` (the caller's fault, e.g. an unknown simulated model) stops the run at once;
 - streams commit at the first event: before it, failures fall back; after it, a failure becomes one
   terminal `StreamError` and the stream ends.
+With a providers file, the `balancer` (rhetor.routing.balance) first turns each provider-level target into the
+deployments serving it, in its strategy's order; breakers and cool-downs then count per deployment/model
+(`Target.key`), and each attempt is reported to it (calls in flight, time to the first event).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from rhetor.errors import (
 from rhetor.observability import genai, tracing
 from rhetor.providers import Providers
 from rhetor.providers.base import Provider
+from rhetor.routing.balance import Balancer
 from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.cooldown import Cooldowns
 from rhetor.routing.router import Route, Target
@@ -66,10 +70,13 @@ class Attempt:
     message: str | None = None
     status: int | None = None
     elapsed_ms: float = 0.0
+    deployment: str | None = None  # the deployment tried, when a providers file is configured
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"provider": self.provider, "model": self.model, "outcome": self.outcome,
                              "elapsed_ms": round(self.elapsed_ms, 2)}
+        if self.deployment is not None:
+            d["deployment"] = self.deployment
         if self.error_type:
             d["error_type"] = self.error_type
             d["message"] = self.message
@@ -101,6 +108,7 @@ class FallbackRunner:
         self._backoff_base = backoff_base_s
         self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
         self.observer: RunObserver | None = None
+        self.balancer: Balancer | None = None  # set by the gateway when a providers file names deployments
 
     def _wait(self, exc: ProviderError, retry_number: int) -> float:
         """Seconds before retry `retry_number` (1-based): Retry-After up to the cap, else full-jitter backoff."""
@@ -111,16 +119,17 @@ class FallbackRunner:
     async def _has_alternative(self, route: Route, index: int) -> bool:
         """Could a target after `index` serve now (available, breaker not open, not cooling down)?"""
         for t in route.targets[index + 1:]:
-            key = (t.provider, t.model)
+            key = t.key
             if self._breaker.state(key) == "open" or self.cooldowns.remaining(key) > 0:
                 continue
-            if (await self._providers.get(t.provider).available()).ok:
+            if (await self._providers.get(key[0]).available()).ok:
                 return True
         return False
 
     async def _with_retries(self, route: Route, index: int, info: RunInfo, call: Callable[[], Awaitable[T]]) -> T:
         target = route.targets[index]
-        key = (target.provider, target.model)
+        key = target.key
+        balancer, name = self.balancer, key[0]
 
         async def one_try() -> T:
             with tracing.span(f"chat {target.model}", kind="client") as span:  # a no-op when tracing is off
@@ -134,6 +143,8 @@ class FallbackRunner:
         async def attempt() -> T:
             started = time.perf_counter()
             self._breaker.acquire(key)
+            if balancer is not None:
+                balancer.started(name)
             try:
                 result = await call()
             except ProviderError as exc:
@@ -147,9 +158,14 @@ class FallbackRunner:
                 raise
             finally:
                 self._breaker.release(key)
+                if balancer is not None:
+                    balancer.finished(name)
             elapsed = time.perf_counter() - started
             add_upstream_wait(elapsed)
-            info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000))
+            if balancer is not None:
+                balancer.measured(name, elapsed)
+            info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000,
+                                         deployment=target.deployment))
             if self.observer is not None:
                 self.observer.attempt(info.attempts[-1])
             self._breaker.record_success(key)
@@ -179,15 +195,16 @@ class FallbackRunner:
                         "circuit open: retry not attempted", provider=target.provider, model=target.model)) from exc
 
     def _skip(self, target: Target, info: RunInfo, skip: ProviderError) -> ProviderError:
-        info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message))
+        info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message,
+                                     deployment=target.deployment))
         tracing.event("rhetor.target_skipped", {"gen_ai.request.model": target.model, "error.type": skip.type,
                                                 **genai.system_attrs(target.provider)})
         return skip
 
     async def _eligible(self, route: Route, index: int, info: RunInfo) -> Provider | None:
         target = route.targets[index]
-        key = (target.provider, target.model)
-        provider = self._providers.get(target.provider)
+        key = target.key
+        provider = self._providers.get(key[0])
         availability = await provider.available()
         skip: ProviderError | None = None
         if not availability.ok:
@@ -208,6 +225,8 @@ class FallbackRunner:
         return AllTargetsFailedError(f"all targets failed ({chain})", info.attempts_dicts())
 
     async def complete(self, route: Route, build: RequestBuilder, info: RunInfo) -> ChatResponse:
+        if self.balancer is not None:
+            route = self.balancer.expand(route)
         for index, target in enumerate(route.targets):
             provider = await self._eligible(route, index, info)
             if provider is None:
@@ -230,6 +249,8 @@ class FallbackRunner:
 
         Raises AllTargetsFailedError (or InvalidRequestError) before anything is committed to the caller.
         """
+        if self.balancer is not None:
+            route = self.balancer.expand(route)
         for index, target in enumerate(route.targets):
             provider = await self._eligible(route, index, info)
             if provider is None:
@@ -257,13 +278,16 @@ class FallbackRunner:
             info.target, info.fallback = target, index > 0
             if index and self.observer is not None:
                 self.observer.fell_back(target)
-            return _committed(first, holder[0], target, info)
+            return _committed(first, holder[0], target, info, self.balancer)
         raise self._exhausted(route, info)
 
 
 async def _committed(first: ProviderEvent, gen: AsyncIterator[ProviderEvent], target: Target,
-                     info: RunInfo) -> AsyncIterator[StreamEvent]:
-    """The stream after commit: never falls back; a failure becomes one StreamError, then the end."""
+                     info: RunInfo, balancer: Balancer | None = None) -> AsyncIterator[StreamEvent]:
+    """The stream after commit: never falls back; a failure becomes one StreamError, then the end. An open
+    stream counts as in flight for the balancer until it ends."""
+    if balancer is not None:
+        balancer.started(target.key[0])
     try:
         yield first
         async for event in gen:
@@ -272,6 +296,8 @@ async def _committed(first: ProviderEvent, gen: AsyncIterator[ProviderEvent], ta
         info.attempts.append(_failed(target, exc, 0.0))
         yield StreamError(exc.message, exc.type, exc.retryable)
     finally:
+        if balancer is not None:
+            balancer.finished(target.key[0])
         await _aclose(gen)
 
 
@@ -283,7 +309,8 @@ async def _aclose(gen: AsyncIterator[Any]) -> None:
 
 def _failed(target: Target, exc: RhetorError, elapsed: float) -> Attempt:
     status = exc.upstream_status if isinstance(exc, UpstreamStatusError) else None
-    return Attempt(target.provider, target.model, "error", exc.type, exc.message, status, elapsed * 1000)
+    return Attempt(target.provider, target.model, "error", exc.type, exc.message, status, elapsed * 1000,
+                   target.deployment)
 
 
 __all__ = ["Attempt", "FallbackRunner", "InvalidRequestError", "RequestBuilder", "RunInfo", "RunObserver"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Strict, ValidationError, field_validator, model_validator
+from pydantic import Strict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rhetor.errors import InvalidRequestError
 from rhetor.routing.config import Options
@@ -34,7 +34,7 @@ class RequestOptions(Options):
 
     @field_validator("fallback_provider")
     @classmethod
-    def _canon(cls, v: str | None) -> str | None:  # overrides Options._canon: the router canonicalizes
+    def _canon(cls, v: str | None, info: ValidationInfo) -> str | None:  # the router canonicalizes
         return v
 
     @field_validator("stop", mode="before")

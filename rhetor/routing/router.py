@@ -11,6 +11,12 @@ Order of the chain:
     3. the rest of the entry's chain (targets, then its own options.fallback_*);
     4. simulated/<default model>, unless the entry says "simulated_fallback": false or simulated is present.
 Identical provider/model pairs are kept once, at their first position.
+
+Deployments (the providers file, rhetor.providers.deployments) come in as a plain mapping name -> kind, so this
+stays pure: `deployment/model` (or provider_id = a deployment) pins that deployment (Target.deployment);
+`provider/model` and bare models leave `deployment` unset, and the fallback runner picks among the deployments
+serving them (rhetor.routing.balance). With deployments configured, `x/model` whose head is neither a provider
+nor a deployment (nor a model a deployment lists) is a 400 listing the valid names.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rhetor.errors import InvalidRequestError
-from rhetor.providers import canonical
+from rhetor.errors import InvalidRequestError, UnknownProviderError
+from rhetor.providers import REGISTRY, canonical
 from rhetor.routing.config import (
     DEFAULT_RETRIES,
     ROUTING_OPTION_KEYS,
@@ -38,6 +44,12 @@ class Target:
     model: str
     timeout_s: float | None = None
     retries: int = DEFAULT_RETRIES
+    deployment: str | None = None  # the named deployment serving it; None = any deployment of `provider`
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What breakers and cool-downs count by: (deployment or provider, model)."""
+        return (self.deployment or self.provider, self.model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +59,7 @@ class Route:
     task_type: str
     targets: tuple[Target, ...]
     options: dict[str, Any]  # merged sampling options, routing keys removed
+    strategy: str | None = None  # the entry's balancing strategy among deployments (None: the default)
 
 
 def component_of(component: str | None, context_id: str | None) -> str | None:
@@ -75,22 +88,48 @@ def _text(value: Any, name: str) -> str | None:
     return value.strip() or None
 
 
-def _target(spec: TargetSpec, defaults: Mapping[str, str]) -> Target:
+def _target(spec: TargetSpec, defaults: Mapping[str, str], deployments: Mapping[str, str]) -> Target:
     model = resolve_model(spec.provider, spec.model, defaults)
+    kind = deployments.get(spec.provider)
+    if kind is not None:
+        return Target(kind, model, spec.timeout_s, spec.retries, deployment=spec.provider)
     return Target(spec.provider, model, spec.timeout_s, spec.retries)
 
 
-def _override(provider: str | None, model: str | None, base: Target, defaults: Mapping[str, str]) -> Target:
+def _named(name: str, deployments: Mapping[str, str]) -> str:
+    """canonical(name), with the deployments listed among the valid names when it is neither."""
+    try:
+        return canonical(name)
+    except UnknownProviderError:
+        if not deployments:
+            raise
+        raise UnknownProviderError(name, [*deployments, *REGISTRY]) from None
+
+
+def _override(provider: str | None, model: str | None, base: Target, defaults: Mapping[str, str],
+              deployments: Mapping[str, str], listed: Mapping[str, str]) -> Target:
     """provider+model as given; provider alone = its default model; model alone = the provider that serves
-    it (`provider/model`, or a recognisable bare name: rhetor.routing.names), else base's provider."""
+    it (`provider/model`, `deployment/model`, a model a deployment lists, or a recognisable bare name:
+    rhetor.routing.names), else base's provider."""
     if provider is None and model is not None:
-        provider, model = split_model(model)
-        provider = provider or provider_for_model(model)
+        head, sep, tail = model.partition("/")
+        if deployments and sep and tail and head in deployments:
+            provider, model = head, tail
+        elif model in listed:
+            provider = listed[model]
+        else:
+            provider, model = split_model(model)
+            if provider is None and deployments and sep and tail and head:
+                _named(head, deployments)  # an unknown deployment: 400 listing the valid ones
+            provider = provider or provider_for_model(model)
     if provider is not None:
-        name = canonical(provider)  # raises UnknownProviderError listing the valid ones
+        kind = deployments.get(provider)
+        if kind is not None:
+            return Target(kind, model or resolve_model(provider, None, defaults), deployment=provider)
+        name = _named(provider, deployments)  # raises UnknownProviderError listing the valid ones
         return Target(name, model or resolve_model(name, None, defaults))
     assert model is not None
-    return Target(base.provider, model)
+    return Target(base.provider, model, deployment=base.deployment)
 
 
 def route(
@@ -103,6 +142,8 @@ def route(
     provider_id: str | None = None,
     model_id: str | None = None,
     options: Mapping[str, Any] | None = None,
+    deployments: Mapping[str, str] | None = None,
+    listed: Mapping[str, str] | None = None,
 ) -> Route:
     """Resolve one request to its Route; a bad override raises UnknownProviderError / InvalidRequestError."""
     comp = component_of(component, context_id)
@@ -115,29 +156,31 @@ def route(
     merged = entry.options.sampling()
     merged.update({k: v for k, v in request_opts.items() if v is not None and k not in ROUTING_OPTION_KEYS})
 
-    configured = [_target(spec, defaults) for spec in entry.chain()]
+    deps, lst = deployments or {}, listed or {}
+    configured = [_target(spec, defaults, deps) for spec in entry.chain()]
     primary, rest = configured[0], configured[1:]
 
     ov_provider = _text(provider_id, "provider_id") or _text(request_opts.get("provider"), "options.provider")
     ov_model = _text(model_id, "model_id") or _text(request_opts.get("model"), "options.model")
     if ov_provider is not None or ov_model is not None:
-        primary = _override(ov_provider, ov_model, primary, defaults)
+        primary = _override(ov_provider, ov_model, primary, defaults, deps, lst)
 
     chain = [primary]
     fb_provider = _text(request_opts.get("fallback_provider"), "options.fallback_provider")
     fb_model = _text(request_opts.get("fallback_model"), "options.fallback_model")
     if fb_provider is not None or fb_model is not None:
-        chain.append(_override(fb_provider, fb_model, primary, defaults))
+        chain.append(_override(fb_provider, fb_model, primary, defaults, deps, lst))
     chain += rest
 
     unique: dict[tuple[str, str], Target] = {}
     for target in chain:
-        unique.setdefault((target.provider, target.model), target)
+        unique.setdefault(target.key, target)
     targets = list(unique.values())
     if entry.simulated_fallback and all(t.provider != SIMULATED for t in targets):
         targets.append(Target(SIMULATED, resolve_model(SIMULATED, None, defaults)))
 
-    return Route(key=key, component=comp, task_type=task, targets=tuple(targets), options=merged)
+    return Route(key=key, component=comp, task_type=task, targets=tuple(targets), options=merged,
+                 strategy=entry.balance)
 
 
 __all__ = ["Route", "Target", "component_of", "lookup_keys", "route"]
