@@ -6,8 +6,8 @@
 - `startup`: `python -m rhetor` (Hermes off, default embedder) from exec to its first `GET /ready` 200, median of
   `--runs`; and the modules that were imported by then that a lean start must not load (torch, tokenizers, ...);
 - `embed`: the local model in this process, one core, BLAS on one thread (set before NumPy loads): first embedding
-  after the start of load, and sentences/s batched (the evaluation set's messages; those messages split into
-  sentences), for the NumPy runtime and, when installed, the PyTorch one;
+  after the start of load, and texts/s batched (the evaluation set's messages, ~17.5 tokens; whole turns, ~35),
+  for the NumPy runtime and, when installed, the PyTorch one;
 - `rss`: a Rhetor process with the local embedder: resident memory once ready, then after a search made it load
   the model and embed (total for the process);
 - `soak`: Rhetor (pinned to CPU 0) with contexts on and the local embedder, driven over 32 keep-alive connections,
@@ -26,7 +26,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -112,16 +111,18 @@ def _imported(pid: int, package: str) -> bool:
 
 
 def corpus() -> tuple[list[str], list[str]]:
+    """The evaluation set's messages (one or two sentences each, ~17.5 tokens), and each embedded with the rest
+    of its turn, as the indexer does (~35 tokens)."""
     data = json.loads(EVAL.read_text())
     messages = [t[k] for c in data["conversations"] for t in c["turns"] for k in ("user", "assistant")]
-    sentences = [s for m in messages for s in re.split(r"(?<=[.!?])\s+", m) if s.strip()]
-    return messages, sentences
+    turns = [f"{t['user']} {t['assistant']}" for c in data["conversations"] for t in c["turns"]]
+    return messages, turns
 
 
 def bench_embed() -> None:
     from rhetor.context import embedder_local
 
-    messages, sentences = corpus()
+    messages, turns = corpus()
     for runtime in embedder_local.RUNTIMES:
         if runtime == "torch" and not all(_spec(m) for m in ("torch", "sentence_transformers")):
             print("torch runtime: not installed (pip install -e '.[torch]')")
@@ -131,7 +132,7 @@ def bench_embed() -> None:
         model.encode(["first embedding"])
         first = time.perf_counter() - started
         rates = []
-        for label, texts in (("messages", messages), ("sentences", sentences)):
+        for label, texts in (("sentences", messages), ("turns", turns)):
             model.encode(texts[:16])
             t0 = time.perf_counter()
             model.encode(texts)
