@@ -61,7 +61,8 @@ def chat_input(request: Request, route: ModelRoute, messages: list[Message], sys
 def rhetor_headers(provider: str, model: str, info: RunInfo, simulated: bool) -> dict[str, str]:
     return {"x-rhetor-provider": provider, "x-rhetor-model": model,
             "x-rhetor-fallback": "true" if info.fallback else "false",
-            "x-rhetor-simulated": "true" if simulated else "false"}
+            "x-rhetor-simulated": "true" if simulated else "false",
+            **({"x-rhetor-deployment": info.target.deployment} if info.target and info.target.deployment else {})}
 
 
 def session_headers(session: StreamSession) -> dict[str, str]:
