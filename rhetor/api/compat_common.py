@@ -38,8 +38,10 @@ async def read_body(request: Request, model: type[B]) -> B:
 
 
 def resolve(request: Request, model: str) -> ModelRoute:
-    return resolve_model_name(model, aliases=gateway(request).settings.model_aliases,
-                              task_header=request.headers.get("x-rhetor-task"))
+    gw = gateway(request)
+    return resolve_model_name(model, aliases=gw.settings.model_aliases,
+                              task_header=request.headers.get("x-rhetor-task"),
+                              deployments=gw.deployment_kinds, listed=gw.listed_models)  # providers file names
 
 
 def chat_input(request: Request, route: ModelRoute, messages: list[Message], system: str | None,
