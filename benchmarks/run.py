@@ -8,7 +8,10 @@ requests/s, p50/p99 latency, added latency and added time-to-first-byte. Finally
 
 `--paths compat` measures the OpenAI-compatible front instead: POST /v1/chat/completions to the openai provider
 (against the upstream's own /v1/chat/completions), and OpenAI-front -> Anthropic-provider translation (against
-the upstream's /v1/messages, the call Rhetor makes), streaming and not.
+the upstream's /v1/messages, the call Rhetor makes), streaming and not; and the Anthropic front to the Anthropic
+provider (an-json, an-stream). OpenAI→OpenAI and Anthropic→Anthropic are same-vendor pass-through (the caller's body
+forwarded, the answer relayed as received); `--off-env RHETOR_PASSTHROUGH=0` runs a second Rhetor where they take
+the translated path, printed beside each row: pass-through against translation, same run, same upstream.
 
     .venv/bin/python benchmarks/run.py [--seconds 5] [--total 100000] [--concurrency 1 8 32] [--paths native compat]
 """
@@ -136,12 +139,16 @@ def main() -> None:
                        True)]
         if "compat" in args.paths:
             oa, oa_anth = compat("openai/gpt-4o-mini"), compat("anthropic/claude-sonnet-4-5")
+            an = json.dumps({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 64,
+                             "messages": [{"role": "user", "content": "hi"}]})
             cases += [("oa-json", "/v1/chat/completions", direct_body, "/v1/chat/completions", oa, False),
                       ("oa-stream", "/v1/chat/completions", streamed(direct_body), "/v1/chat/completions",
                        streamed(oa), True),
                       ("oa>anth", "/v1/messages", anthropic_body, "/v1/chat/completions", oa_anth, False),
                       ("oa>anth-s", "/v1/messages", streamed(anthropic_body), "/v1/chat/completions",
-                       streamed(oa_anth), True)]
+                       streamed(oa_anth), True),
+                      ("an-json", "/v1/messages", anthropic_body, "/v1/messages", an, False),
+                      ("an-stream", "/v1/messages", streamed(anthropic_body), "/v1/messages", streamed(an), True)]
         print(f"{'mode':10} {'conc':>4} | {'direct rps':>10} {'p50':>7} | {'rhetor rps':>10} {'p50':>7} {'p99':>7}"
               f" | {'added p50':>9} {'added ttfb':>10}")
         for label, d_path, d_body, r_path, r_body, stream in cases:

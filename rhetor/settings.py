@@ -108,6 +108,7 @@ class Settings(BaseModel):
     # forwards the caller's openai-organization / openai-project headers to an OpenAI upstream
     lenient_fields: bool = False
     forward_openai_org: bool = False
+    passthrough: bool = True  # RHETOR_PASSTHROUGH=0: same-vendor requests take the translated path (benchmarks)
 
     # Governance (rhetor/governance): the usage ledger in $RHETOR_DATA_DIR/usage.db, and the price table
     usage_ledger: bool = True  # RHETOR_USAGE_LEDGER=0 turns recording off (benchmarks measure both)
@@ -230,6 +231,7 @@ class Settings(BaseModel):
             "RHETOR_ACCESS_LOG": "access_log",
             "RHETOR_LENIENT": "lenient_fields",
             "RHETOR_FORWARD_OPENAI_ORG": "forward_openai_org",
+            "RHETOR_PASSTHROUGH": "passthrough",
         }
         for var, key in simple.items():
             if e.get(var):

@@ -106,6 +106,7 @@ class Passthrough:
     parts: list[str] = field(default_factory=list)
     lenient: bool = False
     dropped: list[str] = field(default_factory=list)
+    forward: bool = True  # False (RHETOR_PASSTHROUGH=0): a same-vendor upstream takes the translated path too
 
 
 @dataclass(slots=True)

@@ -297,3 +297,15 @@ def test_token_array_embeddings(stack: Stack) -> None:
             client.embeddings.create(model="simulated/simulated-embedding", input=[[9906, 1917]])
     assert err.value.body["param"] == "input"  # type: ignore[index]
     assert "check_embedding_ctx_length=False" in err.value.message and "simulated" in err.value.message
+
+
+def test_passthrough_off_takes_the_translated_path(tmp_path: Path) -> None:
+    """RHETOR_PASSTHROUGH=0 (benchmarks/run.py --off-env): same-vendor requests are translated and judged like any
+    other provider's, never silently."""
+    with running_stack(tmp_path, passthrough=False) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": HI})
+        assert r.status_code == 200 and r.headers["x-rhetor-passthrough"] == "false"
+        assert r.json()["model"] == "openai/gpt-4o-mini"
+        refused = httpx.post(s.url + "/v1/chat/completions",
+                             json={"model": "openai/gpt-4o-mini", "messages": HI, "logprobs": True})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"

@@ -33,7 +33,8 @@ def passthrough(request: Request, api: str, body: dict[str, Any], system: str | 
         parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
     lenient = request.headers.get("x-rhetor-lenient", "").strip().lower() in ("1", "true", "yes") \
         or settings.lenient_fields
-    return Passthrough(api, body, headers, system=system, parts=parts, lenient=lenient)  # type: ignore[arg-type]
+    return Passthrough(api, body, headers, system=system, parts=parts, lenient=lenient,  # type: ignore[arg-type]
+                       forward=settings.passthrough)
 
 
 def fidelity_headers(pt: Passthrough, relayed: bool) -> dict[str, str]:

@@ -285,7 +285,7 @@ class AnthropicProvider:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         self._require_key(request.model)
         pt = request.passthrough
-        if pt is not None and pt.api == "anthropic":  # same vendor: the caller's body, relayed answer
+        if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
             from rhetor.providers import anthropic_passthrough
 
             return await anthropic_passthrough.complete(self._http, request, pt)
@@ -297,7 +297,7 @@ class AnthropicProvider:
         model = request.model
         self._require_key(model)
         pt = request.passthrough
-        if pt is not None and pt.api == "anthropic":  # same vendor: the caller's body, relayed events
+        if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
             from rhetor.providers import anthropic_passthrough
 
             async for relayed in anthropic_passthrough.stream(self._http, request, pt):

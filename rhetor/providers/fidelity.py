@@ -128,8 +128,9 @@ def rule(api: str, key: str, wire: str) -> str:
 def unhonoured(request: ChatRequest, wire: str) -> list[str]:
     """The caller's fields (and blocks, headers) that an upstream speaking `wire` cannot honour."""
     pt = request.passthrough
-    if pt is None or wire == pt.api:
+    if pt is None or (wire == pt.api and pt.forward):
         return []
+    wire = wire if wire != pt.api else "other"  # pass-through off: judged as any other provider
     column = target_column(pt.api, wire)
     out = list(pt.parts)
     for key, value in pt.body.items():

@@ -282,7 +282,7 @@ class OpenAIProvider:
         model = request.model
         self._require_key(model)
         pt = request.passthrough
-        if pt is not None and pt.api == "openai":  # same vendor: the caller's body, relayed answer
+        if pt is not None and pt.api == "openai" and pt.forward:  # same vendor: the caller's body, relayed answer
             from rhetor.providers import openai_passthrough
 
             return await openai_passthrough.complete(self._http, request, pt)
@@ -296,7 +296,7 @@ class OpenAIProvider:
     def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         self._require_key(request.model)
         pt = request.passthrough
-        if pt is not None and pt.api == "openai":  # same vendor: the caller's body, relayed events
+        if pt is not None and pt.api == "openai" and pt.forward:  # same vendor: the caller's body, relayed events
             from rhetor.providers import openai_passthrough
 
             return openai_passthrough.stream(self._http, request, pt)
