@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Protocol
 
 from rhetor.routing.breaker import CircuitBreaker
@@ -84,11 +83,11 @@ class Balancer:
         for target in route.targets:
             names = (target.deployment,) if target.deployment else self._groups.group(target.provider, target.model)
             for name in self.order(names, target.provider, target.model, strategy):
-                t = replace(target, deployment=name)
-                if t.key not in seen:
-                    seen.add(t.key)
-                    out.append(t)
-        return replace(route, targets=tuple(out))
+                key = (name, target.model)
+                if key not in seen:  # Target(...) rather than dataclasses.replace: a third of the cost
+                    seen.add(key)
+                    out.append(Target(target.provider, target.model, target.timeout_s, target.retries, name))
+        return Route(route.key, route.component, route.task_type, tuple(out), route.options, route.strategy)
 
     def order(self, names: tuple[str, ...] | list[str], kind: str, model: str, strategy: str) -> list[str]:
         if len(names) < 2:
