@@ -184,6 +184,13 @@ def _serve(settings: Settings) -> int:
     from rhetor.observability.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)  # JSON or text, uvicorn's loggers included
+    if settings.database_url is not None or settings.redis_url is not None:
+        from rhetor.storage.backends import check, degrade
+
+        problems = asyncio.run(check(settings))  # PostgreSQL / Redis down: exit 2 naming the URL, no password
+        if problems and not settings.degraded_start:
+            raise ConfigError("; ".join(problems) + " (RHETOR_DEGRADED_START=1 starts anyway, degraded)")
+        settings = degrade(settings, problems) if problems else settings
     app = create_app(settings)  # loads and validates the task config before binding the port
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was installed before it
     # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.

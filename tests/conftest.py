@@ -12,12 +12,15 @@ import pytest
 from rhetor.api.app import create_app
 from rhetor.routing.config import TaskConfig
 from rhetor.settings import Settings
+from tests.engines import pg_url, postgres_server, redis_prefix, redis_server  # noqa: F401  (fixtures)
 from tests.fakes.server import serve_app
 
 # A test never sees the developer's real keys or servers.
 _VENDOR_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_API_BASE", "ANTHROPIC_BASE_URL",
                "OPENAI_BASE_URL", "RHETOR_TASK_CONFIG", "RHETOR_DATA_DIR", "GEMINI_API_KEY", "GOOGLE_API_KEY",
-               "GEMINI_BASE_URL", "RHETOR_CATALOG")
+               "GEMINI_BASE_URL", "RHETOR_CATALOG", "RHETOR_PROVIDERS", "RHETOR_BALANCE", "GROQ_API_KEY",
+               "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY", "FIREWORKS_API_KEY", "OPENROUTER_API_KEY",
+               "XAI_API_KEY", "PERPLEXITY_API_KEY")
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from rhetor.api.responses import rhetor_error_handler, unexpected_error_handler,
 from rhetor.api.unknown_routes import http_error_handler
 from rhetor.api.usage import routes as usage_routes
 from rhetor.catalog import load_catalog
-from rhetor.context import SqliteContextStore
+from rhetor.context import ContextStore, SqliteContextStore
 from rhetor.context.embedder import make_embedder
 from rhetor.context.responses import ResponseIndex
 from rhetor.context.retrieval import Memory
@@ -45,6 +45,7 @@ from rhetor.routing.deployment_check import check_deployments
 from rhetor.routing.lifecycle import check_routes
 from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
+from rhetor.storage.backends import Backends
 from rhetor.ui.routes import routes as ui_routes
 
 log = logging.getLogger("rhetor")
@@ -57,14 +58,17 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     for line in check_routes(task_config, load_catalog(settings.catalog_file)):  # a retired model refuses to start
         log.warning("%s", line)
     check_deployments(task_config, providers.deployments, load_catalog(settings.catalog_file))
-    governance = Governance(settings)  # loads the price table: a bad RHETOR_PRICES refuses to start
+    backends = Backends(settings)  # PostgreSQL / Redis when their URLs are set (rhetor.storage); else nothing
+    governance = Governance(settings, backends)  # loads the price table: a bad RHETOR_PRICES refuses to start
     tracing = otel_tracing.build(settings)  # None unless an OTLP endpoint or RHETOR_OTEL=1: then the SDK loads
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: health.Runtime = app.state.runtime
-        sqlite_store = SqliteContextStore(settings.db_path)
-        store = runtime.wrap_store(sqlite_store)  # Engram mirror when ENGRAM_URL is set
+        await backends.open()  # the PostgreSQL pool when configured: down, it refuses to start naming the URL
+        base: ContextStore = backends.contexts() or SqliteContextStore(settings.db_path)  # PostgreSQL when set
+        sqlite_store = base if isinstance(base, SqliteContextStore) else None
+        store = runtime.wrap_store(base)  # Engram mirror when ENGRAM_URL is set
         await store.open()
         prompt_store = TemplateStore(settings.data_dir / "templates.db",  # built-ins + user templates, in memory
                                      pool=RenderPool(workers=settings.template_workers,
@@ -76,10 +80,12 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         gateway = Gateway(settings, task_config, providers, store, templates=prompt_store)
         app.state.gateway = gateway
         # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
-        gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),
-                                interval_s=settings.index_interval_s, k_turns=settings.retrieval_k,
-                                cache_bytes=settings.vector_cache_mb * 2**20)
-        gateway.memory.start()
+        # On PostgreSQL there is no semantic memory yet: replies send the whole stored history (docs/scale-out.md).
+        if sqlite_store is not None:
+            gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),
+                                    interval_s=settings.index_interval_s, k_turns=settings.retrieval_k,
+                                    cache_bytes=settings.vector_cache_mb * 2**20)
+            gateway.memory.start()
         await governance.start(gateway)  # the usage ledger: every request metered, written off the hot path
         await governance.govern(gateway)  # budgets and the response cache: admission in the gateway seam
         runtime.obs.attach(gateway, governance.prices)  # metrics and access log fed from the same records
@@ -98,11 +104,13 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             if sampler is not None:
                 sampler.cancel()
             await runtime.stop()  # not ready, Hermes told shutting_down, then unregistered
-            await gateway.memory.stop()
+            if gateway.memory is not None:
+                await gateway.memory.stop()
             await gateway.aclose()
             await governance.close()  # after the drain: the last usage records are written
             await store.close()
             await prompt_store.close()
+            await backends.close()  # after every store that shares its pool
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)  # the last batched spans, exported off the loop
             await responses.close()
@@ -114,6 +122,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.state.tracing = tracing
     app.state.runtime = health.Runtime(settings)
     app.state.governance = governance
+    app.state.backends = backends
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

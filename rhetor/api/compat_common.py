@@ -38,8 +38,10 @@ async def read_body(request: Request, model: type[B]) -> B:
 
 
 def resolve(request: Request, model: str) -> ModelRoute:
-    return resolve_model_name(model, aliases=gateway(request).settings.model_aliases,
-                              task_header=request.headers.get("x-rhetor-task"))
+    gw = gateway(request)
+    return resolve_model_name(model, aliases=gw.settings.model_aliases,
+                              task_header=request.headers.get("x-rhetor-task"),
+                              deployments=gw.deployment_kinds, listed=gw.listed_models)  # providers file names
 
 
 def chat_input(request: Request, route: ModelRoute, messages: list[Message], system: str | None,
@@ -61,7 +63,8 @@ def chat_input(request: Request, route: ModelRoute, messages: list[Message], sys
 def rhetor_headers(provider: str, model: str, info: RunInfo, simulated: bool) -> dict[str, str]:
     return {"x-rhetor-provider": provider, "x-rhetor-model": model,
             "x-rhetor-fallback": "true" if info.fallback else "false",
-            "x-rhetor-simulated": "true" if simulated else "false"}
+            "x-rhetor-simulated": "true" if simulated else "false",
+            **({"x-rhetor-deployment": info.target.deployment} if info.target and info.target.deployment else {})}
 
 
 def session_headers(session: StreamSession) -> dict[str, str]:

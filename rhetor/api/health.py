@@ -256,6 +256,9 @@ async def health(request: Request) -> Response:
     details: dict[str, Any] = {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at,
                                "pid": os.getpid(), "hermes": hermes, "engram": engram}
     details["usage_ledger"] = usage_status(request.app)  # ok / degraded (store unavailable) / disabled
+    backends = getattr(request.app.state, "backends", None)  # what is shared across replicas (rhetor.storage)
+    if backends is not None:
+        details["storage"] = backends.status()
     metrics = rt.metrics.snapshot()
     if not may_see_details(request, rt.settings):  # keys configured, none presented: Tekton fields only
         del details["pid"], metrics["providers"]

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api import compat_embeddings, compat_models
+from rhetor.api import compat_completions, compat_embeddings, compat_models
 from rhetor.api.attribution import attribute
 from rhetor.api.compat_common import (
     chat_input,
@@ -235,6 +235,7 @@ routes: list[BaseRoute] = [
     Route("/v1/chat/completions", compat_endpoint("openai", chat_completions), methods=["POST"]),
     *compat_models.routes,
     *compat_embeddings.routes,
+    *compat_completions.routes,
 ]
 
 __all__ = ["ChatCompletionBody", "chat_completions", "completion", "routes", "to_messages", "tool_choice"]

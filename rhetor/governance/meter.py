@@ -152,6 +152,8 @@ class Metered:
 
 def _attempt(a: Any) -> dict[str, Any]:
     d = {"provider": a.provider, "model": a.model, "outcome": a.outcome}
+    if getattr(a, "deployment", None):  # the deployment of the providers file that was tried (or answered)
+        d["deployment"] = a.deployment
     if a.error_type:
         d["error_type"] = a.error_type
     return d

@@ -19,6 +19,7 @@ from rhetor.governance.report import iso, parse_group_by, time_range, to_csv, to
 from rhetor.governance.spending import Governed, Spending
 from rhetor.governance.sqlite_store import SqliteLedgerStore
 from rhetor.settings import Settings
+from rhetor.storage.backends import Backends
 
 
 class Metered(Protocol):
@@ -26,7 +27,7 @@ class Metered(Protocol):
 
 
 class Governance:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
         self.settings = settings
         self.prices: PriceTable = load_prices(settings.prices_file, settings.catalog_file)
         self.ledger: Ledger | None = None
@@ -36,7 +37,8 @@ class Governance:
                                  buffer_max=settings.usage_buffer_max,
                                  retention_days=settings.usage_retention_days)
         self.spending = Spending(settings, self.prices)  # budgets and the response cache
-        self.access = Access(settings)  # caller keys and rate limits
+        # caller keys and rate limits: on PostgreSQL and Redis when RHETOR_DATABASE_URL / RHETOR_REDIS_URL are set
+        self.access = Access(settings, backends.keys() if backends else None, backends.limiter() if backends else None)
 
     async def start(self, gateway: Metered) -> None:
         """Open the ledger (an unavailable store is reported, never fatal) and meter the gateway's requests."""

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from pydantic import SecretStr
+
 from rhetor.errors import CoolingDownError, DeploymentBusyError, ProviderUnavailableError, UpstreamStatusError
 from rhetor.providers.base import Availability, Provider
 from rhetor.providers.deployments import DeploymentSpec
@@ -28,7 +30,7 @@ RATE_COOLDOWN_S = 1.0  # a 429 without Retry-After
 
 
 def _settings_for(settings: Settings, spec: DeploymentSpec, key: str | None) -> Settings:
-    secret = key if key else None
+    secret = SecretStr(key) if key else None  # model_copy does not validate: the field's own type
     update: dict[str, Any] = {}
     if spec.timeout_s is not None:
         update["upstream_timeout_s"] = spec.timeout_s

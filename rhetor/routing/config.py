@@ -145,10 +145,10 @@ class TaskEntry(BaseModel):
             specs = list(self.targets)
         else:
             assert self.provider is not None  # guaranteed by _one_form
-            specs = [TargetSpec(provider=self.provider, model=self.model)]
+            specs = [TargetSpec.model_construct(provider=self.provider, model=self.model)]  # validated above
         fb_provider, fb_model = self.options.fallback_provider, self.options.fallback_model
         if fb_provider is not None or fb_model is not None:
-            specs.append(TargetSpec(provider=fb_provider or specs[0].provider, model=fb_model))
+            specs.append(TargetSpec.model_construct(provider=fb_provider or specs[0].provider, model=fb_model))
         return tuple(specs)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rhetor.errors import ConfigError, InvalidRequestError, ModelNotFoundError, UnknownProviderError
-from rhetor.providers import canonical
+from rhetor.providers import REGISTRY, canonical
 from rhetor.routing.names import BARE_PREFIXES
 from rhetor.routing.router import Route
 
@@ -59,8 +59,11 @@ def _explicit(name: str) -> tuple[str, str] | None:
 
 
 def resolve_model_name(model: str, *, aliases: Mapping[str, str] | None = None,
-                       task_header: str | None = None) -> ModelRoute:
-    """The routing fields for a compat request's `model` (and `x-rhetor-task`); ModelNotFoundError if none fit."""
+                       task_header: str | None = None, deployments: Mapping[str, str] | None = None,
+                       listed: Mapping[str, str] | None = None) -> ModelRoute:
+    """The routing fields for a compat request's `model` (and `x-rhetor-task`); ModelNotFoundError if none fit.
+    With a providers file, `deployment/model` and a model a deployment lists resolve too (`deployments`: name ->
+    kind, `listed`: model -> kind), and `x/model` naming no provider or deployment is a 400 listing them."""
     name = model.strip()
     if not name:
         raise InvalidRequestError("model must be a non-empty string", param="model")
@@ -71,6 +74,13 @@ def resolve_model_name(model: str, *, aliases: Mapping[str, str] | None = None,
     if head.lower() == TASK_PREFIX:
         return ModelRoute(task_type=task or (tail.strip().lower() if sep and tail.strip() else "default"))
     explicit = _explicit(name)
+    if deployments and explicit is None:
+        if sep and tail and head in deployments:
+            explicit = (head, tail)
+        elif listed and name in listed:
+            explicit = (listed[name], name)
+        elif sep and tail:
+            raise UnknownProviderError(head, [*deployments, *REGISTRY])
     if explicit is None:
         raise ModelNotFoundError(
             f"The model {model!r} does not exist: use provider/model (providers: anthropic, openai, gemini, "

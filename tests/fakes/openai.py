@@ -69,6 +69,11 @@ class FakeOpenAI(Script):
         self.message_extra: dict[str, Any] = {}
         self.choice_extra: dict[str, Any] = {}
         self.usage_extra: dict[str, Any] = {}
+        # An OpenAI-compatible service's quirks (rhetor/providers/presets.py), reproduced: None = OpenAI itself
+        self.quirk: str | None = None
+        self.key_status: dict[str, tuple[int, float | None]] = {}  # bearer key -> (status, Retry-After) always
+        self.latency = 0.0  # seconds before every chat answer (a slow deployment)
+        self.by_key: dict[str, int] = {}  # chat requests answered per bearer key
 
     # ------------------------------------------------------------ the ASGI app (scripting: tests.fakes.script)
 
@@ -82,6 +87,8 @@ class FakeOpenAI(Script):
             await self._chat(body, headers, receive, send)
         elif path == "/v1/embeddings" and method == "POST":
             await self._embeddings(body, headers, send)
+        elif path == "/v1/models" and method == "GET" and self.quirk == "perplexity":
+            await send_bytes(send, 404, error_body("Not Found", "invalid_request_error"))  # Perplexity lists none
         elif path == "/v1/models" and method == "GET":
             if await self._auth(headers, send):
                 data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
@@ -92,6 +99,12 @@ class FakeOpenAI(Script):
 
     async def _auth(self, headers: dict[str, str], send: Any) -> bool:
         auth = headers.get("authorization", "")
+        if self.quirk in ("vllm", "llama.cpp", "lm-studio"):
+            return True  # local servers take any key, or none
+        if auth[7:] in self.key_status:
+            status, retry = self.key_status[auth[7:]]
+            await self._fail(send, Action("fail", status=status, retry_after=retry), "")
+            return False
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             await send_bytes(send, 401, error_body(NO_KEY, "invalid_request_error"))
             return False
@@ -116,6 +129,16 @@ class FakeOpenAI(Script):
         self.requests.append(body)
         if not await self._auth(headers, send):
             return
+        if self.quirk == "mistral" and ("stream_options" in body or "seed" in body):
+            bad = "stream_options" if "stream_options" in body else "seed"
+            await send_bytes(send, 422, orjson.dumps({"object": "error", "message": {"detail": [
+                {"type": "extra_forbidden", "loc": ["body", bad], "msg": "Extra inputs are not permitted"}]},
+                "type": "invalid_request_message_error", "param": None, "code": None}))
+            return
+        key = headers.get("authorization", "")[7:]
+        self.by_key[key] = self.by_key.get(key, 0) + 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if not body.get("model"):
             await send_bytes(send, 400, error_body("you must provide a model parameter", "invalid_request_error"))
             return
@@ -144,6 +167,9 @@ class FakeOpenAI(Script):
         words, finish = self._words(body)
         call = self._tool_call(body)
         usage = {**_usage(body, len(words)), **self.usage_extra}
+        if self.quirk == "deepseek":  # cached prompt tokens under DeepSeek's own names
+            usage.pop("prompt_tokens_details", None)
+            usage.update(prompt_cache_hit_tokens=3, prompt_cache_miss_tokens=usage["prompt_tokens"] - 3)
         if stream:
             await self._stream(body, words, finish, usage, action, receive, send, call)
             return
@@ -219,6 +245,9 @@ class FakeOpenAI(Script):
         model = str(body["model"])
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        quirk = self.quirk
+        if quirk in ("groq", "mistral", "together", "fireworks"):
+            include_usage = False  # usage comes on the last chunk instead (groq: inside x_groq)
         envelope = {**_envelope("chat.completion.chunk", model), "service_tier": "default", **self.reply_extra}
 
         def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
@@ -234,6 +263,8 @@ class FakeOpenAI(Script):
         watcher = asyncio.ensure_future(receive())  # completes with http.disconnect if the client goes away
         try:
             events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+            if quirk == "openrouter":  # keep-alive comments before the first chunk
+                events.insert(0, b": OPENROUTER PROCESSING\n\n")
             if call is None:
                 events += [chunk({"content": w}) for w in words]
             else:
@@ -263,10 +294,17 @@ class FakeOpenAI(Script):
                 await send({"type": "http.response.body", "body": b"data: " + err + b"\n\n"})
                 return
             tail = chunk({}, finish)
+            if quirk in ("groq", "mistral", "together", "fireworks"):
+                last = orjson.loads(tail[6:])
+                if quirk == "groq":
+                    last["x_groq"] = {"id": "req_fake", "usage": usage}
+                else:
+                    last["usage"] = usage
+                tail = b"data: " + orjson.dumps(last) + b"\n\n"
             if include_usage:
                 usage_chunk = {**envelope, "choices": [], "usage": usage}
                 tail += b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
-            if not self.omit_done:
+            if not self.omit_done and quirk != "llama.cpp":
                 tail += b"data: [DONE]\n\n"
             await send({"type": "http.response.body", "body": tail})
         finally:
