@@ -18,6 +18,7 @@
     ├── PayloadTooLargeError      413
     ├── BudgetExceededError       429    a `block` budget is spent: names the budget, limit, spend and reset
     ├── UsageUnavailableError     503    the usage ledger is off, or its store cannot be read
+    ├── StoreUnavailableError ⟲   503    a shared store (PostgreSQL) is unreachable: names its URL, no password
     ├── TemplateRendererBusy ⟲    503    every template render worker stayed busy past the queue wait
     ├── ProviderError                    a provider failed (carries provider and model)
     │   ├── ProviderUnavailableError     no key / not reachable: skipped at once, never retried
@@ -188,6 +189,14 @@ class UsageUnavailableError(RhetorError):
     type = "usage_unavailable"
 
 
+class StoreUnavailableError(RhetorError):
+    """A shared store (PostgreSQL, Redis) could not be reached; the message names its URL without the password."""
+
+    status = 503
+    type = "store_unavailable"
+    retryable = True
+
+
 class TemplateRendererBusy(RhetorError):
     """Every render worker stayed busy for longer than the queue wait: try again shortly."""
 
@@ -306,6 +315,7 @@ __all__ = [
     "RetiredModelError",
     "DeploymentBusyError",
     "RhetorError",
+    "StoreUnavailableError",
     "TemplateConflictError",
     "TemplateNotFoundError",
     "TemplateRenderError",

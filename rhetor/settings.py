@@ -121,6 +121,14 @@ class Settings(BaseModel):
     admin_key: SecretStr | None = None
     keys_poll_s: float = Field(0.5, gt=0, le=1)  # changes by other processes are seen within this (≤ 1 s)
     component_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # Scale-out (rhetor/storage, docs/scale-out.md): contexts and caller keys on a shared PostgreSQL
+    # (RHETOR_DATABASE_URL=postgresql://user:pw@host/db[?schema=name]); rate-limit windows on a shared Redis
+    # (RHETOR_REDIS_URL=redis://host:6379/0, keys under redis_prefix). Unset: SQLite files and in-process state.
+    # An engine unreachable at start exits 2 naming its URL (no password) unless degraded_start.
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    redis_prefix: str = Field("rhetor:", min_length=1, max_length=64)
+    degraded_start: bool = False
     # Budgets (rhetor/governance/budgets.py): the original global budget from the environment (no limit set = none);
     # more budgets per component / key / task through /api/v1/budgets, kept in $RHETOR_DATA_DIR/budgets.db
     budget_policy: Literal["warn", "downgrade", "block", "enforce", "ignore"] = "warn"
@@ -213,6 +221,10 @@ class Settings(BaseModel):
             "RHETOR_PRICES": "prices_file",
             "RHETOR_ADMIN_KEY": "admin_key",
             "RHETOR_KEYS_POLL_S": "keys_poll_s",
+            "RHETOR_DATABASE_URL": "database_url",
+            "RHETOR_REDIS_URL": "redis_url",
+            "RHETOR_REDIS_PREFIX": "redis_prefix",
+            "RHETOR_DEGRADED_START": "degraded_start",
             "RHETOR_BUDGET_POLICY": "budget_policy",
             "RHETOR_BUDGET_DAILY_LIMIT": "budget_daily_limit",
             "RHETOR_BUDGET_WEEKLY_LIMIT": "budget_weekly_limit",
