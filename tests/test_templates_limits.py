@@ -158,7 +158,12 @@ def test_ready_stays_fast_while_hostile_renders_run(make_settings: Callable[...,
             assert r.status_code == 400, r.text
             err = r.json()["error"]
             assert err["type"] == VIOLATION and "RHETOR_TEMPLATE_TIMEOUT_S" in err["message"]
-        assert len(latencies) >= 10 and max(latencies) < 0.050, sorted(latencies)[-5:]
+        # A frozen loop would hold every probe for the whole render (1 s and more); a loaded 2-core test machine
+        # may deschedule one probe now and then, so the bound is on the 95th percentile, the worst stays well
+        # under a render's length.
+        ordered = sorted(latencies)
+        p95 = ordered[int(len(ordered) * 0.95) - 1]
+        assert len(latencies) >= 10 and p95 < 0.050 and ordered[-1] < 0.5, ordered[-5:]
         chat = c.post("/api/v1/chat", json={"message": "hi", "template_id": "doubling"})
         assert chat.status_code == 400 and chat.json()["error"]["type"] == VIOLATION
         assert "limit is 1000000" in chat.json()["error"]["message"]

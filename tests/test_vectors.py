@@ -79,10 +79,13 @@ async def test_resident_memory_does_not_grow_with_stored_vectors(tmp_path: Path)
 
 async def test_a_reply_reads_the_window_not_the_history(make_settings: Callable[..., Settings]) -> None:
     """SQLite VM steps of one chat turn: a 400-message and a 6,000-message context cost about the same (both
-    overflow the simulated model's 8k window, so both read one window's worth)."""
+    overflow the simulated model's 8k window, so both read one window's worth). The route holds the simulated
+    model alone: a request reads what fits the largest window of its route's targets."""
     settings = make_settings()
+    tasks = settings.data_dir / "tasks.json"
+    tasks.write_text('{"default": {"provider": "simulated", "model": "simulated-standard"}}', encoding="utf-8")
     store = await _open(settings.db_path)
-    gateway = Gateway(settings, load_config(settings.task_config), Providers(settings), store)
+    gateway = Gateway(settings, load_config(tasks), Providers(settings), store)
     gateway.memory = Memory(store, SimulatedEmbedder(), cache_bytes=200 * ROW)  # no indexer: vectors are seeded
     await store.run(lambda c: _bulk(c, {"ergon:short": 400, "ergon:long": 6000}, words=60))
     steps: dict[str, int] = {}
