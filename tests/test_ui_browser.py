@@ -110,7 +110,7 @@ def test_overview_shows_providers_routes_and_traffic(wide: Page) -> None:
     assert "simulated/simulated-standard" in page.locator("#routes").inner_text()  # the chain's last fallback
     page.locator("#chart-rate canvas").wait_for()
     page.locator("#chart-latency canvas").wait_for()
-    page.wait_for_function("document.getElementById('traffic-note').textContent.includes('requests in the last hour')")
+    page.wait_for_function("document.getElementById('traffic-note').textContent.includes('in the last hour')")
     assert int(page.locator("#traffic-note").inner_text().split()[0]) >= 2  # the seeded requests
     wide.shot("overview-1280x800")
 
@@ -216,3 +216,28 @@ def test_with_keys_the_sign_in_form_opens_the_page_and_its_api_calls(browser: An
         page.locator("#login-form").wait_for()
         signed.errors = [e for e in signed.errors if "401" not in e]  # signing out lands on the 401 form again
         signed.clean()
+
+
+def test_an_open_breaker_shows_on_its_provider(browser: Any, tmp_path: Path) -> None:
+    from rhetor.routing.config import TaskConfig
+    from tests.fakes.anthropic import running_fake_anthropic
+
+    model = "claude-sonnet-4-5"
+    targets = [{"provider": "anthropic", "model": model, "retries": 1},
+               {"provider": "simulated", "model": "simulated-fast"}]
+    config = TaskConfig.model_validate({"default": {"targets": targets}})
+    with running_fake_anthropic() as fake:
+        fake.fail_next(500, n=2)
+        settings = settings_for(tmp_path, anthropic_api_key="test-key", anthropic_base_url=fake.base_url,
+                                breaker_threshold=2, breaker_cooldown_s=60, hermes_url="http://127.0.0.1:9")
+        with running_rhetor(settings, config) as url:
+            r = httpx.post(f"{url}/api/v1/chat", json={"message": "hi"}, timeout=30)
+            assert r.json()["provider"] == "simulated"  # two 500s: the breaker opened, the fallback answered
+            view = Page(browser, url, WIDE)
+            page = view.open("overview")
+            tag = page.locator("#providers tr[data-provider=anthropic] .tag.open")
+            tag.wait_for()
+            assert model in tag.inner_text() and "open" in tag.inner_text()
+            page.wait_for_function("document.getElementById('traffic-note').textContent.includes('1 fallback ')")
+            view.shot("breaker-open-1280x800")
+            view.clean()

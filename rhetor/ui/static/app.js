@@ -16,13 +16,13 @@ function h(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;
 }
-const fill = (node, ...children) => { node.replaceChildren(...children.flat().filter((c) => c != null)); };
+const fill = (node, ...children) => { node.replaceChildren(...children.flat(Infinity).filter((c) => c != null)); };
 const fmtInt = (n) => (n == null ? "–" : Math.round(n).toLocaleString("en-US"));
 const fmtMs = (n) => (n == null ? "–" : n < 10 ? n.toFixed(2) + " ms" : n < 1000 ? n.toFixed(0) + " ms" : (n / 1000).toFixed(2) + " s");
 const fmtUsd = (n) => (n == null ? "–" : n === 0 ? "$0" : n < 0.01 ? "$" + n.toFixed(6) : "$" + n.toFixed(2));
@@ -251,8 +251,9 @@ const loadTraffic = safely(async () => {
     if (b) { tot.requests += b.requests; tot.errors += b.errors; tot.fallbacks += b.fallbacks || 0; tot.cost_usd += b.cost_usd; }
   }
   const worst = (arr) => arr.reduce((m, v) => (v != null && (m == null || v > m) ? v : m), null);
-  $("traffic-note").textContent = `${fmtInt(tot.requests)} requests in the last hour · ${fmtInt(tot.errors)} errors · ` +
-    `${fmtInt(tot.fallbacks)} fallbacks · worst minute p95 ${fmtMs(worst(p95))} · ${fmtUsd(tot.cost_usd)}`;
+  const n = (count, word) => `${fmtInt(count)} ${word}${count === 1 ? "" : "s"}`;
+  $("traffic-note").textContent = `${n(tot.requests, "request")} in the last hour · ${n(tot.errors, "error")} · ` +
+    `${n(tot.fallbacks, "fallback")} · worst minute p95 ${fmtMs(worst(p95))} · ${fmtUsd(tot.cost_usd)}`;
   const rateFmt = (u, v) => (v == null ? "–" : v.toFixed(3));
   chart("rate", $("chart-rate"), [
     { label: "requests/s", stroke: COLORS.blue, fill: "rgba(51,88,212,0.10)", width: 2, value: rateFmt },
