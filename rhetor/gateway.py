@@ -318,7 +318,9 @@ class Gateway:
                                   seed=seed, user=inp.user, reasoning=inp.reasoning, service_tier=inp.service_tier,
                                   passthrough=inp.passthrough)
             if inp.passthrough is not None:  # forwarded, translated or refused: never silent (400 before any I/O)
-                admit_fields(request, getattr(provider, "wire", provider.name), target.provider)
+                entry = self.catalog.entry(target.provider, target.model)  # its modalities: images or not
+                admit_fields(request, getattr(provider, "wire", provider.name), target.provider,
+                             entry.modalities if entry is not None else None)
             return request
 
         return build

@@ -41,6 +41,21 @@ class ToolChoice:
     parallel: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image input: a URL, or base64 `data` with its `media_type`. `where` names the caller's block
+    (`messages[0].content[1]`) for errors."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    where: str = ""
+
+    @property
+    def data_url(self) -> str:
+        return self.url if self.url is not None else f"data:{self.media_type or 'image/png'};base64,{self.data}"
+
+
 @dataclass(slots=True)
 class Message:
     """One turn. An assistant turn may carry `tool_calls`; a `tool` turn answers the call `tool_call_id`
@@ -55,6 +70,7 @@ class Message:
     # where this turn came from in the caller's own body (`Passthrough.body["messages"][raw_index]`): a same-vendor
     # upstream gets that dict as sent; None = Rhetor's addition (stored history), built from the fields above
     raw_index: int | None = None
+    images: list[Image] | None = None  # image inputs of a user turn, after its text
 
 
 @dataclass(slots=True)
@@ -219,6 +235,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "FinishReason",
+    "Image",
     "Message",
     "Passthrough",
     "ProviderEvent",

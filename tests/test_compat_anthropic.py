@@ -129,11 +129,12 @@ def test_tool_choice_none_reaches_openai(client: anthropic.Anthropic, stack: Sta
 
 
 def test_unsupported_blocks_are_refused_not_dropped(client: anthropic.Anthropic) -> None:
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    # images translate now (tests/test_fidelity.py); a PDF has no translation off Anthropic: refused, never dropped
+    document = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
     with pytest.raises(anthropic.BadRequestError) as err:
         client.messages.create(model="simulated/simulated-fast", max_tokens=10,
-                               messages=[{"role": "user", "content": [image]}])
-    assert "messages[0].content[0]" in err.value.message and "image" in err.value.message
+                               messages=[{"role": "user", "content": [document]}])
+    assert "messages[0].content[0] (document) is not supported by provider simulated" in err.value.message
 
 
 def test_count_tokens_is_an_estimate(client: anthropic.Anthropic) -> None:

@@ -196,21 +196,61 @@ def test_refused_fields_are_a_400_naming_field_and_provider(stack: Stack, api: s
     assert lenient.headers["x-rhetor-dropped-fields"] == field
 
 
-def test_lenient_drops_images_and_betas_cross_vendor(stack: Stack) -> None:
+PDF = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
+
+
+def test_lenient_drops_documents_and_betas_cross_vendor(stack: Stack) -> None:
     body = {**CLAUDE_BODY, "model": "openai/gpt-4o-mini"}
     for key in ("container", "service_tier"):
         body.pop(key)
+    body["messages"] = [{"role": "user", "content": [PDF, *CLAUDE_BODY["messages"][0]["content"]]}]
     refused = httpx.post(stack.url + "/v1/messages", json=body, headers={"anthropic-beta": "x"})
     assert refused.status_code == 400
     assert refused.json()["error"]["message"].startswith(
-        "messages[0].content[0] (image) is not supported by provider openai")
+        "messages[0].content[0] (document) is not supported by provider openai")
     r = httpx.post(stack.url + "/v1/messages", json=body, headers={"anthropic-beta": "x", "x-rhetor-lenient": "1"})
     assert r.status_code == 200 and r.headers["x-rhetor-dropped-fields"] == \
-        "messages[0].content[0] (image),anthropic-beta header"
+        "messages[0].content[0] (document),anthropic-beta header"
     sent = stack.openai.requests[-1]
-    # thinking → reasoning_effort (2000 ≤ 2048: low); cache_control not sent; metadata.user_id → user
+    # thinking → reasoning_effort (2000 ≤ 2048: low); cache_control not sent; metadata.user_id → user; the image
+    # block → an image_url part with a data: URL
     assert sent["reasoning_effort"] == "low" and sent["user"] == "u-9"
-    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": [
+                                    {"type": "text", "text": "Hi"},
+                                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+
+
+DATA_URL = "data:image/jpeg;base64,/9j/4AAQSkZJRg=="
+
+
+def _image_turn(url: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                         {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]}]
+
+
+def test_images_translate_between_every_provider_that_takes_them(stack: Stack) -> None:
+    with oai(stack) as client:
+        client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=_image_turn(DATA_URL))
+        assert stack.anthropic.requests[-1]["messages"] == [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQSkZJRg=="}},
+            {"type": "text", "text": "What is this?"}]}]
+        client.chat.completions.create(model="ollama/llama3", messages=_image_turn(DATA_URL))
+        assert stack.ollama.requests[-1]["messages"][-1]["images"] == ["/9j/4AAQSkZJRg=="]
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="ollama/llama3", messages=_image_turn("https://x.test/cat.png"))
+        assert err.value.body["param"] == "messages[0].content[1]"  # type: ignore[index]
+        ok = client.chat.completions.create(model="simulated/simulated-fast", messages=_image_turn(DATA_URL))
+        assert ok.choices[0].message.content
+        with pytest.raises(openai.BadRequestError) as err:  # the catalogue: gpt-audio-mini takes text and audio
+            client.chat.completions.create(model="openai/gpt-audio-mini", messages=_image_turn(DATA_URL))
+        assert "messages[0].content[1] (image) is not supported by model 'gpt-audio-mini'" in err.value.message
+    with claude(stack) as c:
+        c.messages.create(model="openai/gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://x.test/cat.png"}},
+            {"type": "text", "text": "What is this?"}]}])
+    assert stack.openai.requests[-1]["messages"][-1]["content"] == [
+        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}]
 
 
 def test_reasoning_effort_becomes_a_thinking_budget_and_thinking_comes_back(stack: Stack) -> None:

@@ -33,12 +33,12 @@ from rhetor.api.compat_common import (
     sse_response,
 )
 from rhetor.api.compat_errors import compat_endpoint
-from rhetor.api.compat_fidelity import anthropic_usage, fidelity_headers, passthrough
+from rhetor.api.compat_fidelity import anthropic_image, anthropic_usage, fidelity_headers, passthrough
 from rhetor.api.responses import json_response, parse_json
 from rhetor.errors import InvalidRequestError, ProviderError
 from rhetor.gateway import ChatOutcome
 from rhetor.providers.base import estimate_tokens
-from rhetor.types import Message, Reasoning, ToolCall, ToolChoice, ToolSpec
+from rhetor.types import Image, Message, Reasoning, ToolCall, ToolChoice, ToolSpec
 
 SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
@@ -136,6 +136,7 @@ def to_messages(body: CountTokensBody, others: list[str] | None = None) -> list[
             continue
         texts: list[str] = []
         calls: list[ToolCall] = []
+        images: list[Image] = []
         first = len(out)
         for j, block in enumerate(m.content):
             kind, where = block.get("type"), f"messages[{i}].content[{j}]"
@@ -150,6 +151,8 @@ def to_messages(body: CountTokensBody, others: list[str] | None = None) -> list[
                 out.append(Message("tool", _block_text(block.get("content"), f"{where}.content"),
                                    tool_call_id=call_id, name=names.get(call_id),
                                    is_error=bool(block.get("is_error")), raw_index=i))
+            elif kind == "image" and m.role == "user" and others is not None:
+                images.append(anthropic_image(block, where))
             elif kind in ("image", "document") and others is not None:
                 others.append(f"{where} ({kind})")
             elif kind not in SKIPPED_BLOCKS:
@@ -157,8 +160,8 @@ def to_messages(body: CountTokensBody, others: list[str] | None = None) -> list[
                                           param=where)
         if m.role == "assistant":
             out.append(Message("assistant", "".join(texts), tool_calls=calls or None, raw_index=i))
-        elif texts or len(out) == first:  # a turn of images only still has its place
-            out.append(Message("user", "".join(texts), raw_index=i))
+        elif texts or images or len(out) == first:  # a turn of images only still has its place
+            out.append(Message("user", "".join(texts), raw_index=i, images=images or None))
     return out
 
 

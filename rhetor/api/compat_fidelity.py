@@ -13,8 +13,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
-from rhetor.types import Passthrough, RawFrame, StreamError, StreamEvent, Usage
+from rhetor.types import Image, Passthrough, RawFrame, StreamError, StreamEvent, Usage
 
 # front -> request headers a same-vendor upstream is given as sent
 VENDOR_HEADERS: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,31 @@ async def first_event(session: StreamSession) -> tuple[StreamEvent | None, Async
     return await anext(source, None), source
 
 
+def openai_image(part: dict[str, Any], where: str) -> Image:
+    """An `image_url` content part (a URL or a base64 data URL) as an Image."""
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str) or not url:
+        raise InvalidRequestError(f"{where}.image_url.url is required", param=f"{where}.image_url.url")
+    if url.startswith("data:"):
+        head, _, data = url[5:].partition(",")
+        if not head.endswith(";base64") or not data:
+            raise InvalidRequestError(f"{where}: a data URL must be base64 (data:image/png;base64,...)", param=where)
+        return Image(data=data, media_type=head.removesuffix(";base64") or "image/png", where=where)
+    return Image(url=url, where=where)
+
+
+def anthropic_image(block: dict[str, Any], where: str) -> Image:
+    """An `image` block (base64 or url source) as an Image."""
+    raw = block.get("source")
+    source: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if source.get("type") == "base64" and isinstance(source.get("data"), str):
+        return Image(data=source["data"], media_type=str(source.get("media_type") or "image/png"), where=where)
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return Image(url=source["url"], where=where)
+    raise InvalidRequestError(f"{where}.source: a base64 or url image source is required", param=f"{where}.source")
+
+
 def openai_usage(u: Usage) -> dict[str, Any]:
     return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens,
             "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
@@ -97,5 +123,15 @@ def anthropic_usage(u: Usage) -> dict[str, Any]:
             "cache_read_input_tokens": u.cached_input_tokens, "cache_creation_input_tokens": u.cache_write_tokens}
 
 
-__all__ = ["anthropic_usage", "fidelity_headers", "first_event", "openai_usage", "passthrough", "prepended", "relay",
-           "session_relays"]
+__all__ = [
+    "anthropic_image",
+    "anthropic_usage",
+    "fidelity_headers",
+    "first_event",
+    "openai_image",
+    "openai_usage",
+    "passthrough",
+    "prepended",
+    "relay",
+    "session_relays",
+]

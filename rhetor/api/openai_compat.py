@@ -32,12 +32,12 @@ from rhetor.api.compat_common import (
     unix_now,
 )
 from rhetor.api.compat_errors import compat_endpoint
-from rhetor.api.compat_fidelity import fidelity_headers, openai_usage, passthrough
+from rhetor.api.compat_fidelity import fidelity_headers, openai_image, openai_usage, passthrough
 from rhetor.api.compat_openai_stream import FINISH, chunks
 from rhetor.api.responses import json_response, parse_json
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import ChatOutcome
-from rhetor.types import Message, Reasoning, ToolCall, ToolChoice, ToolSpec
+from rhetor.types import Image, Message, Reasoning, ToolCall, ToolChoice, ToolSpec
 
 
 class _Model(BaseModel):
@@ -115,15 +115,19 @@ class ChatCompletionBody(_Model):
         return self
 
 
-def _text(content: str | list[dict[str, Any]] | None, where: str, others: list[str] | None = None) -> str:
-    """The text of a message's content; other parts (images, audio, files) are named in `others`: only a
-    same-vendor upstream takes them (rhetor.providers.fidelity), any other refuses them or, lenient, drops them."""
+def _text(content: str | list[dict[str, Any]] | None, where: str, others: list[str] | None = None,
+          images: list[Image] | None = None) -> str:
+    """The text of a message's content; images go to `images` (translated for every provider), other parts (audio,
+    files) are named in `others`: only a same-vendor upstream takes them (rhetor.providers.fidelity), any other
+    refuses them or, lenient, drops them."""
     if content is None or isinstance(content, str):
         return content or ""
     parts: list[str] = []
     for i, part in enumerate(content):
         if part.get("type") == "text" and isinstance(part.get("text"), str):
             parts.append(part["text"])
+        elif part.get("type") == "image_url" and images is not None:
+            images.append(openai_image(part, f"{where}.content[{i}]"))
         elif others is not None and isinstance(part.get("type"), str):
             others.append(f"{where}.content[{i}] ({part['type']})")
         else:
@@ -138,7 +142,8 @@ def to_messages(body: ChatCompletionBody, others: list[str] | None = None) -> tu
     out: list[Message] = []
     names: dict[str, str] = {}  # tool call id -> tool name, for providers that name tool results
     for i, m in enumerate(body.messages):
-        text = _text(m.content, f"messages[{i}]", others if m.role == "user" else None)
+        images: list[Image] = []
+        text = _text(m.content, f"messages[{i}]", *((others, images) if m.role == "user" else (None, None)))
         if m.role in ("system", "developer"):
             systems.append(text)
         elif m.role == "assistant":
@@ -152,7 +157,7 @@ def to_messages(body: ChatCompletionBody, others: list[str] | None = None) -> tu
             out.append(Message("tool", text, tool_call_id=m.tool_call_id, name=names.get(m.tool_call_id),
                                raw_index=i))
         else:
-            out.append(Message("user", text, raw_index=i))
+            out.append(Message("user", text, raw_index=i, images=images or None))
     return out, "\n\n".join(systems) or None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from rhetor.errors import InvalidRequestError
-from rhetor.types import ChatRequest, Message, ToolCall, ToolChoice, ToolSpec
+from rhetor.types import ChatRequest, Image, Message, ToolCall, ToolChoice, ToolSpec
 
 # A user turn put in front when a conversation starts with the assistant: Anthropic requires the first
 # message to be the user's and rejects empty text blocks.
@@ -35,10 +35,18 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
         if m.is_error:
             block["is_error"] = True
         return [block]
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    blocks: list[dict[str, Any]] = [_image(image) for image in m.images or []]  # images first, as Anthropic advises
+    blocks += [{"type": "text", "text": m.content}] if m.content else []
     for call in m.tool_calls or []:
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call)})
     return blocks
+
+
+def _image(image: Image) -> dict[str, Any]:
+    if image.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type or "image/png",
+                                        "data": image.data}}
 
 
 def merge_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[str]]:
@@ -55,7 +63,7 @@ def merge_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[str
                 systems.append(m.content)
             continue
         role = "user" if m.role == "tool" else m.role
-        plain = m.role != "tool" and not m.tool_calls
+        plain = m.role != "tool" and not m.tool_calls and not m.images
         if plain and not m.content:
             continue  # Anthropic rejects empty text blocks
         if turns and turns[-1]["role"] == role:

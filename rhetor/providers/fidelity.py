@@ -10,6 +10,7 @@ here too, so both providers use one rule. Pure: no I/O; knows no HTTP and no pro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rhetor.errors import InvalidRequestError
@@ -67,7 +68,10 @@ TABLE: dict[str, dict[str, dict[str, str]]] = {
         "logit_bias": _row(REFUSED, REFUSED, REFUSED),
         "metadata": _row(REFUSED, REFUSED, REFUSED),
         "store": _row(REFUSED, REFUSED, REFUSED),
-        "image_url content parts": _row(REFUSED, REFUSED, REFUSED),
+        "image_url content parts": _row("image blocks (a data: URL as a base64 source, else a url source); detail "
+                                        "not sent", "images (base64 only; a URL image refused)",
+                                        "accepted (not looked at)", "image parts where the provider takes them"),
+        "other content parts (input_audio, file, …)": _row(REFUSED, REFUSED, REFUSED),
         "any other field": _row(REFUSED, REFUSED, REFUSED),
     },
     "anthropic": {
@@ -96,7 +100,10 @@ TABLE: dict[str, dict[str, dict[str, str]]] = {
                                           "not sent (no prompt cache)"),
         "thinking blocks in history": _row("omitted (Chat Completions takes no prior reasoning)", "omitted",
                                            "omitted"),
-        "image/document blocks": _row(REFUSED, REFUSED, REFUSED),
+        "image blocks": _row("image_url parts (a base64 source as a data: URL)",
+                             "images (base64 only; a url source refused)", "accepted (not looked at)",
+                             "image parts where the provider takes them"),
+        "document blocks": _row(REFUSED, REFUSED, REFUSED),
         "anthropic-beta header": _row(REFUSED, REFUSED, REFUSED),
         "any other field": _row(REFUSED, REFUSED, REFUSED),
     },
@@ -152,13 +159,16 @@ def unhonoured(request: ChatRequest, wire: str) -> list[str]:
     return out
 
 
-def admit(request: ChatRequest, wire: str, provider: str) -> None:
+def admit(request: ChatRequest, wire: str, provider: str, modalities: tuple[str, ...] | None = None) -> None:
     """Refuse (400 naming the first field and the provider) what `provider` cannot honour; lenient, drop it and
-    list it in `request.passthrough.dropped`. Also translates service_tier to the target's vocabulary."""
+    list it in `request.passthrough.dropped`. Also translates service_tier to the target's vocabulary. Images to a
+    model the catalogue lists without the image modality are refused too (dropped when lenient and translated)."""
     pt = request.passthrough
     if pt is None:
         return
     pt.dropped.clear()  # per attempt: a fallback to another target judges afresh
+    if modalities is not None and "image" not in modalities:
+        _no_images(request, provider, modalities, lenient=pt.lenient and not (wire == pt.api and pt.forward))
     missing = unhonoured(request, wire)
     if missing and not pt.lenient:
         more = f" (also: {', '.join(missing[1:])})" if len(missing) > 1 else ""
@@ -168,6 +178,18 @@ def admit(request: ChatRequest, wire: str, provider: str) -> None:
     if request.service_tier is not None and wire != pt.api:
         mapped = SERVICE_TIERS[pt.api].get(request.service_tier)
         request.service_tier = mapped if wire in ("openai", "anthropic") else None
+
+
+def _no_images(request: ChatRequest, provider: str, modalities: tuple[str, ...], *, lenient: bool) -> None:
+    assert request.passthrough is not None
+    for i, m in enumerate(request.messages):
+        for image in m.images or []:
+            if not lenient:
+                raise InvalidRequestError(f"{image.where} (image) is not supported by model {request.model!r} of "
+                                          f"provider {provider}: it takes {', '.join(modalities)}", param=image.where)
+            request.passthrough.dropped.append(f"{image.where} (image)")
+        if m.images:
+            request.messages[i] = replace(m, images=None)  # a copy: the gateway's turn is shared across attempts
 
 
 def effort_budget(effort: str) -> int:

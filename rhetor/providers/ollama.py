@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from rhetor.errors import ProviderError, UpstreamProtocolError, UpstreamStatusError
+from rhetor.errors import InvalidRequestError, ProviderError, UpstreamProtocolError, UpstreamStatusError
 from rhetor.providers.base import Availability, AvailabilityCache, Embeddings
 from rhetor.providers.http import HttpUpstream
 from rhetor.settings import Settings
@@ -81,6 +81,12 @@ def _message(m: Message) -> dict[str, Any]:
                              for c in m.tool_calls]
     if m.role == "tool" and m.name:
         out["tool_name"] = m.name
+    if m.images:  # Ollama takes base64 images only
+        for image in m.images:
+            if image.data is None:
+                raise InvalidRequestError(f"{image.where or 'an image'}: ollama takes base64 images only, not URLs "
+                                          "(send a data: URL)", param=image.where or "messages")
+        out["images"] = [image.data for image in m.images]
     return out
 
 

@@ -21,6 +21,10 @@ def message_dict(m: Message) -> dict[str, Any]:
         return {"role": "assistant", "content": m.content or None,
                 "tool_calls": [{"id": c.id, "type": "function",
                                 "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]}
+    if m.images:  # image inputs as content parts (a base64 image as a data URL)
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        parts += [{"type": "image_url", "image_url": {"url": image.data_url}} for image in m.images]
+        return {"role": m.role, "content": parts}
     return {"role": m.role, "content": m.content}
 
 
