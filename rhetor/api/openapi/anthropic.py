@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rhetor.api.anthropic_compat import CountTokensBody, MessagesBody
-from rhetor.api.openapi.common import ANTHROPIC, Op, Open, Param, errors, resp, upstream_errors
+from rhetor.api.openapi.common import ANTHROPIC, Frames, Op, Open, Param, errors, resp, upstream_errors
 from rhetor.api.openapi.openai import RHETOR_HEADERS
 
 TAG = "anthropic"
@@ -38,6 +38,16 @@ class TokenCount(Open):
     method: str | None = None
 
 
+class MessageEvent(Open):
+    """One Messages stream event's data: message_start, content_block_*, message_delta, message_stop, ping or
+    error (Anthropic's error body)."""
+
+    type: str
+
+
+_EVENTS = Frames("`event: <type>` / `data: {type, …}`: message_start, content_block_start/delta/stop, "
+                 "message_delta, message_stop (ping between; `error` when the stream fails after it began)",
+                 (MessageEvent,))
 _HEADERS = (Param("anthropic-version", "header", "Sent by the Anthropic SDKs"),
             Param("x-rhetor-context-id", "header", "Continue (and record into) this stored context"),
             Param("x-rhetor-component", "header", "The calling component"),
@@ -46,7 +56,7 @@ _HEADERS = (Param("anthropic-version", "header", "Sent by the Anthropic SDKs"),
 OPS = [
     Op("POST", "/v1/messages", "Messages (Anthropic): any provider behind it", TAG,
        {200: resp("A message (or the Messages event stream with stream: true)", MessageObject,
-                  headers=RHETOR_HEADERS, sse="message_start, content_block_*, message_delta, message_stop events"),
+                  headers=RHETOR_HEADERS, sse=_EVENTS),
         **upstream_errors(ANTHROPIC), **errors(ANTHROPIC, 400, 403, 404, 502, 503, 504)},
        body=MessagesBody, params=_HEADERS),
     Op("POST", "/v1/messages/count_tokens", "Count input tokens (a vendor's count, or an offline estimate)", TAG,

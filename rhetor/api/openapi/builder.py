@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute, Mount, Route
 
 from rhetor.api.openapi import anthropic, governance, health, legacy, native, openai, templates, ui
-from rhetor.api.openapi.common import Op, Param, Resp
+from rhetor.api.openapi.common import SSE, Frames, Op, Param, Resp, RouteNotFound
 
 MODULES = (native, legacy, openai, anthropic, templates, governance, health, ui)
 REF = "#/components/schemas/{model}"
@@ -47,16 +48,27 @@ def operations() -> list[Op]:
 
 def _models(ops: Iterable[Op]) -> list[type[BaseModel]]:
     seen: dict[type[BaseModel], None] = {}
+    seen[RouteNotFound] = None
     for op in ops:
         if op.body is not None:
             seen[op.body] = None
         for r in op.responses.values():
-            seen.update(dict.fromkeys(r.models))
+            seen.update(dict.fromkeys(r.models + (r.frames.models if r.frames else ())))
     return list(seen)
 
 
 def _schema_of(models: tuple[type[BaseModel], ...], refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
     return refs[models[0]] if len(models) == 1 else {"anyOf": [refs[m] for m in models]}
+
+
+def _event_schema(frames: Frames, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
+    """One server-sent event: `data` is JSON (of the frame models), or `[DONE]` where the stream ends so."""
+    data: dict[str, Any] = {"type": "string", "contentMediaType": "application/json",
+                            "contentSchema": _schema_of(frames.models, refs)}
+    if frames.done:
+        data = {"anyOf": [{"const": "[DONE]"}, data]}
+    return {"type": "object", "description": frames.description, "required": ["data"],
+            "properties": {"event": {"type": "string"}, "data": data, "id": {"type": "string"}}}
 
 
 def _response(r: Resp, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
@@ -67,6 +79,8 @@ def _response(r: Resp, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str,
     elif r.schema is not None:
         content[r.media] = {"schema": dict(r.schema)}
     content.update({media: dict(spec) for media, spec in r.also.items()})
+    if r.frames is not None:
+        content[SSE] = {"schema": _event_schema(r.frames, refs)}
     if content:
         out["content"] = content
     if r.headers:
@@ -91,8 +105,14 @@ def _operation(op: Op, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str,
     params = list(op.params)
     declared = {p.name for p in params if p.where == "path"}
     params += [Param(name, "path", required=True) for name in re.findall(r"\{(\w+)\}", op.path) if name not in declared]
+    responses = dict(op.responses)
+    if "{" in op.path:  # a parameter the route's pattern refuses (a '/' in an id, a newline) is the router's 404
+        found = responses.get(404)
+        if found is None or RouteNotFound not in found.models:
+            responses[404] = replace(found, models=(*found.models, RouteNotFound)) if found is not None else \
+                Resp("No such route for this parameter", (RouteNotFound,))
     out: dict[str, Any] = {"operationId": _operation_id(op), "summary": op.summary, "tags": [op.tag],
-                           "responses": {str(k): _response(r, refs) for k, r in op.responses.items()}}
+                           "responses": {str(k): _response(r, refs) for k, r in responses.items()}}
     if op.description:
         out["description"] = op.description
     if params:

@@ -25,6 +25,16 @@ class Open(BaseModel):
 
 
 @dataclass(frozen=True)
+class Frames:
+    """A server-sent event stream: each event's `data` is the JSON of one of `models` (several → anyOf), or the
+    `[DONE]` sentinel when `done`. OpenAPI 3.1 has a text/event-stream `schema` describe one event."""
+
+    description: str
+    models: tuple[type[BaseModel], ...]
+    done: bool = False
+
+
+@dataclass(frozen=True)
 class Resp:
     """One response: its description and body schema(s) (several → anyOf), by media type."""
 
@@ -34,17 +44,18 @@ class Resp:
     schema: Mapping[str, Any] | None = None  # a literal schema instead of models (text bodies)
     also: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # more media types: literal schemas
     headers: Mapping[str, str] = field(default_factory=dict)  # response header name -> description
+    frames: Frames | None = None  # the same status may answer as an event stream
 
 
 def resp(description: str, *models: type[BaseModel], media: str = JSON, headers: Mapping[str, str] | None = None,
-         sse: str | None = None) -> Resp:
-    """A JSON response; with `sse`, the same status may answer as an event stream (its description)."""
-    also = {SSE: {"schema": {"type": "string", "description": sse}}} if sse else {}
-    return Resp(description, models, media, also=also, headers=headers or {})
+         sse: Frames | None = None) -> Resp:
+    """A JSON response; with `sse`, the same status may answer as an event stream."""
+    return Resp(description, models, media, headers=headers or {}, frames=sse)
 
 
-def stream(description: str) -> Resp:
-    return Resp(description, (), SSE, schema={"type": "string", "description": description})
+def stream(frames: Frames, headers: Mapping[str, str] | None = None) -> Resp:
+    """An event stream only."""
+    return Resp(frames.description, (), SSE, headers=headers or {}, frames=frames)
 
 
 def text(description: str, media: str, schema: Mapping[str, Any] | None = None) -> Resp:
@@ -162,6 +173,6 @@ class Deleted(Open):
     deleted: bool
 
 
-__all__ = ["ANTHROPIC", "JSON", "NATIVE", "OPENAI", "SSE", "AnthropicError", "Deleted", "LegacyError",
+__all__ = ["ANTHROPIC", "JSON", "NATIVE", "OPENAI", "SSE", "AnthropicError", "Deleted", "Frames", "LegacyError",
            "NativeError", "Op", "Open", "OpenAIError", "Param", "Resp", "RouteNotFound", "errors", "resp",
            "stream", "text", "upstream_errors"]

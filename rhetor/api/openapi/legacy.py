@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from rhetor.api.legacy import LegacyBody
-from rhetor.api.openapi.common import NATIVE, LegacyError, Op, Open, errors, resp, stream
+from rhetor.api.openapi.common import NATIVE, Frames, LegacyError, Op, Open, errors, resp, stream
 from rhetor.api.openapi.native import Providers, Usage
 
 TAG = "legacy"
@@ -49,8 +49,20 @@ class ProviderSet(Open):
     detail: str | None = None
 
 
-_SSE = ("`event: message` / `data: {chunk, context, model, provider, timestamp, done}` frames, ending with "
-        "`done: true` (no [DONE] sentinel)")
+class LegacyFrame(Open):
+    """One `event: message` frame; the last has `done: true` (and `error` when the call failed)."""
+
+    chunk: str
+    context: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    timestamp: str
+    done: bool
+    error: str | None = None
+
+
+_SSE = Frames("`event: message` / `data: {chunk, context, model, provider, timestamp, done}` frames, ending with "
+              "`done: true` (no [DONE] sentinel)", (LegacyFrame,))
 _ERR = {k: resp(v.description, *v.models, LegacyError) for k, v in errors(NATIVE, 400, 422).items()}
 _ANSWER = {200: resp("The answer, or `{error, context, timestamp}` when every provider failed (HTTP 200, as the "
                      "adapter did); with streaming: true an event stream", LegacyResult, LegacyError, sse=_SSE),

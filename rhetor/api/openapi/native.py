@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rhetor.api.openapi.common import NATIVE, Op, Open, Param, errors, resp, stream
+from rhetor.api.openapi.common import NATIVE, Frames, Op, Open, Param, errors, resp, stream
 from rhetor.api.schemas import ChatBody
 
 TAG = "native"
@@ -70,8 +70,8 @@ class StreamFrame(Open):
 
     chunk: str
     context_id: str | None = None
-    model: str
-    provider: str
+    model: str | None = None
+    provider: str | None = None
     timestamp: str
     done: bool
     finish_reason: str | None = None
@@ -169,7 +169,8 @@ class ContextDeleted(Open):
     context_id: str
 
 
-_SSE = "Server-sent events: `data: <StreamFrame JSON>` frames, ending with `data: [DONE]`"
+_SSE = Frames("Server-sent events: `data: <StreamFrame>` frames (the last with done: true), then `data: [DONE]`",
+              (StreamFrame,), done=True)
 _CHAT = {200: resp("The answer (or, with streaming: true, an event stream)", ChatResult, sse=_SSE),
          **errors(NATIVE, *CHAT_ERRORS)}
 _STREAM = {200: stream(_SSE), **errors(NATIVE, *CHAT_ERRORS)}

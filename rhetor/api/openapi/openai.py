@@ -11,7 +11,7 @@ from typing import Any
 from rhetor.api.compat_embeddings import EmbeddingsBody
 from rhetor.api.openai.wire import CreateBody
 from rhetor.api.openai_compat import ChatCompletionBody
-from rhetor.api.openapi.common import OPENAI, Op, Open, Param, Resp, errors, resp, upstream_errors
+from rhetor.api.openapi.common import OPENAI, Frames, Op, Open, OpenAIError, Param, Resp, errors, resp, upstream_errors
 
 TAG = "openai"
 RHETOR_HEADERS = {"x-rhetor-provider": "The provider that answered", "x-rhetor-model": "The model that answered",
@@ -124,14 +124,32 @@ _RID = Param("response_id", "path", "A stored response id", required=True)
 _STORED = errors(OPENAI, 400, 404)
 
 
-def _json_or_sse(description: str, model: type[Open], events: str) -> Resp:
+class ChatChunk(Open):
+    """A `chat.completion.chunk` (a failure after the stream began is an OpenAI error body instead)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+
+
+class ResponseEvent(Open):
+    """One Responses API event (`response.created`, `response.output_text.delta`, …, `response.completed`)."""
+
+    type: str
+    sequence_number: int | None = None
+
+
+def _json_or_sse(description: str, model: type[Open], events: Frames) -> Resp:
     return resp(description, model, headers=RHETOR_HEADERS, sse=events)
 
 
 OPS = [
     Op("POST", "/v1/chat/completions", "Chat completions (OpenAI): any provider behind it", TAG,
        {200: _json_or_sse("A chat.completion (or chat.completion.chunk events with stream: true)", ChatCompletion,
-                          "`data: <chat.completion.chunk>` frames, then `data: [DONE]`"), **_CALL},
+                          Frames("`data: <chat.completion.chunk>` frames, then `data: [DONE]`",
+                                 (ChatChunk, OpenAIError), done=True)), **_CALL},
        body=ChatCompletionBody, params=_HEADER_IN),
     Op("GET", "/v1/models", "Every routable model as provider/model, the aliases and rhetor/<task> routes", TAG,
        {200: resp("Models", ModelList), **errors(OPENAI)},
@@ -143,8 +161,8 @@ OPS = [
     Op("POST", "/v1/embeddings", "Embeddings (OpenAI shape; float or base64)", TAG,
        {200: resp("Vectors", Embeddings), **_CALL}, body=EmbeddingsBody),
     Op("POST", "/v1/responses", "The Responses API on any provider (JSON, or SSE with stream: true)", "responses",
-       {200: _json_or_sse("A response object", ResponseObject, "The Responses API's event sequence "
-                          "(response.created … response.completed)"), **_CALL},
+       {200: _json_or_sse("A response object", ResponseObject, Frames("The Responses API's event sequence "
+                          "(response.created … response.completed)", (ResponseEvent,))), **_CALL},
        body=CreateBody, params=_HEADER_IN[:2]),
     Op("GET", "/v1/responses/{response_id}", "A stored response", "responses",
        {200: resp("The response", ResponseObject), **_STORED},
