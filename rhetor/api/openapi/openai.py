@@ -1,6 +1,7 @@
-"""OpenAPI declarations of the OpenAI-compatible front: /v1/chat/completions, /v1/models, /v1/embeddings and
-the Responses API (/v1/responses and its stored-response routes). Errors are OpenAI's body in the upstream's own
-status where one applies (compat_errors). Request bodies are the handlers' own models. Declarations only.
+"""OpenAPI declarations of the OpenAI-compatible front: /v1/chat/completions, /v1/completions, /v1/models,
+/v1/embeddings and the Responses API (/v1/responses and its stored-response routes). Errors are OpenAI's body in
+the upstream's own status where one applies (compat_errors). Request bodies are the handlers' own models.
+Declarations only.
 `/v1/models` is shared with the Anthropic SDK: with `anthropic-version` it answers Anthropic's list shape.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rhetor.api.compat_completions import CompletionBody
 from rhetor.api.compat_embeddings import EmbeddingsBody
 from rhetor.api.openai.wire import CreateBody
 from rhetor.api.openai_compat import ChatCompletionBody
@@ -43,6 +45,23 @@ class ChatCompletion(Open):
     created: int
     model: str
     choices: list[Choice]
+    usage: CompletionUsage | None = None
+
+
+class TextChoice(Open):
+    text: str
+    index: int
+    finish_reason: str | None = None
+
+
+class TextCompletion(Open):
+    """A `text_completion` (the legacy completions API), whole or as one stream chunk."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[TextChoice]
     usage: CompletionUsage | None = None
 
 
@@ -151,6 +170,11 @@ OPS = [
                           Frames("`data: <chat.completion.chunk>` frames, then `data: [DONE]`",
                                  (ChatChunk, OpenAIError), done=True)), **_CALL},
        body=ChatCompletionBody, params=_HEADER_IN),
+    Op("POST", "/v1/completions", "Legacy text completions (OpenAI), as a chat turn on any provider", TAG,
+       {200: _json_or_sse("A text_completion (or its chunks with stream: true)", TextCompletion,
+                          Frames("`data: <text_completion chunk>` frames, then `data: [DONE]`",
+                                 (TextCompletion, OpenAIError), done=True)), **_CALL},
+       body=CompletionBody, params=_HEADER_IN),
     Op("GET", "/v1/models", "Every routable model as provider/model, the aliases and rhetor/<task> routes", TAG,
        {200: resp("Models", ModelList), **errors(OPENAI)},
        params=(Param("anthropic-version", "header", "Present: Anthropic's list shape"),)),
