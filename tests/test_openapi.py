@@ -17,7 +17,7 @@ import pytest
 from fastapi.openapi.utils import get_openapi
 
 from rhetor.api.app import create_app
-from rhetor.api.openapi import undescribed, unserved
+from rhetor.api.openapi.builder import undescribed, unserved
 from rhetor.api.openapi.governance import BudgetPut, KeyBody
 from tests.conftest import running_rhetor
 from tests.conftest import test_settings as settings_for
@@ -96,7 +96,7 @@ def fuzz(url: str, *, budget_s: float, headers: dict[str, str] | None = None,
     )
 
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-    schema = schemathesis.openapi.from_url(url + "/openapi.json", headers=headers)
+    schema = schemathesis.openapi.from_url(url + "/openapi.json", headers=headers or {})
     operations = [op for op in (result.ok() for result in schema.get_all_operations())
                   if op.path not in NOT_RUN and (tags is None or tags & set(op.definition.raw.get("tags", ())))]
     failures: list[str] = []

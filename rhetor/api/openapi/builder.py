@@ -1,7 +1,7 @@
 """Builds the OpenAPI 3.1 document of every HTTP route from the declarations of this package (one module per
 front or route family), merged with whatever FastAPI itself can describe (path operations, if any), and checks
 it against the app: `undescribed(app)` lists routes the document misses, `unserved(app)` operations no route
-serves. `install(app)` makes `/openapi.json` (and so `/docs`) serve it, built once on first request.
+serves. rhetor.api.openapi.install makes `/openapi.json` (and so `/docs`) serve it, built on first request.
 Knows the declarations and Starlette's route types; nothing of the handlers, the gateway or providers.
 """
 
@@ -178,15 +178,4 @@ def unserved(app: FastAPI) -> list[str]:
     return [f"{op.method} {op.path}" for op in operations() if (op.method, op.path) not in served]
 
 
-def install(app: FastAPI) -> None:
-    """`/openapi.json` and `/docs` serve the built document (built once, on first use: start-up stays cheap)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = build(app)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-__all__ = ["build", "http_routes", "install", "operations", "undescribed", "unserved"]
+__all__ = ["build", "http_routes", "operations", "undescribed", "unserved"]
