@@ -124,6 +124,7 @@ def fuzz(url: str, *, budget_s: float, headers: dict[str, str] | None = None,
     return failures, ran, [f"{op.method.upper()} {op.path}" for op in operations]
 
 
+@pytest.mark.timeout(240)  # the run is bounded by BUDGET_S; the default 60 s is per ordinary test
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: str) -> None:
     failures, ran, every = fuzz(served, budget_s=BUDGET_S)
     assert len(every) >= 70, every
@@ -131,6 +132,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: str)
     assert ran == every, f"the time budget ran out before {sorted(set(every) - set(ran))}"
 
 
+@pytest.mark.timeout(240)
 def test_schemathesis_with_the_admin_key_over_keys_budgets_and_templates(tmp_path: Path) -> None:
     """With RHETOR_ADMIN_KEY and caller keys configured and the admin key presented, the admin routes answer for real
     (keys created, rotated, revoked; budgets written) and still match the document."""
