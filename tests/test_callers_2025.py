@@ -24,7 +24,8 @@ DEFAULTS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.4", "ollama": "ll
 
 @pytest.mark.parametrize(("model", "provider"), [
     ("gpt-4o-mini", "openai"), ("o3-mini", "openai"), ("claude-3-5-haiku-latest", "anthropic"),
-    ("gemini-3.8-flash", "gemini"), ("gemma3:4b", "ollama"), ("llama3", "ollama"), ("qwen2.5:7b", "ollama"), ("gpt-oss:20b", "ollama"), ("simulated-fast", "simulated"),
+    ("gemini-3.8-flash", "gemini"), ("gemma3:4b", "ollama"), ("llama3", "ollama"), ("qwen2.5:7b", "ollama"),
+    ("gpt-oss:20b", "ollama"), ("simulated-fast", "simulated"),
     ("my-finetune", None),
 ])
 def test_bare_model_names_name_their_provider(model: str, provider: str | None) -> None:
