@@ -98,7 +98,7 @@ def main() -> None:
     up_port, rh_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="rhetor-bench-")
     tasks = Path(data_dir) / "tasks.json"
-    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "openai", "model": "gpt-4o-mini",
+    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "openai", "model": "gpt-5.4-mini",
                                                            "retries": 0}], "simulated_fallback": False}}))
     env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
            "RHETOR_PORT": str(rh_port), "RHETOR_DATA_DIR": data_dir, "RHETOR_TASK_CONFIG": str(tasks),
@@ -120,9 +120,9 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{rh_port}/api/v1/chat")
         if off_port is not None:
             wait_ready(f"http://127.0.0.1:{off_port}/api/v1/chat")
-        direct_body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        direct_body = json.dumps({"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]})
         rhetor_body = json.dumps({"message": "hi"})
-        anthropic_body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64,
+        anthropic_body = json.dumps({"model": "claude-sonnet-5-5", "max_tokens": 64,
                                      "messages": [{"role": "user", "content": "hi"}]})
 
         def compat(model: str) -> str:
@@ -138,8 +138,8 @@ def main() -> None:
                       ("stream", "/v1/chat/completions", streamed(direct_body), "/api/v1/chat/stream", rhetor_body,
                        True)]
         if "compat" in args.paths:
-            oa, oa_anth = compat("openai/gpt-4o-mini"), compat("anthropic/claude-sonnet-4-5")
-            an = json.dumps({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 64,
+            oa, oa_anth = compat("openai/gpt-5.4-mini"), compat("anthropic/claude-sonnet-5-5")
+            an = json.dumps({"model": "anthropic/claude-sonnet-5-5", "max_tokens": 64,
                              "messages": [{"role": "user", "content": "hi"}]})
             cases += [("oa-json", "/v1/chat/completions", direct_body, "/v1/chat/completions", oa, False),
                       ("oa-stream", "/v1/chat/completions", streamed(direct_body), "/v1/chat/completions",
