@@ -13,10 +13,8 @@ Knows nothing of HTTP, SSE or WebSocket framing.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from rhetor.catalog import load_catalog
@@ -24,10 +22,9 @@ from rhetor.context import ContextStore, NewMessage
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
-from rhetor.drain import Drain, shutdown_error
+from rhetor.drain import Drain
 from rhetor.errors import InvalidRequestError
-from rhetor.governance.gate import Gate, Notes, Ticket
-from rhetor.governance.keys import Identity
+from rhetor.governance.gate import Gate
 from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
@@ -41,159 +38,11 @@ from rhetor.routing.lifecycle import admit
 from rhetor.routing.models import pinned
 from rhetor.routing.options import request_options
 from rhetor.routing.router import Route, Target, route
+from rhetor.session import ChatInput, ChatOutcome, Prepared, StreamSession, now_iso
 from rhetor.settings import Settings
-from rhetor.types import (
-    ChatRequest,
-    ChatResponse,
-    Message,
-    Passthrough,
-    Reasoning,
-    StreamEnd,
-    StreamError,
-    StreamEvent,
-    TextDelta,
-    ToolChoice,
-    ToolSpec,
-)
+from rhetor.types import ChatRequest, Message
 
 _SAMPLING = ("temperature", "top_p", "max_tokens")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-@dataclass(slots=True)
-class ChatInput:
-    """A chat request from any front, normalized. Exactly one of `message` / `messages` is set."""
-
-    message: str | None = None
-    messages: list[Message] | None = None
-    context_id: str | None = None
-    task_type: str | None = None
-    component: str | None = None
-    provider_id: str | None = None
-    model_id: str | None = None
-    system_prompt: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    # a named prompt template (rhetor.prompts): rendered with `variables`; with one, message/messages may be absent
-    template_id: str | None = None
-    template_version: int | None = None
-    variables: dict[str, Any] | None = None
-    # compat fronts (OpenAI/Anthropic): tools and rare knobs pass through to the provider; `pinned` = the caller
-    # named one model, so no fallback chain and no task-entry defaults (rhetor.routing.models.pinned)
-    tools: list[ToolSpec] | None = None
-    tool_choice: ToolChoice | None = None
-    response_format: dict[str, Any] | None = None
-    seed: int | None = None
-    user: str | None = None
-    reasoning: Reasoning | None = None
-    service_tier: str | None = None
-    # the caller's own body, for same-vendor pass-through and the never-silent check (rhetor.providers.fidelity)
-    passthrough: Passthrough | None = None
-    pinned: bool = False
-    # False: the front records the turn itself (the Responses API stores its items losslessly, rhetor.api.openai)
-    record: bool = True
-    # who asked, through which front: for the usage ledger (rhetor.governance); set by the web layer
-    front: str = "internal"
-    request_id: str | None = None
-    key_id: str | None = None
-    identity: Identity | None = None  # the caller key (rhetor.governance.keys): allowed providers/models, budget
-    notes: Notes | None = None  # governance's word on the request (rhetor.governance.gate): set by the web layer
-    started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(slots=True)
-class ChatOutcome:
-    response: ChatResponse
-    info: RunInfo
-    context_id: str | None
-    timestamp: str
-    recall: Recall | None = None
-    notes: Notes | None = None  # cached, budget_warnings, downgraded (rhetor.governance.gate)
-
-
-@dataclass(slots=True)
-class _Prepared:
-    route: Route
-    system: str | None
-    history: list[Message]
-    new_turn: list[Message]
-    context_id: str | None
-    inp: ChatInput
-    recall: Recall | None = None  # older turns brought back by retrieval (rhetor.context.retrieval)
-    ticket: Ticket | None = None  # its budget reservation and cache slot (rhetor.governance.gate)
-
-
-class StreamSession:
-    """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
-
-    def __init__(self, gateway: Gateway, prepared: _Prepared, info: RunInfo,
-                 events: AsyncIterator[StreamEvent], span: Any = None) -> None:
-        self._gateway, self._prepared, self.info, self._events = gateway, prepared, info, events
-        self._span = span  # the request's rhetor.chat span (tracing on), ended with the stream
-        self.context_id = prepared.context_id
-        self.recall = prepared.recall
-        target = info.target
-        assert target is not None
-        self.provider, self.model = target.provider, target.model
-        self.simulated = target.provider == "simulated"
-        self.notes = prepared.inp.notes
-        self._expired = False
-        self._waiter: asyncio.Task[Any] | None = None  # the task awaiting the upstream's next event, if any
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        parts: list[str] = []
-        status = "cancelled"
-        end: StreamEnd | None = None
-        drain, source = self._gateway.drain, self._events
-        drain.streams.add(self)
-        ticket = self._prepared.ticket  # a completed stream is kept for the response cache when it asks
-        kept: list[StreamEvent] | None = [] if ticket is not None and ticket.caching else None
-        self._expired = self._expired or drain.expired
-        try:
-            while True:
-                if self._expired:  # shutdown grace ran out (rhetor.drain): the final error frame, stored cancelled
-                    if status == "cancelled":  # (not after the stream's own last event)
-                        yield shutdown_error()
-                    break
-                self._waiter = task = asyncio.current_task()
-                try:
-                    event = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except asyncio.CancelledError:
-                    # ours (expire) unless someone else cancelled too: then the task really is being stopped
-                    if not self._expired or task is None or task.uncancel() > 0:
-                        raise
-                    continue
-                finally:
-                    self._waiter = None
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                elif isinstance(event, StreamEnd):
-                    status, end = "complete", event
-                elif isinstance(event, StreamError):
-                    status = "error"
-                if kept is not None:
-                    kept.append(event)
-                yield event
-        finally:
-            drain.streams.discard(self)
-            await _aclose(source)
-            if ticket is not None:  # after the meter's record: the real cost replaces the reservation
-                ticket.release()
-                if kept is not None and status == "complete":
-                    ticket.streamed(kept, self.info, self.simulated)
-            with chat_span.using(self._span):
-                await asyncio.shield(self._gateway._record(self._prepared, "".join(parts), status))
-            chat_span.streamed(self._span, end, "".join(parts), status, self.info)
-
-    def expire(self) -> None:
-        """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""
-        self._expired = True
-        if self._waiter is not None:
-            self._waiter.cancel("rhetor shutdown: grace period over")
 
 
 class Gateway:
@@ -238,9 +87,10 @@ class Gateway:
         return None if price is None else price.input + price.output
 
     # -- preparation -------------------------------------------------------------------------------------
-    async def _prepare(self, inp: ChatInput) -> _Prepared:
-        # The one check of `options` for every front, before routing or I/O (rhetor.routing.options).
-        inp = replace(inp, options=request_options(inp.options))
+    async def _prepare(self, inp: ChatInput) -> Prepared:
+        # The one check of `options` for every front, before routing or I/O (rhetor.routing.options). In place:
+        # the input is this request's own, the check is idempotent, and a copy of ChatInput costs ~4.5 µs.
+        inp.options = request_options(inp.options)
         with tracing.span("rhetor.route") as route_span:
             rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
                        context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
@@ -286,7 +136,7 @@ class Gateway:
                 history, recall = await self._window(rt, inp.context_id, message, system)
                 tracing.set_attributes(load_span, {"rhetor.context.messages": len(history)})
         chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
-        return _Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
+        return Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
 
     async def _window(self, rt: Route, context_id: str, text: str,
                       system: str | None) -> tuple[list[Message], Recall | None]:
@@ -300,7 +150,7 @@ class Gateway:
         return await self.memory.window(context_id, text, room_tokens=budgets[0] - fixed,
                                         load_tokens=max(budgets) - fixed)
 
-    def _builder(self, prepared: _Prepared) -> Any:
+    def _builder(self, prepared: Prepared) -> Any:
         opts = prepared.route.options
         sampling = _sampling(opts)
         stops = opts.get("stop")  # a list of strings or None: request_options normalized it
@@ -325,7 +175,7 @@ class Gateway:
 
         return build
 
-    async def _record(self, prepared: _Prepared, reply: str, status: str) -> None:
+    async def _record(self, prepared: Prepared, reply: str, status: str) -> None:
         if prepared.context_id is None or not prepared.inp.record:
             return
         turn = [NewMessage(m.role, m.content) for m in prepared.new_turn]
@@ -338,7 +188,7 @@ class Gateway:
             self.memory.notify()  # the indexer embeds the turn in the background; nothing waits for it
 
     # -- entry points ----------------------------------------------------------------------------------
-    def _metered(self, inp: ChatInput, prepared: _Prepared, info: RunInfo) -> Metered:
+    def _metered(self, inp: ChatInput, prepared: Prepared, info: RunInfo) -> Metered:
         """The usage ledger's view of this request: one record when it ends, however it ends."""
         if self.meter is None:
             return NO_METER
@@ -349,6 +199,11 @@ class Gateway:
                                 estimate=lambda: estimate_input(prepared.system,
                                                                 [*prepared.history, *prepared.new_turn]),
                                 requested=(rt.targets[0].provider, rt.targets[0].model) if rt.targets else (None, None))
+
+    def _admit(self, prepared: Prepared, build: Any, metered: Metered) -> None:
+        """Cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)."""
+        if self.gate is not None:
+            prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
 
     async def chat(self, inp: ChatInput) -> ChatOutcome:
         span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
@@ -371,8 +226,7 @@ class Gateway:
         build = self._builder(prepared)
         self.drain.calls += 1
         try:
-            if self.gate is not None:  # cache, then budgets: may answer, re-route or refuse (rhetor.governance.gate)
-                prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
+            self._admit(prepared, build, metered)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 response = prepared.ticket.serve(info)
             else:
@@ -409,8 +263,7 @@ class Gateway:
         metered = self._metered(inp, prepared, info)
         build = self._builder(prepared)
         try:
-            if self.gate is not None:  # cache, then budgets: may answer, re-route or refuse (rhetor.governance.gate)
-                prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
+            self._admit(prepared, build, metered)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 prepared.ticket.serve(info)
                 events = prepared.ticket.hit.replay()
@@ -422,7 +275,8 @@ class Gateway:
             metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
-        return StreamSession(self, prepared, info, metered.watch(events), span)
+        return StreamSession(prepared, info, metered.watch(events), record=self._record, drain=self.drain,
+                             span=span)
 
     async def count_tokens(self, inp: ChatInput) -> tuple[int, str, str] | None:
         """The vendor's own token count of `inp` (system and tools included) when its first target's provider
@@ -436,42 +290,10 @@ class Gateway:
         return await provider.count_tokens(request), target.provider, target.model
 
     # -- inspection ------------------------------------------------------------------------------------
-    def _deployment_status(self, name: str, provider: Provider) -> dict[str, Any]:
-        spec = self.providers.deployments[name]
-        keys = getattr(provider, "keys_state", None)
-        balancer = self.runner.balancer
-        stats = balancer.snapshot().get(name, {}) if balancer is not None else {}
-        return {**_deployment_fields(spec), "keys": keys() if callable(keys) else [],
-                "in_flight": stats.get("in_flight", 0), "ttft_ewma_ms": stats.get("ttft_ewma_ms")}
-
     async def provider_status(self) -> dict[str, Any]:
-        avail = await self.providers.availability()
-        breakers = self.breaker.snapshot()
-        cooling = self.runner.cooldowns.snapshot()
-        out: dict[str, Any] = {}
-        for name, a in avail.items():
-            provider = self.providers.get(name)
-            models = await provider.models()
-            out[name] = {
-                "name": name.capitalize() if name != "openai" else "OpenAI",
-                "available": a.ok,
-                "reason": a.reason,
-                "default_model": provider.default_model,
-                "models": [{"id": m, "name": m} for m in models],
-                "breakers": {k: v for k, v in breakers.items() if k.startswith(f"{name}/")},
-                "cooling_down": {k: v for k, v in cooling.items() if k.startswith(f"{name}/")},
-            }
-            spec = self.providers.deployments.get(name)
-            if spec is not None:  # a deployment of the providers file: what it is and how it is doing (no keys)
-                out[name].update(self._deployment_status(name, provider))
-        default = next((n for n in ("anthropic", "openai", "gemini", "ollama") if avail[n].ok), "simulated")
-        return {"providers": out, "default_provider": default, "default_model": self.defaults[default]}
+        from rhetor.provider_status import provider_status
 
-
-def _deployment_fields(spec: Any) -> dict[str, Any]:
-    return {"deployment": spec.name, "kind": spec.kind, "preset": spec.preset.name if spec.preset else None,
-            "base_url": spec.base_url, "region": spec.region, "tags": list(spec.tags), "weight": spec.weight,
-            "max_concurrency": spec.max_concurrency, "discover": spec.discover}
+        return await provider_status(self)
 
 
 def _sampling(opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -479,10 +301,4 @@ def _sampling(opts: Mapping[str, Any]) -> dict[str, Any]:
     return {key: opts[key] for key in _SAMPLING if opts.get(key) is not None}
 
 
-async def _aclose(gen: AsyncIterator[Any]) -> None:
-    close = getattr(gen, "aclose", None)
-    if close is not None:
-        await close()
-
-
-__all__ = ["ChatInput", "ChatOutcome", "Gateway", "StreamSession", "now_iso"]
+__all__ = ["ChatInput", "ChatOutcome", "Gateway", "StreamSession", "now_iso"]  # the request types: rhetor.session

@@ -1,0 +1,181 @@
+"""One chat request as the gateway sees it: `ChatInput` (normalized, from any front), `Prepared` (routed, with
+its conversation assembled), `ChatOutcome` (a non-streamed answer) and `StreamSession` (a committed stream that
+records its turn when it ends, however it ends, and yields the shutdown frame when the drain deadline passes).
+Knows nothing of HTTP, SSE or WebSocket framing, nor of how a request is routed or run (rhetor.gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rhetor.context.retrieval import Recall
+from rhetor.drain import Drain, shutdown_error
+from rhetor.governance.gate import Notes, Ticket
+from rhetor.governance.keys import Identity
+from rhetor.observability import chat_span
+from rhetor.routing.fallback import RunInfo
+from rhetor.routing.router import Route
+from rhetor.types import (
+    ChatResponse,
+    Message,
+    Passthrough,
+    Reasoning,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolChoice,
+    ToolSpec,
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(slots=True)
+class ChatInput:
+    """A chat request from any front, normalized. Exactly one of `message` / `messages` is set."""
+
+    message: str | None = None
+    messages: list[Message] | None = None
+    context_id: str | None = None
+    task_type: str | None = None
+    component: str | None = None
+    provider_id: str | None = None
+    model_id: str | None = None
+    system_prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    # a named prompt template (rhetor.prompts): rendered with `variables`; with one, message/messages may be absent
+    template_id: str | None = None
+    template_version: int | None = None
+    variables: dict[str, Any] | None = None
+    # compat fronts (OpenAI/Anthropic): tools and rare knobs pass through to the provider; `pinned` = the caller
+    # named one model, so no fallback chain and no task-entry defaults (rhetor.routing.models.pinned)
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: str | None = None
+    reasoning: Reasoning | None = None
+    service_tier: str | None = None
+    # the caller's own body, for same-vendor pass-through and the never-silent check (rhetor.providers.fidelity)
+    passthrough: Passthrough | None = None
+    pinned: bool = False
+    # False: the front records the turn itself (the Responses API stores its items losslessly, rhetor.api.openai)
+    record: bool = True
+    # who asked, through which front: for the usage ledger (rhetor.governance); set by the web layer
+    front: str = "internal"
+    request_id: str | None = None
+    key_id: str | None = None
+    identity: Identity | None = None  # the caller key (rhetor.governance.keys): allowed providers/models, budget
+    notes: Notes | None = None  # governance's word on the request (rhetor.governance.gate): set by the web layer
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class ChatOutcome:
+    response: ChatResponse
+    info: RunInfo
+    context_id: str | None
+    timestamp: str
+    recall: Recall | None = None
+    notes: Notes | None = None  # cached, budget_warnings, downgraded (rhetor.governance.gate)
+
+
+@dataclass(slots=True)
+class Prepared:
+    route: Route
+    system: str | None
+    history: list[Message]
+    new_turn: list[Message]
+    context_id: str | None
+    inp: ChatInput
+    recall: Recall | None = None  # older turns brought back by retrieval (rhetor.context.retrieval)
+    ticket: Ticket | None = None  # its budget reservation and cache slot (rhetor.governance.gate)
+
+
+class StreamSession:
+    """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
+
+    def __init__(self, prepared: Prepared, info: RunInfo, events: AsyncIterator[StreamEvent], *,
+                 record: Callable[[Prepared, str, str], Awaitable[None]], drain: Drain, span: Any = None) -> None:
+        self._prepared, self.info, self._events = prepared, info, events
+        self._record, self._drain = record, drain  # the gateway's turn recorder; its open-stream registry
+        self._span = span  # the request's rhetor.chat span (tracing on), ended with the stream
+        self.context_id = prepared.context_id
+        self.recall = prepared.recall
+        target = info.target
+        assert target is not None
+        self.provider, self.model = target.provider, target.model
+        self.simulated = target.provider == "simulated"
+        self.notes = prepared.inp.notes
+        self._expired = False
+        self._waiter: asyncio.Task[Any] | None = None  # the task awaiting the upstream's next event, if any
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        parts: list[str] = []
+        status = "cancelled"
+        end: StreamEnd | None = None
+        drain, source = self._drain, self._events
+        drain.streams.add(self)
+        ticket = self._prepared.ticket  # a completed stream is kept for the response cache when it asks
+        kept: list[StreamEvent] | None = [] if ticket is not None and ticket.caching else None
+        self._expired = self._expired or drain.expired
+        try:
+            while True:
+                if self._expired:  # shutdown grace ran out (rhetor.drain): the final error frame, stored cancelled
+                    if status == "cancelled":  # (not after the stream's own last event)
+                        yield shutdown_error()
+                    break
+                self._waiter = task = asyncio.current_task()
+                try:
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    # ours (expire) unless someone else cancelled too: then the task really is being stopped
+                    if not self._expired or task is None or task.uncancel() > 0:
+                        raise
+                    continue
+                finally:
+                    self._waiter = None
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, StreamEnd):
+                    status, end = "complete", event
+                elif isinstance(event, StreamError):
+                    status = "error"
+                if kept is not None:
+                    kept.append(event)
+                yield event
+        finally:
+            drain.streams.discard(self)
+            await _aclose(source)
+            if ticket is not None:  # after the meter's record: the real cost replaces the reservation
+                ticket.release()
+                if kept is not None and status == "complete":
+                    ticket.streamed(kept, self.info, self.simulated)
+            with chat_span.using(self._span):
+                await asyncio.shield(self._record(self._prepared, "".join(parts), status))
+            chat_span.streamed(self._span, end, "".join(parts), status, self.info)
+
+    def expire(self) -> None:
+        """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""
+        self._expired = True
+        if self._waiter is not None:
+            self._waiter.cancel("rhetor shutdown: grace period over")
+
+
+async def _aclose(gen: AsyncIterator[Any]) -> None:
+    close = getattr(gen, "aclose", None)
+    if close is not None:
+        await close()
+
+
+__all__ = ["ChatInput", "ChatOutcome", "Prepared", "StreamSession", "now_iso"]
