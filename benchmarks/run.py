@@ -77,6 +77,20 @@ async def seed_bench_key(data_dir: Path) -> None:
         await store.close()
 
 
+def cpu_s(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def measured(pid: int, port: int, path: str, body: str, conc: int, seconds: float) -> dict[str, float]:
+    """run_load's summary plus `cpu_us`: the server process's CPU time per request (user+system) over the run —
+    unlike throughput and latency, it barely moves when other work shares the machine."""
+    before = cpu_s(pid)
+    s = asyncio.run(run_load("127.0.0.1", port, path, body.encode(), concurrency=conc, seconds=seconds)).summary()
+    s["cpu_us"] = 1e6 * (cpu_s(pid) - before) / max(1.0, s["requests"])
+    return s
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -88,6 +102,9 @@ def main() -> None:
     ap.add_argument("--off-env", nargs="*", default=[], metavar="VAR=VALUE",
                     help="also run a second Rhetor with these variables (e.g. RHETOR_METRICS=0 RHETOR_ACCESS_LOG=0)"
                          " and print it as 'off' beside each row: the cost of a feature, same run")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the floor: benchmarks/floor.py, a do-nothing pass-through proxy on the same stack "
+                         "(uvicorn+httptools+uvloop, one aiohttp session), pinned to Rhetor's core")
     ap.add_argument("--bench-key", action="store_true",
                     help="the measured Rhetor requires a caller key: a virtual key whose secret is the load "
                          "generator's 'bench', with huge RPM/TPM limits so every request is resolved, admitted and "
@@ -109,6 +126,9 @@ def main() -> None:
     upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up_port)]))
     log = open(args.rhetor_log, "ab") if args.rhetor_log else None
     rhetor = subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT, stderr=log)
+    floor_port = None if args.no_floor else free_port()
+    floor = None if floor_port is None else subprocess.Popen(
+        pinned(0, [PY, str(ROOT / "benchmarks" / "floor.py"), str(floor_port), f"http://127.0.0.1:{up_port}"]))
     off_port = free_port() if args.off_env else None
     off = None
     if off_port is not None:
@@ -120,6 +140,8 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{rh_port}/api/v1/chat")
         if off_port is not None:
             wait_ready(f"http://127.0.0.1:{off_port}/api/v1/chat")
+        if floor_port is not None:
+            wait_ready(f"http://127.0.0.1:{floor_port}/v1/chat/completions")
         direct_body = json.dumps({"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]})
         rhetor_body = json.dumps({"message": "hi"})
         anthropic_body = json.dumps({"model": "claude-sonnet-5-5", "max_tokens": 64,
@@ -151,26 +173,40 @@ def main() -> None:
                       ("an-stream", "/v1/messages", streamed(anthropic_body), "/v1/messages", streamed(an), True)]
         print(f"{'mode':10} {'conc':>4} | {'direct rps':>10} {'p50':>7} | {'rhetor rps':>10} {'p50':>7} {'p99':>7}"
               f" | {'added p50':>9} {'added ttfb':>10}")
+        if floor_port is not None:
+            print(f"{'  floor':10} {'':>4} | {'':>18} | {'floor rps':>10} {'p50':>7} {'p99':>7} | {'added p50':>9} "
+                  f"{'added ttfb':>10} | rhetor/floor rps")
         for label, d_path, d_body, r_path, r_body, stream in cases:
             for conc in args.concurrency:
                 asyncio.run(run_load("127.0.0.1", rh_port, r_path, r_body.encode(), concurrency=conc,
                                      seconds=1))  # warm-up
                 d = asyncio.run(run_load("127.0.0.1", up_port, d_path, d_body.encode(),
                                          concurrency=conc, seconds=args.seconds)).summary()
-                r = asyncio.run(run_load("127.0.0.1", rh_port, r_path, r_body.encode(), concurrency=conc,
-                                         seconds=args.seconds)).summary()
+                r = measured(rhetor.pid, rh_port, r_path, r_body, conc, args.seconds)
                 ttfb = f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:9.3f}ms" if stream else f"{'':>10}"
                 print(f"{label:10} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.3f}ms | "
                       f"{r['rps']:>10.0f} {r['p50_ms']:>6.3f}ms {r['p99_ms']:>6.2f}ms | "
-                      f"{r['p50_ms'] - d['p50_ms']:>8.3f}ms {ttfb}  errors={int(r['errors'])}", flush=True)
+                      f"{r['p50_ms'] - d['p50_ms']:>8.3f}ms {ttfb} | cpu {r['cpu_us']:5.0f}us/req"
+                      f"  errors={int(r['errors'])}", flush=True)
+                if floor_port is not None:
+                    asyncio.run(run_load("127.0.0.1", floor_port, d_path, d_body.encode(), concurrency=conc,
+                                         seconds=1))  # warm-up
+                    assert floor is not None
+                    f = measured(floor.pid, floor_port, d_path, d_body, conc, args.seconds)
+                    f_ttfb = f"{f['ttfb_p50_ms'] - d['ttfb_p50_ms']:9.3f}ms" if stream else f"{'':>10}"
+                    print(f"{'  floor':10} {conc:>4} | {'':>18} | {f['rps']:>10.0f} {f['p50_ms']:>6.3f}ms "
+                          f"{f['p99_ms']:>6.2f}ms | {f['p50_ms'] - d['p50_ms']:>8.3f}ms {f_ttfb} | "
+                          f"{100 * r['rps'] / f['rps']:.0f}% | cpu {f['cpu_us']:5.0f}us/req, "
+                          f"rhetor/floor by cpu {100 * f['cpu_us'] / r['cpu_us']:.0f}%", flush=True)
                 if off_port is not None:
                     asyncio.run(run_load("127.0.0.1", off_port, r_path, r_body.encode(), concurrency=conc,
                                          seconds=1))  # warm-up
-                    o = asyncio.run(run_load("127.0.0.1", off_port, r_path, r_body.encode(), concurrency=conc,
-                                             seconds=args.seconds)).summary()
+                    assert off is not None
+                    o = measured(off.pid, off_port, r_path, r_body, conc, args.seconds)
                     print(f"{'  off':10} {conc:>4} | {'':>10} {'':>7} | {o['rps']:>10.0f} {o['p50_ms']:>6.3f}ms "
                           f"{o['p99_ms']:>6.2f}ms | on-off p50 {r['p50_ms'] - o['p50_ms']:+.3f}ms, "
-                          f"rps {100 * (r['rps'] / o['rps'] - 1):+.1f}%", flush=True)
+                          f"rps {100 * (r['rps'] / o['rps'] - 1):+.1f}%, cpu {r['cpu_us'] - o['cpu_us']:+.0f}us/req",
+                          flush=True)
         if args.total:
             started = time.monotonic()
             s = asyncio.run(run_load("127.0.0.1", rh_port, "/api/v1/chat", rhetor_body.encode(), concurrency=32,
@@ -179,7 +215,7 @@ def main() -> None:
             print(f"after {int(s['requests'])} more requests ({time.monotonic() - started:.0f}s, "
                   f"{int(s['errors'])} errors): rhetor RSS {rss:.1f} MiB")
     finally:
-        for p in (rhetor, upstream, *([off] if off is not None else [])):
+        for p in (rhetor, upstream, *(x for x in (off, floor) if x is not None)):
             p.terminate()
             p.wait(10)
         if log is not None:
