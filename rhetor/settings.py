@@ -53,6 +53,9 @@ class Settings(BaseModel):
     balance: Literal["weighted", "least-inflight", "latency", "cost"] | None = None
 
     availability_ttl_s: float = Field(10.0, ge=0)
+    # the live model listings of /v1/models and /api/v1/models (rhetor.providers.listing): cache and fetch bound
+    models_cache_s: float = Field(300.0, ge=0)
+    models_discovery_timeout_s: float = Field(3.0, gt=0)
     upstream_timeout_s: float = Field(120.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     max_retry_after_s: float = Field(60.0, ge=0)
@@ -175,6 +178,8 @@ class Settings(BaseModel):
             "RHETOR_WS_MAX_INFLIGHT": "ws_max_inflight",
             "RHETOR_SIMULATED_DELAY_SCALE": "simulated_delay_scale",
             "RHETOR_AVAILABILITY_TTL_S": "availability_ttl_s",
+            "RHETOR_MODELS_CACHE_S": "models_cache_s",
+            "RHETOR_MODELS_DISCOVERY_TIMEOUT_S": "models_discovery_timeout_s",
             "RHETOR_UPSTREAM_TIMEOUT_S": "upstream_timeout_s",
             "RHETOR_CONNECT_TIMEOUT_S": "connect_timeout_s",
             "RHETOR_MAX_RETRY_AFTER_S": "max_retry_after_s",

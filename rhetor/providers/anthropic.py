@@ -30,6 +30,7 @@ from rhetor.providers.anthropic_tools import (
 from rhetor.providers.base import Availability
 from rhetor.providers.fidelity import effort_budget
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.listing import Listing, fetch_anthropic, from_catalogue
 from rhetor.settings import Settings
 from rhetor.types import (
     ChatRequest,
@@ -277,6 +278,8 @@ class AnthropicProvider:
                                    "accept": "application/json"},
                                   timeout_s=settings.upstream_timeout_s,
                                   connect_timeout_s=settings.connect_timeout_s, secret=self._key)
+        self._listing = from_catalogue(self._http, fetch_anthropic, self._catalog, PROVIDER, settings,
+                                       disabled="" if self._key else "ANTHROPIC_API_KEY not set")
 
     def _require_key(self, model: str) -> None:
         if not self._key:
@@ -331,6 +334,11 @@ class AnthropicProvider:
 
     async def models(self) -> list[str]:
         return self._catalog.models(PROVIDER)
+
+    async def listed_models(self) -> Listing:
+        """GET /v1/models (all pages), cached (rhetor.providers.listing); the catalogue without a key or when
+        it fails."""
+        return await self._listing.get()
 
     async def available(self) -> Availability:
         if self._key:

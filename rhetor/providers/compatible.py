@@ -18,6 +18,7 @@ import orjson
 
 from rhetor.errors import ProviderError, UpstreamProtocolError
 from rhetor.providers.base import Availability, AvailabilityCache
+from rhetor.providers.listing import Listing, LiveModels, fetch_openai
 from rhetor.providers.openai import OpenAIProvider, StreamState, build_payload, parse_chunk, parse_response
 from rhetor.providers.presets import Preset
 from rhetor.settings import Settings
@@ -93,6 +94,12 @@ class CompatibleProvider(OpenAIProvider):
         self._http.provider = label or preset.name  # errors name the deployment, not "openai"
         self._discovered: tuple[float, list[str]] | None = None
         self._probe = AvailabilityCache(self._reach, settings.availability_ttl_s)
+        no_key = "" if preset.local or self._key else f"{preset.key_env or 'api_key'} not set"
+        self._listing = LiveModels(self._http, fetch_openai, self._preset_models, settings,
+                                   disabled=no_key if preset.discover else f"{preset.name} has no GET /models")
+
+    async def _preset_models(self) -> list[str]:
+        return list(self.preset.models)
 
     def _require_key(self, model: str) -> None:
         if not self.preset.local:
@@ -128,6 +135,10 @@ class CompatibleProvider(OpenAIProvider):
         ids = [str(m["id"]) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
         self._discovered = (now, ids)
         return list(ids)
+
+    async def listed_models(self) -> Listing:
+        """GET /models, cached (rhetor.providers.listing); the preset's list when the server has none or fails."""
+        return await self._listing.get()
 
     async def _reach(self) -> Availability:
         try:

@@ -29,6 +29,7 @@ from rhetor.errors import (
 )
 from rhetor.providers.base import Availability
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.listing import Listing, fetch_gemini, from_catalogue
 from rhetor.settings import Settings
 from rhetor.types import (
     ChatRequest,
@@ -298,6 +299,8 @@ class GeminiProvider:
                                   {"x-goog-api-key": self._key, "accept": "application/json"},
                                   timeout_s=settings.upstream_timeout_s,
                                   connect_timeout_s=settings.connect_timeout_s, secret=self._key)
+        self._listing = from_catalogue(self._http, fetch_gemini, self._catalog, PROVIDER, settings,
+                                       disabled="" if self._key else "GEMINI_API_KEY (or GOOGLE_API_KEY) not set")
 
     def _path(self, model: str, method: str) -> str:
         self._require_key(model)
@@ -334,6 +337,11 @@ class GeminiProvider:
 
     async def models(self) -> list[str]:
         return self._catalog.models(PROVIDER)
+
+    async def listed_models(self) -> Listing:
+        """GET /v1/models (all pages; the models that generateContent), cached (rhetor.providers.listing); the
+        catalogue without a key or when it fails."""
+        return await self._listing.get()
 
     async def available(self) -> Availability:
         if self._key:

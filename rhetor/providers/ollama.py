@@ -17,6 +17,7 @@ import orjson
 from rhetor.errors import InvalidRequestError, ProviderError, UpstreamProtocolError, UpstreamStatusError
 from rhetor.providers.base import Availability, AvailabilityCache, Embeddings
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.listing import Listing, LiveModels, fetch_ollama
 from rhetor.settings import Settings
 from rhetor.types import (
     ChatRequest,
@@ -236,6 +237,11 @@ class OllamaProvider:
         self._availability = AvailabilityCache(self._probe, settings.availability_ttl_s)
         self._models: list[str] = []
         self._models_at: float | None = None
+        self._listing = LiveModels(self._http, fetch_ollama, self._known, settings)
+
+    async def _known(self) -> list[str]:
+        """What a failed listing falls back to: the tags last seen (the catalogue lists no Ollama models)."""
+        return list(self._models)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         data = await self._http.request_json("POST", "/api/chat", build_payload(request), model=request.model,
@@ -287,6 +293,10 @@ class OllamaProvider:
                 # remember the failure for the TTL too, so a down daemon is not probed on every call
                 self._models, self._models_at = [], time.monotonic()
         return list(self._models)
+
+    async def listed_models(self) -> Listing:
+        """GET /api/tags, cached (rhetor.providers.listing); the tags last seen when the daemon fails."""
+        return await self._listing.get()
 
     async def available(self) -> Availability:
         return await self._availability.get()

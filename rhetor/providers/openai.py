@@ -24,6 +24,7 @@ from rhetor.errors import (
 )
 from rhetor.providers.base import Availability, Embeddings
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.listing import Listing, fetch_openai, from_catalogue
 from rhetor.providers.openai_tools import add_request_knobs, message_dict, parse_tool_call_deltas, parse_tool_calls
 from rhetor.settings import Settings
 from rhetor.types import (
@@ -273,6 +274,8 @@ class OpenAIProvider:
                                   {"authorization": f"Bearer {self._key}", "accept": "application/json"},
                                   timeout_s=settings.upstream_timeout_s,
                                   connect_timeout_s=settings.connect_timeout_s, secret=self._key)
+        self._listing = from_catalogue(self._http, fetch_openai, self._catalog, PROVIDER, settings,
+                                       disabled="" if self._key else "OPENAI_API_KEY not set")
 
     def _require_key(self, model: str) -> None:
         if not self._key:
@@ -305,6 +308,10 @@ class OpenAIProvider:
 
     async def models(self) -> list[str]:
         return self._catalog.models(PROVIDER)
+
+    async def listed_models(self) -> Listing:
+        """GET /models, cached (rhetor.providers.listing); the catalogue without a key or when it fails."""
+        return await self._listing.get()
 
     def embedding_models(self) -> list[str]:
         return self._catalog.models(PROVIDER, kind="embedding") or [DEFAULT_EMBEDDING_MODEL]

@@ -21,6 +21,7 @@ from rhetor.errors import CoolingDownError, DeploymentBusyError, ProviderUnavail
 from rhetor.providers.base import Availability, Provider
 from rhetor.providers.deployments import DeploymentSpec
 from rhetor.providers.http import HttpUpstream
+from rhetor.providers.listing import Listing, listing_of
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent
 
@@ -174,6 +175,12 @@ class Deployment:
         if self.spec.models:
             return list(self.spec.models)
         return await self._members[0].models()
+
+    async def listed_models(self) -> Listing:
+        """The models the providers file names, else what the first member lists (live where it can)."""
+        if self.spec.models:
+            return Listing(tuple(self.spec.models), "configured")
+        return await listing_of(self._members[0])
 
     async def available(self) -> Availability:
         if not self._keyed and self.spec.preset is None and self.spec.kind in ("openai", "anthropic", "gemini"):
