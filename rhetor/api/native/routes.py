@@ -29,6 +29,7 @@ from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import Gateway, StreamSession
+from rhetor.providers.listing import listed_models, source_headers
 from rhetor.routing.assignments import assignments as model_assignments
 from rhetor.routing.assignments import config_components
 
@@ -69,11 +70,14 @@ async def providers(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
-    status = await gateway(request).provider_status()
-    data = [{"id": f"{pid}/{m['id']}", "provider": pid, "model": m["id"], "available": p["available"]}
-            for pid, p in status["providers"].items() for m in p["models"]]
+    """What each provider serves, live where it lists (rhetor.providers.listing; headers say the source)."""
+    gw = gateway(request)
+    status = await gw.provider_status()
+    listings = await listed_models(gw.providers)
+    data = [{"id": f"{pid}/{m}", "provider": pid, "model": m, "available": p["available"]}
+            for pid, p in status["providers"].items() for m in listings[pid].models]
     return json_response({"models": data, "default_provider": status["default_provider"],
-                          "default_model": status["default_model"]})
+                          "default_model": status["default_model"]}, headers=source_headers(listings))
 
 
 async def _answer(request: Request, body: ChatBody, stream: bool) -> Response:

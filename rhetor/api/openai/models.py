@@ -4,7 +4,9 @@ configured aliases and the task routes `rhetor/<task>`.
 The same path serves both SDKs: a request carrying `anthropic-version` (the Anthropic SDK always sends it)
 gets Anthropic's shape (`{data:[{type:"model", id, display_name, created_at}], has_more, first_id, last_id}`),
 anything else OpenAI's (`{object:"list", data:[{id, object:"model", created, owned_by}]}`). Unknown ids are
-404 in the caller's format. Knows the gateway and the provider registry's model lists, never wire formats.
+404 in the caller's format. The models are what each deployment lists live (rhetor.providers.listing; the
+`x-rhetor-models-source` / `x-rhetor-models-fallback` headers say where each list came from). Knows the gateway
+and the provider registry's model lists, never wire formats.
 """
 
 from __future__ import annotations
@@ -20,23 +22,29 @@ from rhetor.api.compat_errors import compat_endpoint, error_response
 from rhetor.api.responses import json_response
 from rhetor.errors import ModelNotFoundError
 from rhetor.providers.base import EmbeddingProvider
+from rhetor.providers.listing import listed_models, source_headers
 
 EPOCH_ISO = "1970-01-01T00:00:00Z"
 
 
 async def model_ids(request: Request) -> list[tuple[str, str]]:
     """(id, owner) for every routable model, in a stable order."""
+    return (await _listed(request))[0]
+
+
+async def _listed(request: Request) -> tuple[list[tuple[str, str]], dict[str, str]]:
     gw = gateway(request)
     out: list[tuple[str, str]] = []
-    for name in gw.providers.names():
+    listings = await listed_models(gw.providers)
+    for name, listing in listings.items():
         provider = gw.providers.get(name)
-        names = list(await provider.models())
+        names = list(listing.models)
         if isinstance(provider, EmbeddingProvider):
             names += [m for m in provider.embedding_models() if m not in names]
         out += [(f"{name}/{m}", name) for m in names]
     out += [(alias, "rhetor") for alias in gw.settings.model_aliases]
     out += [(f"rhetor/{key}", "rhetor") for key in gw.config.keys()]
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out)), source_headers(listings)
 
 
 def _anthropic(request: Request) -> bool:
@@ -51,11 +59,12 @@ def _entry(model_id: str, owner: str, anthropic: bool) -> dict[str, Any]:
 
 async def list_models(request: Request) -> Response:
     anthropic = _anthropic(request)
-    data = [_entry(i, owner, anthropic) for i, owner in await model_ids(request)]
+    ids, headers = await _listed(request)
+    data = [_entry(i, owner, anthropic) for i, owner in ids]
     if anthropic:
         return json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None})
-    return json_response({"object": "list", "data": data})
+                              "last_id": data[-1]["id"] if data else None}, headers=headers)
+    return json_response({"object": "list", "data": data}, headers=headers)
 
 
 async def get_model(request: Request) -> Response:
