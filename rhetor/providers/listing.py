@@ -6,7 +6,8 @@ Anthropic `GET /v1/models` paged by `after_id`, Ollama `GET /api/tags`, Gemini `
 `pageToken`). `LiveModels` wraps one of them: nothing is fetched before the first listing request; a fetch is
 bounded by a timeout, shared by every concurrent caller, and its result cached for a TTL. A failed fetch is
 cached too (for `FAILURE_TTL_S` at most, so a dead upstream is not hammered) and the listing falls back to the
-catalogue and says so (`source="fallback"` with the reason; logged once per failed fetch, never with a key).
+catalogue and says so (`source="fallback"` with the reason; logged once per failed fetch — a warning, or info
+when nothing listens, such as an Ollama never started — never with a key).
 
 Request validation never reads this: it keeps `Provider.models()`, which needs no network. Knows vendor listing
 shapes; knows nothing of routing, callers' wire formats or the web layer.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from rhetor.errors import ProviderError, UpstreamProtocolError
+from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError
 
 if TYPE_CHECKING:
     from rhetor.catalog import Catalog
@@ -104,6 +105,8 @@ class LiveModels:
                     ids = await self._fetch(self._http)
             except TimeoutError:
                 return await self._failed(f"the listing timed out after {self._timeout:g} s")
+            except UpstreamConnectError as exc:  # nothing listening (an Ollama never started): not worth a warning
+                return await self._failed(exc.message, logging.INFO)
             except ProviderError as exc:
                 return await self._failed(exc.message)
             drop = self._drop
@@ -113,8 +116,9 @@ class LiveModels:
         finally:
             self._inflight = None
 
-    async def _failed(self, why: str) -> Listing:
-        log.warning("live model listing of %s failed (%s): listing the catalogue instead", self._http.provider, why)
+    async def _failed(self, why: str, level: int = logging.WARNING) -> Listing:
+        log.log(level, "live model listing of %s failed (%s): listing the catalogue instead", self._http.provider,
+                why)
         listing = Listing(tuple(await self._catalogue()), "fallback", why)
         self._keep(listing, min(self._ttl, FAILURE_TTL_S))
         return listing
@@ -173,6 +177,11 @@ def openai_ids(data: Any) -> list[str]:
     return [str(m["id"]) for m in _items(data, "data") if isinstance(m, dict) and m.get("id")]
 
 
+def anthropic_ids(data: Any) -> list[str]:
+    """One page of `{data:[{type:"model", id, display_name, created_at}], has_more, first_id, last_id}`."""
+    return openai_ids(data)
+
+
 def ollama_ids(data: Any) -> list[str]:
     """`{models:[{name, model, modified_at, size, digest, details}]}`."""
     return [str(m.get("name") or m.get("model")) for m in _items(data, "models")
@@ -209,7 +218,7 @@ async def fetch_anthropic(http: HttpUpstream) -> list[str]:
     for _ in range(MAX_PAGES):
         path = f"/v1/models?limit={PAGE_LIMIT}" + (f"&after_id={quote(after, safe='')}" if after else "")
         data = await http.request_json("GET", path)
-        out += openai_ids(data)
+        out += anthropic_ids(data)
         last = data.get("last_id")
         if not data.get("has_more") or not isinstance(last, str) or not last or last == after:
             break
@@ -232,6 +241,6 @@ async def fetch_gemini(http: HttpUpstream, api: str = "/v1/models") -> list[str]
     return out
 
 
-__all__ = ["FAILURE_TTL_S", "Listing", "LiveModels", "ModelLister", "fetch_anthropic", "fetch_gemini",
+__all__ = ["FAILURE_TTL_S", "Listing", "LiveModels", "ModelLister", "anthropic_ids", "fetch_anthropic", "fetch_gemini",
            "fetch_ollama", "fetch_openai", "from_catalogue", "gemini_ids", "listed_models", "listing_of",
            "ollama_ids", "openai_ids", "source_headers"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.listing import ListingState, anthropic_page
 from tests.fakes.script import CUT_AFTER_S
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, quote_result, split_json
@@ -91,6 +92,9 @@ class FakeAnthropic:
         self.thinking: str | None = None  # when set and the request asks for thinking: a thinking block first
         self._script: deque[_Action] = deque()
         self._lock = threading.Lock()
+        # GET /v1/models (paged by limit/after_id/before_id): what it lists, requests counted, failures, delays
+        self.models = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-sonnet-5-5"]
+        self.listing = ListingState()
 
     # -- scripting (consumed in order by the next requests)
 
@@ -131,6 +135,9 @@ class FakeAnthropic:
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if scope["method"] == "GET" and scope["path"].rstrip("/") == "/v1/models":
+            await self._list_models(scope, send)
+            return
         if scope["method"] != "POST" or scope["path"].rstrip("/") != "/v1/messages":
             await _respond(send, 404, error_body(404, f"{scope['method']} {scope['path']} not found"))
             return
@@ -169,6 +176,16 @@ class FakeAnthropic:
                 self.completed += 1
         finally:
             watcher.cancel()
+
+    async def _list_models(self, scope: Scope, send: Send) -> None:
+        query = await self.listing.begin(scope)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        problem = self._check(headers, {"max_tokens": 1, "model": "-", "messages": [{"role": "user"}]})
+        status = problem[0] if problem else self.listing.fail  # a bad key or version first, as the real API
+        if status:
+            await _respond(send, status, error_body(status, problem[1] if problem else None))
+            return
+        await _respond(send, 200, orjson.dumps(anthropic_page(self.models, query, self.listing.page_cap)))
 
     def _check(self, headers: dict[str, str], body: Any) -> tuple[int, str] | None:
         # x-api-key is the documented header; newer official SDKs send the key as `Authorization: Bearer`.

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from tests.fakes.listing import ListingState, gemini_page
 from tests.fakes.script import CUT_AFTER_S, Action, Script, read_body, send_bytes
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, quote_result
@@ -78,6 +79,7 @@ class FakeGemini(Script):
         self.thoughts_tokens = 0
         self.tool_args: dict[str, Any] = {"city": "Paris"}
         self.models = ["gemini-3.8-flash", "gemini-2.5-pro", "gemini-2.5-flash"]
+        self.listing = ListingState()  # GET /v1[beta]/models, paged: counted, failures, delays (tests.fakes.listing)
         self.disconnects = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -99,10 +101,11 @@ class FakeGemini(Script):
             await send_bytes(send, 404, error_body(404, f"Invalid path {path}"))
             return
         if method == "GET" and rest == "models":
-            models = [{"name": f"models/{m}", "displayName": m, "inputTokenLimit": 1048576,
-                       "outputTokenLimit": 65536,
-                       "supportedGenerationMethods": ["generateContent", "countTokens"]} for m in self.models]
-            await send_bytes(send, 200, orjson.dumps({"models": models}))
+            await self.listing.begin(scope)
+            if self.listing.fail:
+                await send_bytes(send, self.listing.fail, error_body(self.listing.fail))
+                return
+            await send_bytes(send, 200, orjson.dumps(gemini_page(self.models, query, self.listing.page_cap)))
             return
         model, _, verb = rest.removeprefix("models/").partition(":")
         if method != "POST" or not rest.startswith("models/") or verb not in (

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.listing import ListingState
 from tests.fakes.script import CUT_AFTER_S, Action, Script, read_body
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, fake_vector, quote_result
@@ -61,6 +62,7 @@ class FakeOllama(Script):
         self.chunk_delay = 0.0
         self.models = ["llama3:latest"]
         self.tags_requests = 0
+        self.listing = ListingState()  # GET /api/tags: failures and delays (tests.fakes.listing)
         self.disconnects = 0
         self.tool_arguments: dict[str, Any] = {"city": "Paris"}  # a tool call's arguments, when tools are offered
         self.embed_requests: list[dict[str, Any]] = []
@@ -95,6 +97,10 @@ class FakeOllama(Script):
                                                       "prompt_eval_count": sum(len(t.split()) for t in inputs)}))
         elif path == "/api/tags" and method == "GET":
             self.tags_requests += 1
+            await self.listing.begin(scope)
+            if self.listing.fail:
+                await send_bytes(send, self.listing.fail, error_body(ERRORS.get(self.listing.fail, "error")))
+                return
             await send_bytes(send, 200, orjson.dumps({"models": [_tag(m) for m in self.models]}))
         elif path == "/api/version" and method == "GET":
             await send_bytes(send, 200, b'{"version":"0.6.5"}')

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes.listing import ListingState, openai_list
 from tests.fakes.script import CUT_AFTER_S, Action, Script, read_body, send_bytes
 from tests.fakes.server import serve_app
 from tests.fakes.tools import choose_tool, fake_vector, quote_result, split_json
@@ -61,6 +62,7 @@ class FakeOpenAI(Script):
         self.omit_done = False  # behave like compatible servers that end without `data: [DONE]`
         self.api_key: str | None = None  # if set, only this bearer token is accepted; else any
         self.models = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-3.5-turbo"]
+        self.listing = ListingState()  # GET /v1/models: requests counted, failures and delays (tests.fakes.listing)
         self.disconnects = 0
         self.tool_arguments = '{"city": "Paris"}'  # what a tool call's arguments are, when tools are offered
         self.embedding_requests: list[dict[str, Any]] = []
@@ -90,10 +92,11 @@ class FakeOpenAI(Script):
         elif path == "/v1/models" and method == "GET" and self.quirk == "perplexity":
             await send_bytes(send, 404, error_body("Not Found", "invalid_request_error"))  # Perplexity lists none
         elif path == "/v1/models" and method == "GET":
-            if await self._auth(headers, send):
-                data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
-                        for m in self.models]
-                await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+            await self.listing.begin(scope)
+            if self.listing.fail:
+                await self._fail(send, Action("fail", status=self.listing.fail), "")
+            elif await self._auth(headers, send):
+                await send_bytes(send, 200, orjson.dumps(openai_list(self.models)))
         else:
             await send_bytes(send, 404, error_body(f"Invalid URL ({method} {path})", "invalid_request_error"))
 
