@@ -110,14 +110,20 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _providers(settings: Settings) -> int:
     from rhetor.providers import Providers
+    from rhetor.providers.listing import listed_models
 
     providers = Providers(settings)
     try:  # deployments by name and kind; keys never printed, only how many (rhetor.providers.pool)
+        listings = await listed_models(providers)  # live where the upstream lists (bounded, concurrent)
         for name, a in (await providers.availability()).items():
             default = providers.get(name).default_model
             spec = providers.deployments.get(name)
             what = f"{spec.kind}{'/' + spec.preset.name if spec.preset else ''} keys={len(spec.keys)}" if spec else ""
-            print(f"{name:14} {'available' if a.ok else 'unavailable':12} default={default:28} {what:24} {a.reason}")
+            listed = listings[name]
+            models = f"models={len(listed.models)} {listed.source}"
+            why = f"; models: {listed.reason}" if listed.source == "fallback" else ""
+            print(f"{name:14} {'available' if a.ok else 'unavailable':12} default={default:28} {what:24} "
+                  f"{models:24} {a.reason}{why}")
     finally:
         await providers.aclose()
     return 0

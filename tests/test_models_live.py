@@ -7,6 +7,9 @@ fetched at start-up, and the catalogue when an upstream fails or times out — s
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -227,6 +230,20 @@ deployments:
             got = sources(r.headers)
             assert (got["box"], got["fixed"], got["down"]) == ("live", "configured", "fallback")
             assert "down" in r.headers["x-rhetor-models-fallback"]
+
+
+def test_providers_command_says_where_models_come_from(tmp_path: Path) -> None:
+    with running_fake_openai() as fake:
+        fake.models = ["gpt-4o", "gpt-7-preview"]
+        env = {**os.environ, "RHETOR_DATA_DIR": str(tmp_path), "OPENAI_API_KEY": OPENAI_KEY,
+               "OPENAI_BASE_URL": fake.base_url, "OLLAMA_HOST": "http://127.0.0.1:9"}
+        r = subprocess.run([sys.executable, "-m", "rhetor", "providers"], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()}
+    assert "models=2 live" in lines["openai"] and "catalogue" in lines["anthropic"]
+    assert "fallback" in lines["ollama"] and "could not reach" in lines["ollama"]
+    assert OPENAI_KEY not in r.stdout + r.stderr and fake.listing.requests == 1
 
 
 def test_parsers_read_the_vendor_shapes() -> None:

@@ -31,7 +31,7 @@ from rhetor.api.usage import routes as usage_routes
 from rhetor.catalog import load_catalog
 from rhetor.context import ContextStore, SqliteContextStore
 from rhetor.context.embedder import make_embedder
-from rhetor.context.responses import ResponseIndex
+from rhetor.context.responses import SqliteResponseIndex
 from rhetor.context.retrieval import Memory
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway
@@ -71,18 +71,21 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
         store = runtime.wrap_store(base)  # Engram mirror when ENGRAM_URL is set
         await store.open()
         prompt_store = TemplateStore(settings.data_dir / "templates.db",  # built-ins + user templates, in memory
+                                     rows=backends.templates(),  # user versions on PostgreSQL when set
                                      pool=RenderPool(workers=settings.template_workers,
                                                      timeout_s=settings.template_timeout_s,
                                                      memory_mb=settings.template_memory_mb))
         await prompt_store.open()
-        app.state.responses = responses = ResponseIndex(settings.data_dir / "responses.db")  # the Responses API's ids
+        responses = backends.responses() or SqliteResponseIndex(settings.data_dir / "responses.db")
+        app.state.responses = responses  # the Responses API's ids (on PostgreSQL when set)
         await responses.open()
         gateway = Gateway(settings, task_config, providers, store, templates=prompt_store)
         app.state.gateway = gateway
         # Semantic memory: nothing loads here; the indexer embeds stored messages in the background.
-        # On PostgreSQL there is no semantic memory yet: replies send the whole stored history (docs/scale-out.md).
-        if sqlite_store is not None:
-            gateway.memory = Memory(sqlite_store, make_embedder(settings, gateway.providers),
+        # On PostgreSQL the vectors and lexical search live next to the shared messages (rhetor.storage.pg_vectors).
+        memory_store = backends.memory() if sqlite_store is None else sqlite_store
+        if memory_store is not None:
+            gateway.memory = Memory(memory_store, make_embedder(settings, gateway.providers),
                                     interval_s=settings.index_interval_s, k_turns=settings.retrieval_k,
                                     cache_bytes=settings.vector_cache_mb * 2**20)
             gateway.memory.start()

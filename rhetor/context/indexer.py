@@ -17,29 +17,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final
 
 from rhetor.context.embedder import Embedder
-from rhetor.context.vectors import ScopeCache, backlog_batch, counts, save_vectors
+from rhetor.context.memory_store import MemoryStore, SqlRunner, memory_store
+from rhetor.context.vectors import ScopeCache
 
 log = logging.getLogger("rhetor.indexer")
-T = TypeVar("T")
 
 BATCH: Final = 32
 MAX_BACKOFF_S: Final = 30.0
 
 
-class SqlRunner(Protocol):
-    """What the indexer needs of a store: run a function on its connection, off the event loop."""
-
-    def run(self, fn: Callable[[Any], T]) -> Awaitable[T]: ...
-
-
 class Indexer:
-    def __init__(self, store: SqlRunner, embedder: Embedder, cache: ScopeCache, *,
+    def __init__(self, store: MemoryStore | SqlRunner, embedder: Embedder, cache: ScopeCache, *,
                  interval_s: float = 2.0, batch: int = BATCH) -> None:
-        self.store, self.embedder, self.cache = store, embedder, cache
+        self.store, self.embedder, self.cache = memory_store(store), embedder, cache
         self.interval_s, self.batch = interval_s, batch
         self.state = "idle"  # idle | embedding | error | stopped
         self.last_error: str | None = None
@@ -66,7 +59,7 @@ class Indexer:
 
     async def status(self, context_id: str | None = None) -> dict[str, Any]:
         model = self.embedder.name
-        embedded, backlog = await self.store.run(lambda conn: counts(conn, model, context_id))
+        embedded, backlog = await self.store.counts(model, context_id)
         # every stored vector is searchable (read per scope): "indexed" is "embedded"; "cache" is what is resident
         return {"embedder": model, "state": self.state, "embedded": embedded, "backlog": backlog,
                 "indexed": embedded, "cache": self.cache.stats(), "embedder_ready": self.embedder.ready(),
@@ -105,10 +98,11 @@ class Indexer:
     async def _step(self) -> bool:
         """Embed one batch; True when nothing was waiting."""
         model, cursor, size = self.embedder.name, self._cursor, self.batch
-        top, pending = await self.store.run(lambda conn: backlog_batch(conn, model, cursor, size, with_top=True))
+        top, pending = await self.store.backlog(model, cursor, size)
         if not pending:
-            # Nothing waits up to `top`: later messages get higher ids (AUTOINCREMENT, one writer at a time),
-            # so the next look starts there instead of re-reading the whole table on every turn recorded.
+            # Nothing waits up to `top` (every message up to it is visible: SQLite has one writer; PostgreSQL's
+            # store says how far committed ids reach), so the next look starts there instead of re-reading the
+            # whole table on every turn recorded.
             self._cursor = max(cursor, top)
             return True
         self.state = "embedding"
@@ -116,18 +110,10 @@ class Indexer:
         matrix = await self.embedder.embed([p.text for p in pending])
         ids = [p.id for p in pending]
         contexts = [p.context_id for p in pending]
-        stored = await self.store.run(lambda conn: self._save(conn, ids, contexts, matrix))
+        stored = await self.store.save(model, ids, contexts, matrix, self.cache)  # then the cached scopes grow
         self.embedded_total += len(stored)
-        self._cursor = pending[-1].id
+        self._cursor = max(cursor, min(pending[-1].id, top))
         return False
-
-    def _save(self, conn: Any, ids: list[int], contexts: list[str], matrix: Any) -> list[int]:
-        """Store the batch, then grow the cached scopes it touches (on the worker thread, in this order)."""
-        stored = save_vectors(conn, self.embedder.name, ids, matrix)
-        keep = set(stored)
-        rows = [i for i, mid in enumerate(ids) if mid in keep]
-        self.cache.add([contexts[i] for i in rows], [ids[i] for i in rows], matrix[rows])
-        return stored
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

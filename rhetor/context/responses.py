@@ -3,8 +3,8 @@ conversation and to how far into that context it reaches (`message_count`: the c
 including this response's turn), plus the stored response object and its input items for GET and listing.
 
 The conversation itself lives in the ContextStore (the items ride in each message's metadata); this index
-holds only the pointers and the objects echoed back, in its own SQLite file (`responses.db`), so it survives
-a restart. Knows SQL and JSON; nothing of HTTP, the Responses wire format or providers.
+holds only the pointers and the objects echoed back, in its own SQLite file (`responses.db`) or on PostgreSQL,
+so it survives a restart. Knows SQL and JSON; nothing of HTTP, the Responses wire format or providers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -37,8 +37,23 @@ class StoredResponse:
     input_items: list[dict[str, Any]]
 
 
-class ResponseIndex:
-    """Response id -> (context id, message count, response object, input items), in a SQLite file at `path`."""
+class ResponseIndex(Protocol):
+    """Response id -> (context id, message count, response object, input items): SQLite by default
+    (SqliteResponseIndex), PostgreSQL when RHETOR_DATABASE_URL is set (rhetor.storage.pg_responses)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, response: StoredResponse) -> None: ...
+
+    async def get(self, response_id: str) -> StoredResponse | None: ...
+
+    async def delete(self, response_id: str) -> bool: ...
+
+
+class SqliteResponseIndex:
+    """ResponseIndex in a SQLite file at `path`."""
 
     def __init__(self, path: Path) -> None:
         self._db = SqliteWorker(Path(path), MIGRATIONS, label="response index")
@@ -79,4 +94,4 @@ class ResponseIndex:
         return await self._db.run(write)
 
 
-__all__ = ["MIGRATIONS", "ResponseIndex", "StoredResponse"]
+__all__ = ["MIGRATIONS", "ResponseIndex", "SqliteResponseIndex", "StoredResponse"]

@@ -3,7 +3,9 @@ conversation's stored history — only what can fit, bringing relevant older tur
 
 `Memory` owns the embedder, the scope cache and the background indexer. Search is semantic (cosine over
 vectors read per scope from the database, rhetor.context.vectors) when an embedder is configured, else
-lexical (SQLite FTS5, bm25), and every answer says which. `window` is the reply path: it reads only the most
+lexical (SQLite FTS5 bm25, or PostgreSQL full-text search), and every answer says which. The database behind it
+is a MemoryStore (rhetor.context.memory_store: SQLite, or PostgreSQL in rhetor.storage.pg_vectors).
+`window` is the reply path: it reads only the most
 recent whole turns that fit the largest window of the route (rhetor.context.tail), never the whole history;
 when the conversation overflows the primary target's room it keeps the recent turns (up to half of it), then
 fills the rest with the older turns most relevant to the new message (at most `k_turns`, whole turns so
@@ -16,7 +18,6 @@ scores. Knows nothing of HTTP or routing.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -25,18 +26,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rhetor.context.embedder import Embedder
-from rhetor.context.indexer import Indexer, SqlRunner
-from rhetor.context.lexical import Hit, lexical_search
-from rhetor.context.tail import Turn, recent_turns, turns_of
-from rhetor.context.vectors import (
-    SCAN_CHUNK,
-    Scope,
-    ScopeCache,
-    from_bytes,
-    merge_top,
-    read_chunk,
-    search_rows,
-)
+from rhetor.context.indexer import Indexer
+from rhetor.context.lexical import Hit
+from rhetor.context.memory_store import MemoryStore, SqlRunner, memory_store
+from rhetor.context.tail import Turn
+from rhetor.context.vectors import SCAN_CHUNK, Scope, ScopeCache, from_bytes, merge_top, search_rows
 from rhetor.observability import tracing
 from rhetor.types import Message
 
@@ -60,9 +54,9 @@ class Recall:
 
 
 class Memory:
-    def __init__(self, store: SqlRunner, embedder: Embedder | None, *, interval_s: float = 2.0,
+    def __init__(self, store: MemoryStore | SqlRunner, embedder: Embedder | None, *, interval_s: float = 2.0,
                  k_turns: int = 4, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.store, self.embedder, self.k_turns = store, embedder, k_turns
+        self.store, self.embedder, self.k_turns = memory_store(store), embedder, k_turns
         self.cache = ScopeCache(embedder.name, cache_bytes) if embedder is not None else None
         self.indexer = (Indexer(store, embedder, self.cache, interval_s=interval_s)
                         if embedder is not None and self.cache is not None else None)
@@ -113,22 +107,16 @@ class Memory:
             if not len(found[0]):
                 return "semantic", []
             scores = {int(i): float(s) for i, s in zip(*found, strict=True)}
-            rows = await self.store.run(lambda c: _messages_by_id(c, list(scores)))
+            rows = await self.store.messages(list(scores))
             hits = [Hit(i, cid, role, content, ts, scores[i]) for i, cid, role, content, ts in rows]
             hits.sort(key=lambda h: -h.score)
             return "semantic", hits[:k]
-        hits = await self.store.run(lambda c: lexical_search(c, query, k, context_id=context_id,
-                                                             component=component))
-        return "lexical", hits
+        return "lexical", await self.store.lexical(query, k, context_id=context_id, component=component)
 
     async def scope(self, context_id: str) -> Scope:
         """The context's cached scope, read from the database on a miss."""
-        cache = self.cache
-        assert cache is not None
-        found = cache.get(context_id)
-        if found is not None:
-            return found
-        return await self.store.run(lambda c: cache.load(c, context_id))
+        assert self.cache is not None
+        return await self.store.scope(self.cache, context_id)
 
     async def _search_scope(self, scope: Scope, q: NDArray[np.float32], want: int, *,
                             below: int | None = None) -> Found:
@@ -145,11 +133,13 @@ class Memory:
         the store's worker between chunks); holds one chunk and the running top in memory."""
         assert self.cache is not None
         model, after, width = self.cache.model, 0, 4 * int(q.shape[-1])
+        done = await self.store.scan(model, q, want, context_id=context_id, component=component, below=below)
+        if done is not None:  # searched in the database (pgvector)
+            return done
         best: Found = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         while True:
-            ids, blobs = await self.store.run(functools.partial(read_chunk, model=model, after_id=after,
-                                                                context_id=context_id, component=component,
-                                                                below=below))
+            ids, blobs = await self.store.chunk(model, after, context_id=context_id, component=component,
+                                                below=below)
             if not len(ids):
                 return best
             keep = [i for i, b in enumerate(blobs) if len(b) == width]  # another space under the name: skipped
@@ -168,7 +158,7 @@ class Memory:
         budget = max(room_tokens, load_tokens)
         if budget <= 0:
             return [], None
-        turns, more = await self.store.run(lambda c: recent_turns(c, context_id, budget))
+        turns, more = await self.store.recent_turns(context_id, budget)
         everything = [m for t in turns for m in t.messages]
         if not turns or (not more and sum(t.cost for t in turns) <= room_tokens):
             return everything, None
@@ -180,7 +170,7 @@ class Memory:
             mode, hits = await self._older(context_id, text, boundary)
             tracing.set_attributes(span, {"rhetor.retrieval.mode": mode, "rhetor.retrieval.hits": len(hits)})
         score_of = dict(hits)
-        found = await self.store.run(lambda c: turns_of(c, context_id, list(score_of))) if hits else []
+        found = await self.store.turns_of(context_id, list(score_of)) if hits else []
         ranked = sorted(((max(score_of[i] for i in t.ids if i in score_of), t) for t in found
                          if any(i in score_of for i in t.ids)), key=lambda x: (-x[0], -x[1].number))
         remaining = room_tokens - sum(t.cost for t in turns[tail:])
@@ -222,8 +212,7 @@ class Memory:
                     log.warning("query embedding failed (%s); using lexical retrieval", exc)
             else:
                 self.notify()  # the indexer loads the model in the background
-        hits = await self.store.run(lambda c: lexical_search(c, text, want, context_id=context_id,
-                                                             max_id=boundary - 1))
+        hits = await self.store.lexical(text, want, context_id=context_id, max_id=boundary - 1)
         return "lexical", [(h.id, h.score) for h in hits]
 
 
@@ -237,13 +226,6 @@ def _tail_start(turns: list[Turn], room: float) -> int:
         used += cost
         start -= 1
     return start
-
-
-def _messages_by_id(conn: Any, ids: list[int]) -> list[tuple[int, str, str, str, str]]:
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(f"SELECT id, context_id, role, content, timestamp FROM messages WHERE id IN ({marks}) "
-                        "AND status = 'complete'", ids).fetchall()
-    return [(int(i), c, r, t, ts) for i, c, r, t, ts in rows]
 
 
 __all__ = ["DEFAULT_CACHE_BYTES", "MIN_SEMANTIC_SCORE", "QUERY_TIMEOUT_S", "Hit", "Memory", "Recall"]

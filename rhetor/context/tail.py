@@ -48,38 +48,60 @@ class Turn:
         self.costs.reverse()
 
 
+class RecentTurns:
+    """Collects the most recent whole turns that fit `budget_tokens` from complete user/assistant rows fed newest
+    first, (id, turn, role, content), one batch at a time: `feed` says when enough was read. Shared by the
+    SQLite and PostgreSQL stores."""
+
+    def __init__(self, budget_tokens: int) -> None:
+        self.budget = budget_tokens
+        self.turns: list[Turn] = []
+        self.used, self.more = 0, False
+        self.pending: Turn | None = None
+
+    def feed(self, rows: list[tuple[int, int, str, str]]) -> bool:
+        """Take a batch; True once the budget is full (read no more)."""
+        for mid, number, role, content in rows:
+            pending = self.pending
+            if pending is not None and number != pending.number:
+                if self.used + pending.cost > self.budget:
+                    self.more = True
+                    return True
+                self.used += pending.cost
+                if pending.ids:
+                    self.turns.append(pending)
+                self.pending = pending = None
+            if pending is None:
+                self.pending = pending = Turn(int(number))
+            pending.add(int(mid), role, content)
+        return False
+
+    def result(self) -> tuple[list[Turn], bool]:
+        """The turns, oldest first, and whether an older complete message was left out."""
+        pending, turns = self.pending, self.turns
+        if pending is not None and not self.more:
+            if self.used + pending.cost > self.budget:
+                self.more = True
+            elif pending.ids:
+                turns.append(pending)
+        turns.reverse()
+        for t in turns:
+            t.reverse()
+        return turns, self.more
+
+
 def recent_turns(conn: sqlite3.Connection, context_id: str, budget_tokens: int) -> tuple[list[Turn], bool]:
     """The most recent whole complete turns whose messages fit in `budget_tokens`, oldest first, and whether
     any older complete message was left out (the conversation overflows the budget)."""
     cur = conn.execute("SELECT id, turn, role, content FROM messages WHERE context_id = ? AND status = 'complete' "
                        "ORDER BY id DESC", (context_id,))
-    turns: list[Turn] = []
-    used, pending, more = 0, None, False
+    recent = RecentTurns(budget_tokens)
     try:
-        while not more and (rows := cur.fetchmany(FETCH)):
-            for mid, number, role, content in rows:
-                if pending is not None and number != pending.number:
-                    if used + pending.cost > budget_tokens:
-                        more = True
-                        break
-                    used += pending.cost
-                    if pending.ids:
-                        turns.append(pending)
-                    pending = None
-                if pending is None:
-                    pending = Turn(int(number))
-                pending.add(int(mid), role, content)
+        while (rows := cur.fetchmany(FETCH)) and not recent.feed(rows):
+            pass
     finally:
         cur.close()
-    if pending is not None and not more:
-        if used + pending.cost > budget_tokens:
-            more = True
-        elif pending.ids:
-            turns.append(pending)
-    turns.reverse()
-    for t in turns:
-        t.reverse()
-    return turns, more
+    return recent.result()
 
 
 def turns_of(conn: sqlite3.Connection, context_id: str, message_ids: list[int]) -> list[Turn]:
@@ -99,4 +121,4 @@ def turns_of(conn: sqlite3.Connection, context_id: str, message_ids: list[int]) 
     return [t for t in turns.values() if t.ids]
 
 
-__all__ = ["Turn", "recent_turns", "turns_of"]
+__all__ = ["FETCH", "RecentTurns", "Turn", "recent_turns", "turns_of"]

@@ -268,7 +268,10 @@ class ScopeCache:
 
     def load(self, conn: sqlite3.Connection, context_id: str) -> Scope:
         """Read a context's scope and keep it (on the worker thread, ordered with `add`)."""
-        scope = read_scope(conn, self.model, context_id, self.max_bytes)
+        return self.keep(context_id, read_scope(conn, self.model, context_id, self.max_bytes))
+
+    def keep(self, context_id: str, scope: Scope) -> Scope:
+        """Cache a scope read from the database (the caller orders it with `add`)."""
         with self._lock:
             self._scopes[context_id] = scope
             self._scopes.move_to_end(context_id)
@@ -350,6 +353,8 @@ def from_bytes(blobs: list[bytes], dim: int) -> Matrix:
 __all__ = [
     "MEMORY_SCHEMA",
     "SCAN_CHUNK",
+    "Ids",
+    "Matrix",
     "Pending",
     "Scope",
     "ScopeCache",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
 from rhetor.errors import ConfigError, InvalidRequestError
 from rhetor.governance.budgets import GLOBAL, PERIODS, Budget, BudgetBook, Subject, parse_budget, period_bounds
+from rhetor.governance.ledger import LedgerStore
 from rhetor.settings import Settings
 from rhetor.sqlite_worker import Migrations, SqliteWorker, immediate
 
@@ -96,28 +97,16 @@ def _env_budget(settings: Settings, policy: str, limits: dict[str, float | None]
                          **{k: v for k, v in limits.items() if v is not None}})
 
 
-def _spend_sql(subject: Subject, now: float) -> tuple[str, list[Any]]:
-    starts = [period_bounds(p, now)[0] for p in PERIODS]  # type: ignore[arg-type]
-    sums = ", ".join(f"COALESCE(SUM(CASE WHEN ts >= ? THEN {e} END), 0)" for _ in PERIODS
-                     for e in ("cost_usd", "input_tokens + output_tokens"))
-    args: list[Any] = [s for s in starts for _ in range(2)]
-    where, extra = "ts >= ? AND ts < ?", [min(starts), now]
-    extra_args: list[Any] = extra
-    if subject != GLOBAL:
-        where += f" AND {COLUMN[subject[0]]} = ?"
-        extra_args.append(subject[1])
-    return f"SELECT {sums} FROM usage_records WHERE {where}", args + extra_args
-
-
-async def seed_spend(book: BudgetBook, worker: SqliteWorker, subjects: list[Subject], now: float | None = None) -> None:
+async def seed_spend(book: BudgetBook, ledger: LedgerStore, subjects: list[Subject], now: float | None = None) -> None:
     """Add the spend the ledger already holds for this day / week / month to each subject's windows (started
     before `now`; requests that end later are counted live)."""
     now = time.time() if now is None else now
+    starts = [period_bounds(p, now)[0] for p in PERIODS]  # type: ignore[arg-type]
     for subject in subjects:
         if subject != GLOBAL and subject[0] not in COLUMN:
             continue
-        sql, args = _spend_sql(subject, now)
-        row = await worker.run(lambda c, q=sql, a=args: c.execute(q, a).fetchone())  # type: ignore[misc]
+        column, value = (None, None) if subject == GLOBAL else (COLUMN[subject[0]], subject[1])
+        row = await ledger.spend(column, value, starts, now)
         for i, period in enumerate(PERIODS):
             w = book.counters.window(subject, period, now)  # type: ignore[arg-type]
             w.usd += float(row[2 * i])

@@ -88,6 +88,12 @@ class LedgerStore(Protocol):
 
     async def purge(self, before: float) -> int: ...
 
+    async def spend(self, column: str | None, value: str | None, starts: Sequence[float],
+                    now: float) -> list[float]:
+        """[cost since starts[0], tokens since starts[0], cost since starts[1], ...] up to `now`, of every record
+        or of those whose `column` equals `value` (budgets seed their windows from it at start)."""
+        ...
+
 
 class Ledger:
     """The batched writer in front of a LedgerStore. `record()` is the only call on the request path."""

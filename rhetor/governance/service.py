@@ -32,11 +32,13 @@ class Governance:
         self.prices: PriceTable = load_prices(settings.prices_file, settings.catalog_file)
         self.ledger: Ledger | None = None
         if settings.usage_ledger:
-            self.ledger = Ledger(SqliteLedgerStore(settings.usage_db_path),
+            shared = backends.ledger() if backends is not None else None  # PostgreSQL when RHETOR_DATABASE_URL is set
+            self.ledger = Ledger(shared or SqliteLedgerStore(settings.usage_db_path),
                                  flush_interval_s=settings.usage_flush_interval_s,
                                  buffer_max=settings.usage_buffer_max,
                                  retention_days=settings.usage_retention_days)
-        self.spending = Spending(settings, self.prices)  # budgets and the response cache
+        self.spending = Spending(settings, self.prices,  # budgets and the response cache
+                                 store=backends.budgets() if backends else None)  # definitions on PostgreSQL
         # caller keys and rate limits: on PostgreSQL and Redis when RHETOR_DATABASE_URL / RHETOR_REDIS_URL are set
         self.access = Access(settings, backends.keys() if backends else None, backends.limiter() if backends else None)
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Protocol
 
 from rhetor.errors import InvalidRequestError, RhetorError
-from rhetor.governance.budget_store import ENV_BUDGET_ID, SqliteBudgetStore, env_budget, seed_spend
+from rhetor.governance.budget_store import ENV_BUDGET_ID, BudgetStore, SqliteBudgetStore, env_budget, seed_spend
 from rhetor.governance.budgets import Budget, BudgetBook
 from rhetor.governance.cache import MemoryCache
 from rhetor.governance.gate import Gate
@@ -44,10 +44,10 @@ class _Both:
 
 
 class Spending:
-    def __init__(self, settings: Settings, prices: PriceTable) -> None:
+    def __init__(self, settings: Settings, prices: PriceTable, *, store: BudgetStore | None = None) -> None:
         self.settings, self.prices = settings, prices
         self.book = BudgetBook()
-        self.store = SqliteBudgetStore(settings.data_dir / "budgets.db")
+        self.store = store or SqliteBudgetStore(settings.data_dir / "budgets.db")  # PostgreSQL when given
         self.cache = (MemoryCache(ttl_s=settings.cache_ttl_s, max_bytes=int(settings.cache_max_mb * 2**20))
                       if settings.cache_max_mb > 0 else None)
         self.env = env_budget(settings)
@@ -85,7 +85,7 @@ class Spending:
         gw._budget_sink = True  # type: ignore[attr-defined]
 
     async def _seed(self, subjects: list[Any]) -> None:
-        store = getattr(self.ledger.store, "worker", None) if self.ledger is not None else None
+        store = self.ledger.store if self.ledger is not None else None
         if store is None or not subjects:
             return
         with contextlib.suppress(Exception):

@@ -125,29 +125,65 @@ class _Bucket:
         return out
 
 
-def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
+class Summary:
+    """The summary of one ordered scan (rows from `summary_sql`), fed one row at a time: memory holds one group's
+    latencies (and the totals'), never the table. Shared by the SQLite and PostgreSQL ledgers."""
+
+    def __init__(self, group_by: Sequence[str]) -> None:
+        self.group_by, self.width = list(group_by), len(group_by)
+        self.totals, self.bucket = _Bucket(), _Bucket()
+        self.buckets: list[dict[str, Any]] = []
+        self.current: tuple[Any, ...] | None = None
+
+    def add(self, row: Sequence[Any]) -> None:
+        key = tuple(row[:self.width])
+        if key != self.current:
+            self._close()
+            self.current, self.bucket = key, _Bucket()
+        self.bucket.add(row[self.width:])
+        self.totals.add(row[self.width:])
+
+    def _close(self) -> None:
+        if self.current is not None and self.width:
+            self.buckets.append({**dict(zip(self.group_by, self.current, strict=True)), **self.bucket.as_dict()})
+
+    def result(self) -> dict[str, Any]:
+        self._close()
+        self.current = None
+        self.totals.latencies.sort()
+        return {"totals": self.totals.as_dict(), "buckets": self.buckets}
+
+
+def summary_sql(flt: UsageFilter, group_by: Sequence[str], groups: dict[str, str] = GROUP_SQL,
+                nulls_first: str = "") -> tuple[str, list[Any]]:
+    """The ordered scan a Summary reads (`?` placeholders; `groups` maps a group to its SQL expression)."""
     where, args = _where(flt)
-    keys = [GROUP_SQL[g] for g in group_by]
+    keys = [groups[g] for g in group_by]
     metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms, fallback"
-    select = ", ".join([*keys, metrics])
-    order = ", ".join([*keys, "latency_ms"])
-    totals = _Bucket()
-    buckets: list[dict[str, Any]] = []
-    current: tuple[Any, ...] | None = None
-    bucket = _Bucket()
-    width = len(keys)
-    for row in conn.execute(f"SELECT {select} FROM usage_records WHERE {where} ORDER BY {order}", args):
-        key = tuple(row[:width])
-        if key != current:
-            if current is not None:
-                buckets.append({**dict(zip(group_by, current, strict=True)), **bucket.as_dict()})
-            current, bucket = key, _Bucket()
-        bucket.add(row[width:])
-        totals.add(row[width:])
-    if current is not None and width:
-        buckets.append({**dict(zip(group_by, current, strict=True)), **bucket.as_dict()})
-    totals.latencies.sort()
-    return {"totals": totals.as_dict(), "buckets": buckets}
+    order = ", ".join([*(f"{k}{nulls_first}" for k in keys), "latency_ms"])
+    return f"SELECT {', '.join([*keys, metrics])} FROM usage_records WHERE {where} ORDER BY {order}", args
+
+
+def spend_sql(column: str | None, value: str | None, starts: Sequence[float], now: float) -> tuple[str, list[Any]]:
+    """Cost and tokens since each of `starts` (up to `now`), for all records or those whose `column` = `value`:
+    one row of 2 * len(starts) sums (`?` placeholders)."""
+    sums = ", ".join(f"COALESCE(SUM(CASE WHEN ts >= ? THEN {e} END), 0)" for _ in starts
+                     for e in ("cost_usd", "input_tokens + output_tokens"))
+    args: list[Any] = [s for s in starts for _ in range(2)]
+    where, extra = "ts >= ? AND ts < ?", [min(starts), now]
+    extra_args: list[Any] = extra
+    if column is not None:
+        where += f" AND {column} = ?"
+        extra_args.append(value)
+    return f"SELECT {sums} FROM usage_records WHERE {where}", args + extra_args
+
+
+def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
+    sql, args = summary_sql(flt, group_by)
+    summary = Summary(group_by)
+    for row in conn.execute(sql, args):
+        summary.add(row)
+    return summary.result()
 
 
 class SqliteLedgerStore:
@@ -190,5 +226,12 @@ class SqliteLedgerStore:
 
         return await self.worker.run(delete)
 
+    async def spend(self, column: str | None, value: str | None, starts: Sequence[float],
+                    now: float) -> list[float]:
+        sql, args = spend_sql(column, value, starts, now)
+        row = await self.worker.run(lambda conn: conn.execute(sql, args).fetchone())
+        return [float(v) for v in row]
 
-__all__ = ["GROUP_SQL", "MIGRATIONS", "SqliteLedgerStore", "percentile", "summarize"]
+
+__all__ = ["COLUMNS", "GROUP_SQL", "MIGRATIONS", "SqliteLedgerStore", "Summary", "percentile", "spend_sql", "summarize",
+           "summary_sql"]

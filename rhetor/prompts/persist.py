@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
+from rhetor.errors import TemplateConflictError
 from rhetor.sqlite_worker import SqliteWorker, immediate
 
 # Append only: each entry moves the schema from version i to i + 1. Never edit an entry once released.
@@ -26,6 +27,24 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 )
 
 Row = tuple[str, int, str, dict[str, Any], dict[str, Any], str]  # id, version, text, variables, metadata, created
+
+
+class TemplateRows(Protocol):
+    """Where user template versions persist: this SQLite file by default, PostgreSQL (rhetor.storage.pg_templates)
+    when RHETOR_DATABASE_URL is set. `add_version` of an (id, version) that already exists raises
+    TemplateConflictError (another replica wrote it first)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def load(self) -> tuple[list[Row], dict[str, int]]: ...
+
+    async def add_version(self, row: Row, active: int, now: str) -> None: ...
+
+    async def set_active(self, template_id: str, active: int, now: str) -> None: ...
+
+    async def delete(self, template_id: str) -> None: ...
 
 
 class TemplateDB:
@@ -51,11 +70,15 @@ class TemplateDB:
 
     async def add_version(self, row: Row, active: int, now: str) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with immediate(db):
-                db.execute("INSERT INTO template_versions VALUES (?, ?, ?, ?, ?, ?)",
-                           (row[0], row[1], row[2], orjson.dumps(row[3]).decode(), orjson.dumps(row[4]).decode(),
-                            row[5]))
-                _set_active(db, row[0], active, now)
+            try:
+                with immediate(db):
+                    db.execute("INSERT INTO template_versions VALUES (?, ?, ?, ?, ?, ?)",
+                               (row[0], row[1], row[2], orjson.dumps(row[3]).decode(),
+                                orjson.dumps(row[4]).decode(), row[5]))
+                    _set_active(db, row[0], active, now)
+            except sqlite3.IntegrityError:  # another process on this data dir wrote it first
+                raise TemplateConflictError(f"template {row[0]!r} version {row[1]} was just written by another "
+                                            "process; read it again and retry") from None
 
         await self._db.run(work)
 
@@ -77,4 +100,4 @@ def _set_active(db: sqlite3.Connection, template_id: str, active: int, now: str)
                (template_id, active, now))
 
 
-__all__ = ["MIGRATIONS", "Row", "TemplateDB"]
+__all__ = ["MIGRATIONS", "Row", "TemplateDB", "TemplateRows"]

@@ -7,8 +7,8 @@ untrusted text: they render in the worker processes of rhetor.prompts.pool, unde
 never on the event loop. Rendered component prompts are cached per component; any write clears that cache, so
 a chat request costs a dict lookup.
 A built-in can be overridden (PUT adds user versions) but not destroyed: DELETE drops the user versions and
-the built-in is active again. One process owns a data dir; a second process would not see this one's writes
-until it restarts. Knows nothing of HTTP or the gateway.
+the built-in is active again. Another process or replica sharing the store (PostgreSQL) is seen after `reload()`
+(the hook a change notice calls); a version number it took first is a 409. Knows nothing of HTTP or the gateway.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from jinja2.environment import Template
 
 from rhetor.errors import InvalidRequestError, TemplateConflictError, TemplateNotFoundError
-from rhetor.prompts.persist import TemplateDB
+from rhetor.prompts.persist import TemplateDB, TemplateRows
 from rhetor.prompts.pool import RenderPool
 from rhetor.prompts.sandbox import compile_text, render
 from rhetor.prompts.templates import (
@@ -79,10 +79,12 @@ def _now() -> str:
 class TemplateStore:
     """Templates by id. `path=None` serves the built-ins only (nothing persists)."""
 
-    def __init__(self, path: Path | None = None, *, pool: RenderPool | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, pool: RenderPool | None = None,
+                 rows: TemplateRows | None = None) -> None:
         self._builtin = builtin_templates()
         self.pool = pool if pool is not None else RenderPool()  # starts no process until a user version renders
-        self._db = TemplateDB(path) if path is not None else None
+        # user versions persist in `rows` when given (PostgreSQL: rhetor.storage.pg_templates), else templates.db
+        self._db: TemplateRows | None = rows if rows is not None else TemplateDB(path) if path is not None else None
         self._user: dict[str, dict[int, Version]] = {}
         self._active: dict[str, int] = {}
         self._compiled: dict[tuple[str, int], Template] = {}
@@ -93,7 +95,19 @@ class TemplateStore:
         if self._db is None:
             return
         await self._db.open()
+        await self.reload()
+
+    async def reload(self) -> None:
+        """Re-read every user version from the store: the hook for a change made by another replica or worker
+        (a template created there is served here after this). Reads stay in memory."""
+        async with self._lock:
+            await self._load()
+
+    async def _load(self) -> None:
+        if self._db is None:
+            return
         rows, active = await self._db.load()
+        user: dict[str, dict[int, Version]] = {}
         for tid, number, text, variables, metadata, created in rows:
             try:
                 version = Version(tid, number, text, parse_variables(variables), parse_metadata(metadata), created,
@@ -101,8 +115,10 @@ class TemplateStore:
             except InvalidRequestError as exc:  # written by an older release with looser rules: skip, say so
                 log.warning("skipping stored template %s version %d: %s", tid, number, exc.message)
                 continue
-            self._user.setdefault(tid, {})[number] = version
+            user.setdefault(tid, {})[number] = version
+        self._user = user
         self._active = {tid: n for tid, n in active.items() if n in self._versions(tid)}
+        self._prompts.clear()
         if self._user:
             self.pool.warm()
 
@@ -220,7 +236,11 @@ class TemplateStore:
         if self._db is not None:
             row = (template_id, number, version.text, {v.name: v.to_dict() for v in version.variables},
                    dict(version.metadata), version.created_at)
-            await self._db.add_version(row, active, version.created_at)
+            try:
+                await self._db.add_version(row, active, version.created_at)
+            except TemplateConflictError:
+                await self._load()  # another replica wrote this version first: serve what the store holds
+                raise
         self._user.setdefault(template_id, {})[number] = version
         self._active[template_id] = active
         self._prompts.clear()

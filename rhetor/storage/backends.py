@@ -20,8 +20,14 @@ from rhetor.storage.urls import backend_of, redact
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from rhetor.storage.pg_budgets import PostgresBudgetStore
     from rhetor.storage.pg_contexts import PostgresContextStore
     from rhetor.storage.pg_keys import PostgresKeyStore
+    from rhetor.storage.pg_ledger import PostgresLedgerStore
+    from rhetor.storage.pg_responses import PostgresResponseIndex
+    from rhetor.storage.pg_settings import PostgresSettingStore
+    from rhetor.storage.pg_templates import PostgresTemplateRows
+    from rhetor.storage.pg_vectors import PostgresMemory
     from rhetor.storage.postgres import Database
     from rhetor.storage.redis_limits import RedisLimiter
 
@@ -42,6 +48,8 @@ class Backends:
         self._db: Database | None = None
         self._redis: Redis | None = None
         self._limiter: RedisLimiter | None = None
+        self._given: set[str] = set()  # the stores handed out on PostgreSQL (what /health reports)
+        self._memory: PostgresMemory | None = None  # semantic memory on PostgreSQL, once the app took it
 
     @property
     def database(self) -> Database | None:
@@ -65,6 +73,7 @@ class Backends:
             return None
         from rhetor.storage.pg_contexts import PostgresContextStore
 
+        self._given.add("contexts")
         return PostgresContextStore(db)
 
     def keys(self) -> PostgresKeyStore | None:
@@ -73,7 +82,65 @@ class Backends:
             return None
         from rhetor.storage.pg_keys import PostgresKeyStore
 
+        self._given.add("keys")
         return PostgresKeyStore(db)
+
+    def templates(self) -> PostgresTemplateRows | None:
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_templates import PostgresTemplateRows
+
+        self._given.add("templates")
+        return PostgresTemplateRows(db)
+
+    def ledger(self) -> PostgresLedgerStore | None:
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_ledger import PostgresLedgerStore
+
+        self._given.add("ledger")
+        return PostgresLedgerStore(db)
+
+    def budgets(self) -> PostgresBudgetStore | None:
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_budgets import PostgresBudgetStore
+
+        self._given.add("budgets")
+        return PostgresBudgetStore(db)
+
+    def responses(self) -> PostgresResponseIndex | None:
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_responses import PostgresResponseIndex
+
+        self._given.add("responses")
+        return PostgresResponseIndex(db)
+
+    def settings_store(self) -> PostgresSettingStore | None:
+        """Small named values shared by every replica (the legacy front's `POST /provider` default)."""
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_settings import PostgresSettingStore
+
+        self._given.add("settings_store")
+        return PostgresSettingStore(db)
+
+    def memory(self) -> PostgresMemory | None:
+        """Message vectors and lexical search over the shared messages (semantic memory on PostgreSQL)."""
+        db = self.database
+        if db is None:
+            return None
+        from rhetor.storage.pg_vectors import PostgresMemory
+
+        self._given.add("memory")
+        self._memory = PostgresMemory(db)
+        return self._memory
 
     def limiter(self) -> RedisLimiter | None:
         client = self.redis
@@ -99,25 +166,40 @@ class Backends:
             await self._redis.aclose()
 
     def status(self) -> dict[str, Any]:
-        """What is shared across workers and replicas, and what each process keeps to itself."""
-        shared: list[str] = []
+        """What is shared across workers and replicas, and what each process keeps to itself: per store, the
+        backend this process actually uses (a store is on PostgreSQL only once the app took it from here)."""
+        stores: dict[str, dict[str, Any]] = {}
+        for name, (given, fallback) in _STORES.items():
+            if given in self._given:
+                stores[name] = {"backend": "postgres", "shared": "every replica"}
+            else:
+                stores[name] = {"backend": fallback, "shared": "this machine (one data dir)"}
+        if self._memory is not None:  # exact cosine search: in NumPy, or in the database with pgvector
+            stores["message_vectors"]["search"] = self._memory.search
+        shared = [f"{name} ({info['backend']}{'' if info['backend'] == 'postgres' else ', this machine'})"
+                  for name, info in stores.items()]
         per_process: list[str] = []
-        if self.database_url is not None:
-            shared.extend(["contexts (postgres)", "keys (postgres)"])
-        else:  # several workers on one machine still share the SQLite files of one data dir
-            shared.extend(["contexts (sqlite, this machine)", "keys (sqlite, this machine)"])
         limiter = self._limiter
         if limiter is not None and limiter.shared:
             shared.append("rate limits")
         else:
             per_process.append("rate limits")
-        per_process.extend(["budgets", "breakers and cool-downs", "response cache", "templates cache"])
+        per_process.extend(["budget spend counters", "breakers and cool-downs", "response cache",
+                            "templates cache (reload() re-reads)", "vector cache"])
         return {
             "database": {"backend": "postgres", "url": redact(self.database_url)} if self.database_url
             else {"backend": "sqlite"},
             "redis": limiter.status() if limiter is not None else {"backend": "none"},
-            "shared": shared, "per_process": per_process
+            "stores": stores, "shared": shared, "per_process": per_process
         }
+
+
+# store name in /health -> (the Backends method that hands it out, its embedded default)
+_STORES: dict[str, tuple[str, str]] = {
+    "contexts": ("contexts", "sqlite"), "message_vectors": ("memory", "sqlite"), "keys": ("keys", "sqlite"),
+    "templates": ("templates", "sqlite"), "usage_ledger": ("ledger", "sqlite"), "budgets": ("budgets", "sqlite"),
+    "responses": ("responses", "sqlite"), "legacy_defaults": ("settings_store", "file"),
+}
 
 
 async def check(settings: Settings) -> list[str]:
