@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (RHETOR_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (RHETOR_PORT, default 8003)")
     p.add_argument("--log-level", help="log level (RHETOR_LOG_LEVEL, default info)")
+    p.add_argument("--workers", type=int, help="serving processes on the one port (RHETOR_WORKERS, default 1)")
     sub = p.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve HTTP and WebSocket (the default)")
     cc = sub.add_parser("check-config", help="validate a tasks.json and print the resolved routes")
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level)
+        settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level, workers=args.workers)
         if args.command == "check-config":
             return _check_config(settings, args.path or settings.task_config)
         if args.command == "models":
@@ -188,15 +189,16 @@ def _serve(settings: Settings) -> int:
     from rhetor.api.health import UVICORN_GRACE_S, RhetorServer
     from rhetor.api.protocols import ConnectionLimits, http_protocol, ws_protocol
     from rhetor.observability.logs import setup_logging
+    from rhetor.workers import WorkerInfo, listen_socket, supervise, watch
 
     setup_logging(settings.log_level, settings.log_format)  # JSON or text, uvicorn's loggers included
+    worker = WorkerInfo.from_env()  # one of `--workers N`'s processes (rhetor.workers), or None
+    if settings.workers > 1 and worker is None:
+        if settings.database_url is not None or settings.redis_url is not None:
+            _check_engines(settings)  # once, before N workers would each say the same
+        return supervise(settings)  # N workers on one port, Hermes once, /metrics summed (rhetor.workers)
     if settings.database_url is not None or settings.redis_url is not None:
-        from rhetor.storage.backends import check, degrade
-
-        problems = asyncio.run(check(settings))  # PostgreSQL / Redis down: exit 2 naming the URL, no password
-        if problems and not settings.degraded_start:
-            raise ConfigError("; ".join(problems) + " (RHETOR_DEGRADED_START=1 starts anyway, degraded)")
-        settings = degrade(settings, problems) if problems else settings
+        settings = _check_engines(settings)
     app = create_app(settings)  # loads and validates the task config before binding the port
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was installed before it
     # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.
@@ -217,8 +219,25 @@ def _serve(settings: Settings) -> int:
     # and tells Hermes at once, and the Hermes endpoint uses the port it really bound. It drains for
     # RHETOR_SHUTDOWN_GRACE_S and ends open streams itself *before* uvicorn's (short) graceful timeout starts.
     server = RhetorServer(config, app.state.runtime)
-    server.run()
+    if worker is None:
+        server.run()
+    else:  # its own SO_REUSEPORT listener on the group's port; a ready mark and a watch on the supervisor
+        try:
+            sock = listen_socket(settings.host, settings.port)
+        except OSError as exc:
+            raise ConfigError(f"worker {worker.index}: cannot bind {settings.host}:{settings.port}: {exc}") from None
+        watch(worker, server)
+        server.run(sockets=[sock])
     return 0 if server.started else 3
+
+
+def _check_engines(settings: Settings) -> Settings:
+    from rhetor.storage.backends import check, degrade
+
+    problems = asyncio.run(check(settings))  # PostgreSQL / Redis down: exit 2 naming the URL, no password
+    if problems and not settings.degraded_start:
+        raise ConfigError("; ".join(problems) + " (RHETOR_DEGRADED_START=1 starts anyway, degraded)")
+    return degrade(settings, problems) if problems else settings
 
 
 __all__ = ["main"]

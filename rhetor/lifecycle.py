@@ -5,13 +5,16 @@ command, the health/ready/shutdown paths, the grace period and the run files. Rh
 with a pidfile, a state file (pid, port, process start time) and a log under `$RHETOR_RUN_DIR`
 (default `~/.tekton/run`). A process is stopped only by its pidfile — and only if its start time matches the
 state file, so a recycled pid is never signalled — never by name: `POST /shutdown`, then SIGTERM, then
-SIGKILL after the grace period. `status` exits 0 running and healthy, 1 dead with a pidfile, 2 running but
-unhealthy, 3 not running. Knows nothing of FastAPI or the gateway; talks to Rhetor over HTTP only.
+SIGKILL after the grace period. With `--workers N` (RHETOR_WORKERS) the pid is the supervisor's (rhetor.workers):
+`POST /shutdown` on any worker and SIGTERM to the supervisor both stop the whole group; `status` lists the
+workers' pids. `status` exits 0 running and healthy, 1 dead with a pidfile, 2 running but unhealthy, 3 not running.
+Knows nothing of FastAPI or the gateway; talks to Rhetor over HTTP only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -139,7 +142,7 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def launch(manifest: dict[str, Any], port_arg: str | None, timeout_s: float | None) -> int:
+def launch(manifest: dict[str, Any], port_arg: str | None, timeout_s: float | None, workers: int | None = None) -> int:
     files, host, hc = Files.of(manifest), _host(manifest), manifest["health_check"]
     state = read_state(files)
     if state is not None and our_process(state) is not None:
@@ -168,6 +171,8 @@ def launch(manifest: dict[str, Any], port_arg: str | None, timeout_s: float | No
     files.run_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable if part == "{python}" else part for part in manifest["commands"]["serve"]]
     env = {**os.environ, manifest["port_env"]: str(port), manifest.get("host_env", "RHETOR_HOST"): host}
+    if workers is not None:  # the pidfile holds the supervisor's pid; it stops and reloads the whole group
+        env["RHETOR_WORKERS"] = str(workers)
     with files.log.open("ab") as log:
         log.write(f"--- launch {time.strftime('%Y-%m-%dT%H:%M:%S')} port {port}: {' '.join(argv)}\n".encode())
         log.flush()
@@ -257,6 +262,10 @@ def status(manifest: dict[str, Any]) -> int:
     code, body = probe(url + hc["path"])
     uptime = time.time() - proc.create_time()
     print(f"pid {proc.pid}\nport {state['port']}\nurl {url}\nuptime {uptime:.1f}s\nlog {state.get('log')}")
+    with contextlib.suppress(psutil.Error):
+        workers = [c.pid for c in proc.children() if "serve" in c.cmdline()]  # `--workers N`: the serving processes
+        if workers:
+            print(f"workers {' '.join(map(str, workers))}")
     print(json.dumps(body, indent=2) if isinstance(body, dict) else f"health: {code} {body}")
     return 0 if code == hc["expected_status"] else 2
 
@@ -267,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     la = sub.add_parser("launch", help="start in the background; wait until ready")
     la.add_argument("--port", help="a port number, or 'auto' for a free one if the default is taken")
     la.add_argument("--timeout", type=float, help="seconds to wait for readiness (manifest default)")
+    la.add_argument("--workers", type=int, help="serving processes on the one port (RHETOR_WORKERS)")
     st = sub.add_parser("stop", help="POST /shutdown, then SIGTERM, then SIGKILL")
     st.add_argument("--grace", type=float, help="seconds per step (manifest default)")
     sub.add_parser("status", help="pid, port, uptime and health; exit 0 healthy, 1 dead, 2 unhealthy, 3 stopped")
     args = p.parse_args(argv)
     manifest = load_manifest()
     if args.command == "launch":
-        return launch(manifest, args.port, args.timeout)
+        return launch(manifest, args.port, args.timeout, args.workers)
     if args.command == "stop":
         return stop(manifest, args.grace)
     return status(manifest)

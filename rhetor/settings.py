@@ -30,6 +30,8 @@ class Settings(BaseModel):
     data_dir: Path = Path("~/.tekton/data/rhetor").expanduser()
     task_config: Path | None = None
     shutdown_grace_s: float = Field(10.0, ge=0)
+    # `--workers N` / RHETOR_WORKERS: N serving processes on one port under one supervisor (rhetor/workers.py)
+    workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     # Connection guards (rhetor/api/protocols.py): an unfinished request head or a stalled body is closed, and
     # connections beyond the cap get 503; per WebSocket, at most this many requests run at once.
@@ -171,6 +173,7 @@ class Settings(BaseModel):
             "RHETOR_DATA_DIR": "data_dir",
             "RHETOR_TASK_CONFIG": "task_config",
             "RHETOR_SHUTDOWN_GRACE_S": "shutdown_grace_s",
+            "RHETOR_WORKERS": "workers",
             "RHETOR_MAX_BODY_BYTES": "max_body_bytes",
             "RHETOR_HEADER_TIMEOUT_S": "header_timeout_s",
             "RHETOR_BODY_IDLE_TIMEOUT_S": "body_idle_timeout_s",

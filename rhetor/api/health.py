@@ -43,6 +43,7 @@ from rhetor.context.store import ContextStore
 from rhetor.gateway import Gateway, now_iso
 from rhetor.observability.hub import Observability
 from rhetor.settings import Settings
+from rhetor.workers import WorkerInfo
 
 log = logging.getLogger("rhetor")
 
@@ -122,6 +123,9 @@ class Runtime:
 
     def request_exit(self) -> None:
         self.begin_drain()
+        worker = WorkerInfo.from_env()
+        if worker is not None and worker.signal_group(signal.SIGTERM):
+            return  # one of `--workers N`: the supervisor stops every worker (rhetor.workers)
         if self.server is not None:
             self.server.should_exit = True  # uvicorn drains exactly as on SIGTERM
         elif threading.current_thread() is threading.main_thread():
@@ -255,6 +259,10 @@ async def health(request: Request) -> Response:
     engram = rt.mirror.status() if rt.mirror else {"enabled": False}
     details: dict[str, Any] = {"ready": rt.ready, "draining": rt.draining, "started_at": rt.started_at,
                                "pid": os.getpid(), "hermes": hermes, "engram": engram}
+    worker = WorkerInfo.from_env()  # `--workers N`: the group, and the Hermes registration its supervisor holds
+    if worker is not None:
+        details["workers"] = group = worker.status()
+        hermes = details["hermes"] = group.pop("hermes")
     details["usage_ledger"] = usage_status(request.app)  # ok / degraded (store unavailable) / disabled
     backends = getattr(request.app.state, "backends", None)  # what is shared across replicas (rhetor.storage)
     if backends is not None:
@@ -262,9 +270,12 @@ async def health(request: Request) -> Response:
     metrics = rt.metrics.snapshot()
     if not may_see_details(request, rt.settings):  # keys configured, none presented: Tekton fields only
         del details["pid"], metrics["providers"]
+        if worker is not None:
+            details["workers"] = {"count": worker.count}
+    registered = bool(rt.hermes and rt.hermes.registered) or hermes.get("registered") is True
     return json_response({
         "status": "healthy", "component": "rhetor", "version": __version__, "timestamp": now_iso(),
-        "uptime": rt.uptime(), "port": rt.port(), "registeredWithHermes": bool(rt.hermes and rt.hermes.registered),
+        "uptime": rt.uptime(), "port": rt.port(), "registeredWithHermes": registered,
         "dependencies": rt.dependencies(), "metrics": metrics, "details": details,
         "providers": await rt.availability(),
     })
