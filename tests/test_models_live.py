@@ -230,6 +230,12 @@ deployments:
             got = sources(r.headers)
             assert (got["box"], got["fixed"], got["down"]) == ("live", "configured", "fallback")
             assert "down" in r.headers["x-rhetor-models-fallback"]
+            assert fake.listing.requests == 1
+            # /api/v1/models (and models() inside it) read the same cached listing; its one extra GET /models is
+            # the local server's availability probe (RHETOR_AVAILABILITY_TTL_S), not a second listing
+            native = httpx.get(f"{url}/api/v1/models").json()["models"]
+            assert {"id": "box/Qwen/Qwen3-8B", "provider": "box", "model": "Qwen/Qwen3-8B", "available": True} in native
+            assert fake.listing.requests == 2
 
 
 def test_providers_command_says_where_models_come_from(tmp_path: Path) -> None:

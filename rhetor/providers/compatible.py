@@ -10,7 +10,6 @@ to a server that would trip on it. Knows nothing of routing, deployments' key po
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,8 +22,6 @@ from rhetor.providers.openai import OpenAIProvider, StreamState, build_payload, 
 from rhetor.providers.presets import Preset
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, TextDelta
-
-DISCOVERY_TTL_S = 300.0
 
 
 def _dig(data: Any, path: str) -> Any:
@@ -92,7 +89,6 @@ class CompatibleProvider(OpenAIProvider):
         super().__init__(settings)
         self.preset = preset
         self._http.provider = label or preset.name  # errors name the deployment, not "openai"
-        self._discovered: tuple[float, list[str]] | None = None
         self._probe = AvailabilityCache(self._reach, settings.availability_ttl_s)
         no_key = "" if preset.local or self._key else f"{preset.key_env or 'api_key'} not set"
         self._listing = LiveModels(self._http, fetch_openai, self._preset_models, settings,
@@ -121,20 +117,11 @@ class CompatibleProvider(OpenAIProvider):
                                  timeout_s=request.timeout_s)
 
     async def models(self) -> list[str]:
-        """GET /models (cached for DISCOVERY_TTL_S) when the server has it; else the preset's list."""
+        """What the server lists (the one cached, bounded listing of `listed_models`) when it can discover;
+        else the preset's list."""
         if not self.preset.discover:
             return list(self.preset.models)
-        now = time.monotonic()
-        if self._discovered is not None and now - self._discovered[0] < DISCOVERY_TTL_S:
-            return list(self._discovered[1])
-        try:
-            data = await self._http.request_json("GET", "/models", timeout_s=5.0)
-        except ProviderError:
-            return list(self._discovered[1]) if self._discovered else list(self.preset.models)
-        items = data.get("data") if isinstance(data, dict) else None
-        ids = [str(m["id"]) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
-        self._discovered = (now, ids)
-        return list(ids)
+        return list((await self._listing.get()).models)
 
     async def listed_models(self) -> Listing:
         """GET /models, cached (rhetor.providers.listing); the preset's list when the server has none or fails."""
