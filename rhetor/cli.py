@@ -185,12 +185,14 @@ async def _usage(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from rhetor.api.admin import on_sighup
     from rhetor.api.app import create_app
     from rhetor.api.health import UVICORN_GRACE_S, RhetorServer
     from rhetor.api.protocols import ConnectionLimits, http_protocol, ws_protocol
     from rhetor.observability.logs import setup_logging
     from rhetor.workers import WorkerInfo, listen_socket, supervise, watch
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not fatal while starting; a reload once serving (below)
     setup_logging(settings.log_level, settings.log_format)  # JSON or text, uvicorn's loggers included
     worker = WorkerInfo.from_env()  # one of `--workers N`'s processes (rhetor.workers), or None
     if settings.workers > 1 and worker is None:
@@ -204,6 +206,7 @@ def _serve(settings: Settings) -> int:
     # ran. Installing a no-op one first makes a drained shutdown exit 0, as Tekton's launcher expects.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: on_sighup(app))  # re-read the config files (rhetor.config.reload)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             loop="uvloop", access_log=False, log_config=None,  # Rhetor writes the access lines
                             # httptools and websockets, guarded: head/body timeouts, a connection cap (503),

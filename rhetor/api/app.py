@@ -136,6 +136,9 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
                   openai_compat.routes, anthropic_compat.routes, usage_routes, ui_routes, openai_front.routes):
         app.router.routes.extend(table)
     app.router.routes.extend(key_routes)  # /api/v1/keys: the caller-key admin API (RHETOR_ADMIN_KEY)
+    from rhetor.api.admin import install as install_admin  # (after app.state.bus: it subscribes to "config")
+
+    install_admin(app)  # POST /api/v1/admin/reload: re-read the config files live (rhetor.config.reload)
     app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
     app.include_router(ws.router)
     install_openapi(app)  # /openapi.json and /docs describe every HTTP route (rhetor.api.openapi)

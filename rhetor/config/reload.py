@@ -11,9 +11,9 @@ running keeps the runner, targets and provider clients it holds; the old clients
 answers that were in flight at the swap have finished (at most CLOSE_AFTER_S later).
 Environment variables (keys, URLs, limits) are not re-read: those need a restart.
 Triggers: SIGHUP (installed by `python -m rhetor`), POST /api/v1/admin/reload (rhetor.api.admin), and
-`Reloader.on_remote` for a change announced by another replica (`Reloader.announce` is the hook a shared
-notification bus calls out through; see rhetor.api.admin). Knows the gateway's and governance's attribute
-names; nothing of HTTP.
+`Reloader.on_remote` for a change another replica announced on the change bus's `config` topic (a route-made
+reload calls `Reloader.announce`, which rhetor.api.admin points at the bus). Knows the gateway's and governance's
+attribute names; nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +87,7 @@ class Reloader:
         self.gateway, self.governance, self.obs = gateway, governance, obs
         self.generation = 0
         self.last: dict[str, Any] | None = None  # the last attempt: when, ok or the error
-        self.announce: Callable[[], Awaitable[None]] | None = None  # a bus's publish: other replicas reload too
+        self.announce: Callable[[], None] | None = None  # a bus's publish: other replicas reload too
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -115,7 +115,7 @@ class Reloader:
                 log.warning("%s", line)
         if origin == "local" and self.announce is not None:
             with contextlib.suppress(Exception):
-                await self.announce()
+                self.announce()
         return result
 
     async def on_remote(self) -> None:
