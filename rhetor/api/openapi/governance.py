@@ -1,5 +1,6 @@
 """OpenAPI declarations of the governance routes: the usage API over the ledger (rhetor.api.usage), budgets
-(rhetor.api.budgets, and R1's `/budget`) and the caller-key admin API (rhetor.api.keys). The budget and key
+(rhetor.api.budgets, and R1's `/budget`), the caller-key admin API (rhetor.api.keys) and the live reload
+(rhetor.api.admin). The budget and key
 bodies mirror rhetor.governance.budgets.Budget and rhetor.governance.keys.KeySpec (the handlers validate with
 those; tests/test_openapi.py checks the field lists agree). Declarations only.
 """
@@ -146,6 +147,25 @@ _FILTERS = tuple(Param(n) for n in ("component", "model", "provider", "key", "ta
 _USAGE_ERR = errors(NATIVE, 400, 503)
 _BID = Param("budget_id", "path", "A budget id", required=True)
 _KID = Param("key_id", "path", "A key id", required=True)
+class Reloaded(Open):
+    """What a reload read (rhetor.config.reload): the new generation, the files, routes and deployments."""
+
+    status: str
+    generation: int
+    origin: str
+    files: dict[str, str | None]
+    routes: int
+    deployments: int
+    warnings: list[str]
+    took_ms: float
+    workers: int | None = None
+
+
+class ReloadStatus(Open):
+    generation: int
+    last: dict[str, Any] | None
+
+
 _ADMIN = "Needs RHETOR_ADMIN_KEY (Bearer or x-api-key)"
 _KEY_ERR = errors(NATIVE, 400, 404, 409)
 
@@ -189,6 +209,11 @@ OPS = [
        {200: resp("Revoked", KeyRevoked), **_KEY_ERR}, params=(_KID,)),
     Op("POST", "/api/v1/keys/{key_id}/rotate", "A new secret for a key. " + _ADMIN, "keys",
        {200: resp("Rotated", KeySecret), **_KEY_ERR}, params=(_KID,)),
+    Op("POST", "/api/v1/admin/reload", "Re-read tasks.json, the providers file, the catalogue and the prices without "
+       "dropping a request; a bad file is a 400 with check-config's message and the running config stays. " + _ADMIN,
+       "admin", {200: resp("Reloaded", Reloaded), **errors(NATIVE, 400, 503)}),
+    Op("GET", "/api/v1/admin/reload", "The configuration's generation and the last reload attempt. " + _ADMIN,
+       "admin", {200: resp("Reload status", ReloadStatus), **errors(NATIVE)}),
 ]
 
 __all__ = ["OPS"]
