@@ -24,7 +24,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rhetor.api import anthropic_compat, openai_compat
+from rhetor.api.anthropic import messages as anthropic_messages
+from rhetor.api.openai import chat as openai_chat
 from rhetor.gateway import ChatOutcome
 from rhetor.providers import anthropic, anthropic_passthrough, openai, openai_passthrough
 from rhetor.routing.fallback import RunInfo
@@ -88,7 +89,7 @@ def main() -> None:
     def oa_translated() -> bytes:
         orjson.dumps(openai.build_payload(oa))
         r = openai.parse_response(orjson.loads(OA_REPLY), "gpt-5.4-mini")
-        return orjson.dumps(openai_compat.completion(ChatOutcome(r, info, None, ""), "chatcmpl-x"))
+        return orjson.dumps(openai_chat.completion(ChatOutcome(r, info, None, ""), "chatcmpl-x"))
 
     def an_pass() -> bytes:
         orjson.dumps(anthropic_passthrough.payload(an, an.passthrough, stream=False))  # type: ignore[arg-type]
@@ -98,7 +99,7 @@ def main() -> None:
     def an_translated() -> bytes:
         orjson.dumps(anthropic.build_payload(an))
         r = anthropic.parse_response(orjson.loads(AN_REPLY), "claude-sonnet-5-5")
-        return orjson.dumps(anthropic_compat.message(ChatOutcome(r, info, None, ""), "msg_x"))
+        return orjson.dumps(anthropic_messages.message(ChatOutcome(r, info, None, ""), "msg_x"))
 
     def oa_stream_pass() -> None:  # each line: read for Rhetor, relayed as received
         state = openai.StreamState("m")
@@ -107,7 +108,7 @@ def main() -> None:
             _ = line + b"\n\n"
         state.end()
 
-    def oa_stream_translated() -> None:  # each line: read, then framed again as a chunk (compat_openai_stream)
+    def oa_stream_translated() -> None:  # each line: read, then framed again as a chunk (rhetor.api.openai.chat_stream)
         state = openai.StreamState("m")
         head = b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":0,"model":"openai/m","choices":'
         for line in OA_LINES:

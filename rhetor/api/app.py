@@ -16,12 +16,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from rhetor import __version__
-from rhetor.api import anthropic_compat, health, legacy, memory, native, openai_compat, templates, ws
-from rhetor.api import openai as openai_front
+from rhetor.api import health
+from rhetor.api.anthropic import messages as anthropic_messages
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.budgets import routes as budget_routes
 from rhetor.api.keys import routes as key_routes
+from rhetor.api.legacy import http as legacy_http
+from rhetor.api.legacy.envelope import Envelope
 from rhetor.api.middleware import GatewayMiddleware
+from rhetor.api.native import memory, templates
+from rhetor.api.native import routes as native_routes
+from rhetor.api.native.ws import socket_router
+from rhetor.api.openai import chat as openai_chat
+from rhetor.api.openai import responses as openai_responses
 from rhetor.api.openapi import install as install_openapi
 from rhetor.api.prometheus import MetricsTokenMiddleware, start_sampler
 from rhetor.api.prometheus import routes as prometheus_routes
@@ -132,15 +139,15 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # unknown /v1/* routes: the SDKs' shape
     # Route tables, one per web module (each a list of Starlette routes). Add a module here with one line.
     app.router.routes.extend(budget_routes)
-    for table in (native.routes, health.routes, legacy.routes, templates.routes, memory.routes,
-                  openai_compat.routes, anthropic_compat.routes, usage_routes, ui_routes, openai_front.routes):
+    for table in (native_routes.routes, health.routes, legacy_http.routes, templates.routes, memory.routes,
+                  openai_chat.routes, anthropic_messages.routes, usage_routes, ui_routes, openai_responses.routes):
         app.router.routes.extend(table)
     app.router.routes.extend(key_routes)  # /api/v1/keys: the caller-key admin API (RHETOR_ADMIN_KEY)
     from rhetor.api.admin import install as install_admin  # (after app.state.bus: it subscribes to "config")
 
     install_admin(app)  # POST /api/v1/admin/reload: re-read the config files live (rhetor.config.reload)
     app.router.routes.extend(prometheus_routes)  # GET /metrics (the Tekton JSON view is /api/v1/metrics)
-    app.include_router(ws.router)
+    app.include_router(socket_router(side=Envelope))  # one socket: the flat protocol and the adapter's envelope
     install_openapi(app)  # /openapi.json and /docs describe every HTTP route (rhetor.api.openapi)
     # Always installed (keys can be created while serving); with no key configured it only checks one flag.
     app.add_middleware(ApiKeyMiddleware, access=governance.access)

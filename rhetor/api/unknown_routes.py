@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rhetor.api.compat_errors import anthropic_error, openai_error
+from rhetor.api.anthropic.errors import anthropic_error
+from rhetor.api.openai.errors import openai_error
 
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/complete")
 

@@ -7,7 +7,7 @@ pass-through). For any other upstream, text, tool_use and tool_result blocks tra
 `thinking` to a reasoning effort, cache_control is not sent (documented), thinking blocks in the history are
 omitted; image and document blocks are refused with a 400 naming the block (or dropped and listed in lenient
 mode), as is any field that upstream cannot honour (rhetor.providers.fidelity, docs/fronts.md). Errors are
-Anthropic's (compat_errors). Knows the gateway, never providers.
+Anthropic's (rhetor.api.compat.errors). Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rhetor.api.anthropic.errors import ANTHROPIC
+from rhetor.api.anthropic.stream import STOP_REASONS, events, stop_reason
 from rhetor.api.attribution import attribute
-from rhetor.api.compat_anthropic_stream import STOP_REASONS, events, stop_reason
-from rhetor.api.compat_common import (
+from rhetor.api.compat.common import (
     chat_input,
-    gateway,
     new_id,
     read_body,
     resolve,
@@ -32,9 +32,10 @@ from rhetor.api.compat_common import (
     session_headers,
     sse_response,
 )
-from rhetor.api.compat_errors import compat_endpoint
-from rhetor.api.compat_fidelity import anthropic_image, anthropic_usage, fidelity_headers, passthrough
+from rhetor.api.compat.errors import compat_endpoint
+from rhetor.api.compat.fidelity import anthropic_image, anthropic_usage, fidelity_headers, passthrough
 from rhetor.api.responses import json_response, parse_json
+from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError, ProviderError
 from rhetor.gateway import ChatOutcome
 from rhetor.providers.base import estimate_tokens
@@ -260,8 +261,8 @@ async def count_tokens(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/messages", compat_endpoint("anthropic", messages), methods=["POST"]),
-    Route("/v1/messages/count_tokens", compat_endpoint("anthropic", count_tokens), methods=["POST"]),
+    Route("/v1/messages", compat_endpoint(ANTHROPIC, messages), methods=["POST"]),
+    Route("/v1/messages/count_tokens", compat_endpoint(ANTHROPIC, count_tokens), methods=["POST"]),
 ]
 
 __all__ = ["STOP_REASONS", "MessagesBody", "count_tokens", "message", "messages", "routes", "to_messages"]

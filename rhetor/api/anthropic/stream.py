@@ -20,8 +20,9 @@ from typing import Any
 
 import orjson
 
-from rhetor.api.compat_errors import anthropic_error, attempts_status
-from rhetor.api.compat_fidelity import anthropic_usage, first_event, prepended, relay
+from rhetor.api.anthropic.errors import anthropic_error
+from rhetor.api.compat.errors import attempts_status
+from rhetor.api.compat.fidelity import anthropic_usage, first_event, prepended, relay
 from rhetor.gateway import StreamSession
 from rhetor.types import (
     FinishReason,

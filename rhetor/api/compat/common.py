@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from rhetor.api.native import gateway
 from rhetor.api.responses import parse_json
+from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.gateway import ChatInput, StreamSession
@@ -83,5 +83,5 @@ def unix_now() -> int:
     return int(time.time())
 
 
-__all__ = ["chat_input", "gateway", "new_id", "read_body", "resolve", "rhetor_headers", "session_headers",
+__all__ = ["chat_input", "new_id", "read_body", "resolve", "rhetor_headers", "session_headers",
            "sse_response", "unix_now"]

@@ -1,8 +1,8 @@
 """Errors of the OpenAI- and Anthropic-compatible fronts, in each API's own body and status, so each official
 SDK raises its own exception class (RateLimitError, NotFoundError, AuthenticationError, ...).
 
-OpenAI: `{"error": {"message", "type", "param", "code"}}`; Anthropic: `{"type": "error", "error": {"type",
-"message"}}`. A run whose targets all failed answers with the upstream's own status when every failed attempt
+The bodies are each front's own (rhetor.api.openai.errors, rhetor.api.anthropic.errors); this module decides
+the status. A run whose targets all failed answers with the upstream's own status when every failed attempt
 agrees on one (a pinned model answering 429 is a 429 to the caller), else 502; when every target was skipped
 (no key, open breaker) 503. Body validation failures are 400, as both APIs answer them. Handlers are wrapped
 route-locally (`compat_endpoint`), so the native API's global handlers are untouched. Knows no providers.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -32,18 +33,19 @@ from rhetor.errors import (
 )
 
 log = logging.getLogger("rhetor.api")
-Api = Literal["openai", "anthropic"]
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """A front's error body, declared by the front (rhetor.api.openai.errors.OPENAI,
+    rhetor.api.anthropic.errors.ANTHROPIC): `body(status, message, code, param)`."""
+
+    name: Literal["openai", "anthropic"]
+    body: Callable[[int, str, str | None, str | None], dict[str, Any]]
 
 # Attempts that failed without a status: what the caller is told.
 _TYPE_STATUS = {"upstream_timeout": 504, "upstream_unreachable": 502, "upstream_protocol_error": 502}
-OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 429: "rate_limit_error"}
-ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                   403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-                   422: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error",
-                   529: "overloaded_error"}
 
 
 def attempts_status(attempts: Sequence[dict[str, Any]]) -> int:
@@ -77,23 +79,7 @@ def status_of(err: RhetorError) -> int:
     return err.status
 
 
-def openai_type(status: int) -> str:
-    return OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-
-
-def anthropic_type(status: int) -> str:
-    return ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-
-
-def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
-
-
-def anthropic_error(status: int, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": anthropic_type(status), "message": message}}
-
-
-def error_response(api: Api, err: RhetorError) -> Response:
+def error_response(shape: ErrorShape, err: RhetorError) -> Response:
     status = status_of(err)
     headers: dict[str, str] = {}
     if isinstance(err, AllTargetsFailedError):
@@ -109,12 +95,11 @@ def error_response(api: Api, err: RhetorError) -> Response:
     if note is not None:
         message = f"{note}. {message}"
         headers["x-should-retry"] = "false"  # retrying cannot fix Rhetor's configuration
-    body = (openai_error(status, message, code=err.type, param=param) if api == "openai"
-            else anthropic_error(status, message))
+    body = shape.body(status, message, err.type, param)
     if isinstance(err, BudgetExceededError):
         # OpenAI's own quota refusal is a 429 with code insufficient_quota; the SDKs must not retry it until reset
         headers["x-should-retry"] = "false"
-        if api == "openai":
+        if shape.name == "openai":
             body["error"].update(type="budget_exceeded", code="insufficient_quota")
         body["error"].update({k: v for k, v in err.figures.items() if k not in body["error"]})
     if status >= 500:
@@ -122,32 +107,32 @@ def error_response(api: Api, err: RhetorError) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def invalid_response(api: Api, errors: list[Any]) -> Response:
+def invalid_response(shape: ErrorShape, errors: list[Any]) -> Response:
     message, param = validation_message(errors)
-    body = (openai_error(400, message, code="invalid_value", param=param) if api == "openai"
-            else anthropic_error(400, f"{param}: {message}" if param not in message else message))
+    if shape.name == "anthropic" and param not in message:
+        message = f"{param}: {message}"  # Anthropic's body has no `param`: the message names the field
+    body = shape.body(400, message, "invalid_value", param)
     return Response(orjson.dumps(body), status_code=400, media_type="application/json")
 
 
-def compat_endpoint(api: Api, handler: Handler) -> Handler:
-    """`handler` with every failure answered in `api`'s error format, never the native envelope."""
+def compat_endpoint(shape: ErrorShape, handler: Handler) -> Handler:
+    """`handler` with every failure answered in `shape`, the front's error format, never the native envelope."""
 
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
         except RhetorError as exc:
-            return error_response(api, exc)
+            return error_response(shape, exc)
         except (RequestValidationError, ValidationError) as exc:
-            return invalid_response(api, list(exc.errors()))
+            return invalid_response(shape, list(exc.errors()))
         except Exception:
             rid = request.scope.get("state", {}).get("request_id")
             log.exception("unexpected error in compat request %s", rid)
-            body = (openai_error(500, f"internal error (request {rid})") if api == "openai"
-                    else anthropic_error(500, f"internal error (request {rid})"))
+            body = shape.body(500, f"internal error (request {rid})", None, None)
             return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 
     return endpoint
 
 
-__all__ = ["anthropic_error", "anthropic_type", "attempts_status", "compat_endpoint", "credentials_note",
-           "error_response", "invalid_response", "openai_error", "openai_type", "status_of"]
+__all__ = ["ErrorShape", "attempts_status", "compat_endpoint", "credentials_note", "error_response", "invalid_response",
+           "status_of"]

@@ -1,8 +1,9 @@
 """The LLM Adapter compatibility shim, WebSocket side: the envelope protocol `{type, source?, target?,
 payload:{…}}` of Hephaestus' chat tabs and Terma (contracts §1-2, "WebSocket, legacy envelope").
 
-`ws.py` hands a frame here when it carries a `payload` object and no `request_id`; every other frame stays
-with the flat protocol on the same socket. Requests: `LLM_REQUEST` (`payload.message`), `CHAT_REQUEST`
+The socket (rhetor.api.native.ws, given `Envelope` as its side protocol by the app) hands a frame here when it
+carries a `payload` object and no `request_id`; every other frame stays with the flat protocol on the same
+socket. Requests: `LLM_REQUEST` (`payload.message`), `CHAT_REQUEST`
 (`payload.messages`), `REGISTER`, `STATUS`; the context is `payload.context` (default "default"). Replies:
 typing `UPDATE`s around each answer, one `UPDATE{chunk, context}` per streamed chunk and a final one with
 `done: true`, `RESPONSE` for non-streamed answers, `ERROR{error, context}` on failure — the socket stays
@@ -19,7 +20,7 @@ import contextlib
 import functools
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import WebSocketDisconnect
 from pydantic import ValidationError
@@ -27,14 +28,12 @@ from pydantic import ValidationError
 from rhetor import __version__
 from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, scope_input
-from rhetor.api.legacy import LegacyBody, defaults_of, legacy_chunk, legacy_input, legacy_result
+from rhetor.api.legacy.http import LegacyBody, defaults_of, legacy_chunk, legacy_input, legacy_result
+from rhetor.api.native.ws import Connection
 from rhetor.api.responses import validation_message
 from rhetor.errors import RhetorError
 from rhetor.gateway import ChatInput, now_iso
 from rhetor.types import StreamError
-
-if TYPE_CHECKING:
-    from rhetor.api.ws import Connection
 
 log = logging.getLogger("rhetor.ws")
 REQUESTS = {"LLM_REQUEST": "message", "CHAT_REQUEST": "messages"}
@@ -51,6 +50,9 @@ class Envelope:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._ids = itertools.count(1)
+
+    def claims(self, frame: dict[str, Any]) -> bool:
+        return is_envelope(frame)
 
     async def reply(self, kind: str, payload: dict[str, Any], target: Any, source: str = "LLM") -> None:
         await self.conn.send({"type": kind, "source": source, "target": target, "timestamp": now_iso(),

@@ -11,7 +11,7 @@ that Ergon, Terma, Hephaestus and the R1 clients call, served by the same Gatewa
 - `POST /stream`: SSE `event: message` / `data: {chunk, context, model, provider, timestamp, done}`, ending
   with `done: true` and no `[DONE]`.
 - `POST /api/v1/generate`, `/api/v1/generate_stream` (Hephaestus' llm_adapter_client and the 2025
-  rhetor_client) live with the native routes (rhetor.api.native).
+  rhetor_client) live with the native routes (rhetor.api.native.routes).
 Knows the gateway and the native shapes, nothing of providers' wire formats.
 """
 
@@ -31,9 +31,9 @@ from starlette.routing import BaseRoute, Route
 
 from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import annotate, scope_input
-from rhetor.api.native import gateway
+from rhetor.api.native.schemas import ChatFields
 from rhetor.api.responses import invalid, json_response, parse_json
-from rhetor.api.schemas import ChatFields
+from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.errors import BudgetExceededError, InvalidRequestError, RhetorError, UnknownModelError
 from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso

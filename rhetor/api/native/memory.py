@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api.native import gateway
 from rhetor.api.responses import invalid, json_response, parse_json
+from rhetor.api.state import gateway
 from rhetor.context.retrieval import Memory
 from rhetor.context.store import component_of, validate_context_id
 from rhetor.errors import InvalidRequestError, RhetorError

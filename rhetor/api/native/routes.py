@@ -20,26 +20,22 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api import shapes
 from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import Scope, annotate, scope_input
+from rhetor.api.native import shapes
+from rhetor.api.native.schemas import ChatBody, GenerateBody
 from rhetor.api.responses import invalid, json_response, parse_json
-from rhetor.api.schemas import ChatBody, GenerateBody
+from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
-from rhetor.gateway import Gateway, StreamSession
+from rhetor.gateway import StreamSession
 from rhetor.providers.listing import listed_models, source_headers
 from rhetor.routing.assignments import assignments as model_assignments
 from rhetor.routing.assignments import config_components
 
 CONTEXTS_PREFIX = "/api/v1/contexts/"
 EXPORT_SUFFIX = "/export"
-
-
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
 
 
 async def _body(request: Request, kind: type[ChatBody] = ChatBody) -> ChatBody | Response:

@@ -2,7 +2,7 @@
 
 Bodies are checked for shape here (a wrong JSON type is a 422 naming the field); everything else — ids,
 variable declarations, syntax, rendering — is the store's, and comes back as a 400/404/409 from the one error
-tree. Plain Starlette routes like native.py. No business logic lives here.
+tree. Plain Starlette routes like routes.py. No business logic lives here.
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 REGISTER→REGISTER_ACK, PING→PONG, GENERATE/CHAT→RESPONSE, STREAM/CHAT_STREAM→CHUNK…(done), CANCEL stops a
 request (its upstream call is cancelled), errors are ERROR{request_id, error}. Several requests run at once
 on one socket. A bad frame gets an ERROR and the socket stays open. Frames shaped like the LLM Adapter's
-envelope (`payload` object, no `request_id`) go to `legacy_ws`. A shared context id (`ergon`, `default`) is
-scoped to the socket (rhetor.api.context_scope). Limits match HTTP: a message over RHETOR_MAX_BODY_BYTES gets
-an ERROR in the socket's shape, then close 1009 (sent by rhetor.api.protocols); beyond RHETOR_WS_MAX_INFLIGHT
-requests in flight a request gets ERROR `too_many_requests` and the socket stays. Served on `/ws` and `/`.
-Knows the gateway, not providers.
+envelope (`payload` object, no `request_id`) go to the side protocol the app gives the socket
+(`socket_router(side=...)`: rhetor.api.legacy.envelope), which this module never imports. A shared context id
+(`ergon`, `default`) is scoped to the socket (rhetor.api.context_scope). Limits match HTTP: a message over
+RHETOR_MAX_BODY_BYTES gets an ERROR in the socket's shape, then close 1009 (sent by rhetor.api.protocols);
+beyond RHETOR_WS_MAX_INFLIGHT requests in flight a request gets ERROR `too_many_requests` and the socket
+stays. Served on `/ws` and `/`. Knows the gateway, not providers.
 """
 
 from __future__ import annotations
@@ -16,35 +17,45 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from rhetor.api import shapes
 from rhetor.api.attribution import attribute
 from rhetor.api.auth import FrameGate
 from rhetor.api.context_scope import annotate, connection_token, scope_input
-from rhetor.api.legacy_ws import Envelope, is_envelope
+from rhetor.api.native import shapes
+from rhetor.api.native.schemas import ChatBody
 from rhetor.api.protocols import TOO_BIG_KEY
 from rhetor.api.responses import validation_message
-from rhetor.api.schemas import ChatBody
 from rhetor.errors import RhetorError
 from rhetor.gateway import Gateway, now_iso
 
-router = APIRouter()
 log = logging.getLogger("rhetor.ws")
 REQUEST_TYPES = {"GENERATE": False, "CHAT": False, "STREAM": True, "CHAT_STREAM": True}
 
 
+class SideProtocol(Protocol):
+    """A second protocol on the same socket (the LLM Adapter's envelope), for the frames it claims."""
+
+    def claims(self, frame: dict[str, Any]) -> bool: ...
+
+    async def handle(self, frame: dict[str, Any]) -> None: ...
+
+
+Side = Callable[["Connection"], SideProtocol]
+
+
 class Connection:
-    def __init__(self, ws: WebSocket, gateway: Gateway) -> None:
+    def __init__(self, ws: WebSocket, gateway: Gateway, side: Side | None = None) -> None:
         self.ws = ws
         self.gateway = gateway
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
-        self.envelope = Envelope(self)  # the legacy envelope protocol, on the same socket
+        self.side = side(self) if side is not None else None  # the legacy envelope protocol, on the same socket
         self.max_inflight = gateway.settings.ws_max_inflight
         self.max_bytes = gateway.settings.max_body_bytes
         self.frame_size = 0
@@ -92,9 +103,9 @@ class Connection:
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.error(None, "a frame must be a JSON object with a string 'type'")
             return
-        self.speaks_envelope = is_envelope(frame)
-        if self.speaks_envelope:  # {type, source?, target?, payload:{…}}: the LLM Adapter's protocol
-            await self.envelope.handle(frame)
+        self.speaks_envelope = self.side is not None and self.side.claims(frame)
+        if self.side is not None and self.speaks_envelope:  # {type, source?, target?, payload:{…}}: the adapter's
+            await self.side.handle(frame)
             return
         kind, rid = frame["type"].upper(), frame.get("request_id")
         if kind == "REGISTER":
@@ -182,11 +193,22 @@ class Connection:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
 
-@router.websocket("/ws")
-@router.websocket("/")  # the LLM Adapter's WebSocket server accepted any path; its clients used the root
-async def websocket_endpoint(ws: WebSocket) -> None:
+def socket_router(side: Side | None = None) -> APIRouter:
+    """The socket on `/ws` and `/` (the LLM Adapter's WebSocket server accepted any path; its clients used the
+    root): the flat protocol, plus `side` for the frames it claims."""
+    router = APIRouter()
+
+    async def websocket_endpoint(ws: WebSocket) -> None:
+        await serve(ws, side)
+
+    router.add_api_websocket_route("/ws", websocket_endpoint)
+    router.add_api_websocket_route("/", websocket_endpoint)
+    return router
+
+
+async def serve(ws: WebSocket, side: Side | None) -> None:
     await ws.accept()
-    conn = Connection(ws, ws.app.state.gateway)
+    conn = Connection(ws, ws.app.state.gateway, side)
     try:
         while True:
             message = await ws.receive()
@@ -203,4 +225,4 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await conn.close()
 
 
-__all__ = ["Connection", "router"]
+__all__ = ["Connection", "Side", "SideProtocol", "serve", "socket_router"]

@@ -1,8 +1,5 @@
-"""The OpenAI-compatible front's own subpackage, growing here: the Responses API (responses.py with its wire
-models, response objects, stream framing and conversation storage). Chat, embeddings and models still live in
-the compat_* modules beside it until the layout refactor moves them in. Knows the gateway, never providers.
+"""The OpenAI-compatible front: chat completions (chat.py, its SSE chunks in chat_stream.py, and the route table
+that also carries completions.py, embeddings.py and models.py), the Responses API (responses.py with its wire
+models in wire.py, response objects, stream framing and conversation storage), and OpenAI's error body
+(errors.py). Imports nothing here, so each module loads alone; it knows the gateway, never providers.
 """
-
-from rhetor.api.openai.responses import routes
-
-__all__ = ["routes"]

@@ -4,8 +4,8 @@
 Any provider answers behind it (model names: rhetor.routing.models). An OpenAI(-compatible) upstream gets the
 caller's body as sent and its answer is relayed as received (same-vendor pass-through); any other gets the
 normalized fields, and a field it cannot honour is refused with a 400 naming it, or dropped and listed in lenient
-mode (rhetor.providers.fidelity, docs/fronts.md). Errors are OpenAI's (compat_errors). Plain Starlette routes,
-like the native API, to keep the hot path lean. Knows the gateway, never providers.
+mode (rhetor.providers.fidelity, docs/fronts.md). Errors are OpenAI's (rhetor.api.compat.errors). Plain
+Starlette routes, like the native API, to keep the hot path lean. Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api import compat_completions, compat_embeddings, compat_models
 from rhetor.api.attribution import attribute
-from rhetor.api.compat_common import (
+from rhetor.api.compat.common import (
     chat_input,
-    gateway,
     new_id,
     resolve,
     rhetor_headers,
@@ -31,10 +29,13 @@ from rhetor.api.compat_common import (
     sse_response,
     unix_now,
 )
-from rhetor.api.compat_errors import compat_endpoint
-from rhetor.api.compat_fidelity import fidelity_headers, openai_image, openai_usage, passthrough
-from rhetor.api.compat_openai_stream import FINISH, chunks
+from rhetor.api.compat.errors import compat_endpoint
+from rhetor.api.compat.fidelity import fidelity_headers, openai_image, openai_usage, passthrough
+from rhetor.api.openai import completions, embeddings, models
+from rhetor.api.openai.chat_stream import FINISH, chunks
+from rhetor.api.openai.errors import OPENAI
 from rhetor.api.responses import json_response, parse_json
+from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import ChatOutcome
 from rhetor.types import Image, Message, Reasoning, ToolCall, ToolChoice, ToolSpec
@@ -237,10 +238,10 @@ async def fan_out(answer: dict[str, Any], others: list[ChatOutcome]) -> None:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/chat/completions", compat_endpoint("openai", chat_completions), methods=["POST"]),
-    *compat_models.routes,
-    *compat_embeddings.routes,
-    *compat_completions.routes,
+    Route("/v1/chat/completions", compat_endpoint(OPENAI, chat_completions), methods=["POST"]),
+    *models.routes,
+    *embeddings.routes,
+    *completions.routes,
 ]
 
 __all__ = ["ChatCompletionBody", "chat_completions", "completion", "routes", "to_messages", "tool_choice"]

@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
-from rhetor.api.compat_common import unix_now
-from rhetor.api.compat_errors import attempts_status, openai_error
-from rhetor.api.compat_fidelity import first_event, openai_usage, prepended, relay
+from rhetor.api.compat.common import unix_now
+from rhetor.api.compat.errors import attempts_status
+from rhetor.api.compat.fidelity import first_event, openai_usage, prepended, relay
+from rhetor.api.openai.errors import openai_error
 from rhetor.gateway import StreamSession
 from rhetor.types import (
     FinishReason,

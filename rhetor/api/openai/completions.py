@@ -3,7 +3,7 @@ is one user message; the answer comes back as a `text_completion` (JSON, or SSE 
 
 Never silent: fields the translation cannot honour (suffix, logprobs, best_of > 1, n > 1, several prompts, token-id
 prompts, anything unknown) are a 400 naming the field; `echo` puts the prompt in front of the text as OpenAI does.
-Errors are OpenAI's (compat_errors). Knows the gateway, never providers.
+Errors are OpenAI's (rhetor.api.compat.errors). Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api.attribution import attribute
-from rhetor.api.compat_common import (
+from rhetor.api.compat.common import (
     chat_input,
-    gateway,
     new_id,
     read_body,
     resolve,
@@ -29,10 +28,12 @@ from rhetor.api.compat_common import (
     sse_response,
     unix_now,
 )
-from rhetor.api.compat_errors import attempts_status, compat_endpoint, openai_error
-from rhetor.api.compat_fidelity import openai_usage
-from rhetor.api.compat_openai_stream import FINISH
+from rhetor.api.compat.errors import attempts_status, compat_endpoint
+from rhetor.api.compat.fidelity import openai_usage
+from rhetor.api.openai.chat_stream import FINISH
+from rhetor.api.openai.errors import OPENAI, openai_error
 from rhetor.api.responses import json_response
+from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
@@ -123,6 +124,6 @@ async def chunks(session: StreamSession, completion_id: str, echo: str, include_
             return
 
 
-routes: list[BaseRoute] = [Route("/v1/completions", compat_endpoint("openai", completions), methods=["POST"])]
+routes: list[BaseRoute] = [Route("/v1/completions", compat_endpoint(OPENAI, completions), methods=["POST"])]
 
 __all__ = ["CompletionBody", "completions", "routes"]

@@ -23,9 +23,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api.attribution import caller, identity
-from rhetor.api.compat_common import gateway, read_body, resolve
-from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.compat.common import read_body, resolve
+from rhetor.api.compat.errors import compat_endpoint
+from rhetor.api.openai.errors import OPENAI
 from rhetor.api.responses import json_response
+from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError, PermissionDeniedError, ProviderUnavailableError
 from rhetor.providers.base import EmbeddingProvider, Embeddings
 from rhetor.timing import add_upstream_wait
@@ -124,6 +126,6 @@ def _meter(request: Request, provider: str, model: str, started: float, usage: U
                      provider=provider, model=model, started=started, usage=usage, error=error)
 
 
-routes: list[BaseRoute] = [Route("/v1/embeddings", compat_endpoint("openai", embeddings), methods=["POST"])]
+routes: list[BaseRoute] = [Route("/v1/embeddings", compat_endpoint(OPENAI, embeddings), methods=["POST"])]
 
 __all__ = ["EmbeddingsBody", "embeddings", "encode", "routes"]

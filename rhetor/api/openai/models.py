@@ -17,9 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api.compat_common import gateway
-from rhetor.api.compat_errors import compat_endpoint, error_response
+from rhetor.api.anthropic.errors import ANTHROPIC
+from rhetor.api.compat.errors import compat_endpoint, error_response
+from rhetor.api.openai.errors import OPENAI
 from rhetor.api.responses import json_response
+from rhetor.api.state import gateway
 from rhetor.errors import ModelNotFoundError
 from rhetor.providers.base import EmbeddingProvider
 from rhetor.providers.listing import listed_models, source_headers
@@ -74,15 +76,15 @@ async def get_model(request: Request) -> Response:
         if model_id == wanted:
             return json_response(_entry(model_id, owner, anthropic))
     err = ModelNotFoundError(f"The model {wanted!r} does not exist")
-    return error_response("anthropic" if anthropic else "openai", err)
+    return error_response(ANTHROPIC if anthropic else OPENAI, err)
 
 
 async def _list(request: Request) -> Response:
-    return await compat_endpoint("anthropic" if _anthropic(request) else "openai", list_models)(request)
+    return await compat_endpoint(ANTHROPIC if _anthropic(request) else OPENAI, list_models)(request)
 
 
 async def _get(request: Request) -> Response:
-    return await compat_endpoint("anthropic" if _anthropic(request) else "openai", get_model)(request)
+    return await compat_endpoint(ANTHROPIC if _anthropic(request) else OPENAI, get_model)(request)
 
 
 routes: list[BaseRoute] = [

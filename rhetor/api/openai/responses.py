@@ -4,7 +4,7 @@ GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST /v1/
 A request goes through the gateway's normalized path (ChatInput / open_stream) like every other front, so
 Anthropic, OpenAI, Ollama and the simulated provider all answer it, and the usage ledger meters it (front
 `openai-responses`). `previous_response_id` and `store` are backed by Rhetor's context store
-(rhetor.api.openai.conversation). Errors are OpenAI's (compat_errors). Knows the gateway, never providers.
+(rhetor.api.openai.conversation). Errors are OpenAI's (rhetor.api.compat.errors). Knows the gateway, never providers.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rhetor.api.attribution import attribute
-from rhetor.api.compat_common import SSE_HEADERS, gateway, read_body, resolve, rhetor_headers, sse_response
-from rhetor.api.compat_errors import compat_endpoint
+from rhetor.api.compat.common import SSE_HEADERS, read_body, resolve, rhetor_headers, sse_response
+from rhetor.api.compat.errors import compat_endpoint
 from rhetor.api.openai import conversation
+from rhetor.api.openai.errors import OPENAI
 from rhetor.api.openai.objects import ResponseShell, output_items
 from rhetor.api.openai.responses_stream import response_events
 from rhetor.api.openai.wire import (
@@ -33,6 +34,7 @@ from rhetor.api.openai.wire import (
     tools_of,
 )
 from rhetor.api.responses import json_response
+from rhetor.api.state import gateway
 from rhetor.context.responses import ResponseIndex
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
@@ -147,11 +149,11 @@ async def input_items(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/responses", compat_endpoint("openai", create), methods=["POST"]),
-    Route("/v1/responses/{response_id}", compat_endpoint("openai", retrieve), methods=["GET"]),
-    Route("/v1/responses/{response_id}", compat_endpoint("openai", delete), methods=["DELETE"]),
-    Route("/v1/responses/{response_id}/cancel", compat_endpoint("openai", cancel), methods=["POST"]),
-    Route("/v1/responses/{response_id}/input_items", compat_endpoint("openai", input_items), methods=["GET"]),
+    Route("/v1/responses", compat_endpoint(OPENAI, create), methods=["POST"]),
+    Route("/v1/responses/{response_id}", compat_endpoint(OPENAI, retrieve), methods=["GET"]),
+    Route("/v1/responses/{response_id}", compat_endpoint(OPENAI, delete), methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", compat_endpoint(OPENAI, cancel), methods=["POST"]),
+    Route("/v1/responses/{response_id}/input_items", compat_endpoint(OPENAI, input_items), methods=["GET"]),
 ]
 
 __all__ = ["FRONT", "routes"]

@@ -1,13 +1,13 @@
 """OpenAPI declarations of the Anthropic-compatible front: POST /v1/messages (JSON, or the Messages event
 stream) and POST /v1/messages/count_tokens. Errors are Anthropic's body, in the upstream's own status where one
-applies (compat_errors). Request bodies are the handler's own models. Declarations only.
+applies (rhetor.api.compat.errors). Request bodies are the handler's own models. Declarations only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rhetor.api.anthropic_compat import CountTokensBody, MessagesBody
+from rhetor.api.anthropic.messages import CountTokensBody, MessagesBody
 from rhetor.api.openapi.common import ANTHROPIC, Frames, Op, Open, Param, errors, resp, upstream_errors
 from rhetor.api.openapi.openai import RHETOR_HEADERS
 

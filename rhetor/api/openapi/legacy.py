@@ -1,4 +1,4 @@
-"""OpenAPI declarations of the LLM Adapter shim (rhetor.api.legacy, contracts §1-2): `/providers`, `/provider`,
+"""OpenAPI declarations of the LLM Adapter shim (rhetor.api.legacy.http, contracts §1-2): `/providers`, `/provider`,
 `/message`, `/chat`, `/stream` and their `/api/*` aliases. A provider failure is HTTP 200 with `{error, context,
 timestamp}` (the adapter's contract); a malformed body is a 422 in the native envelope. Declarations only.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from rhetor.api.legacy import LegacyBody
+from rhetor.api.legacy.http import LegacyBody
 from rhetor.api.openapi.common import NATIVE, Frames, LegacyError, Op, Open, errors, resp, stream
 from rhetor.api.openapi.native import Providers, Usage
 

@@ -1,4 +1,4 @@
-"""OpenAPI declarations of the native API (rhetor.api.native, the tekton-llm-client contract and the 2025
+"""OpenAPI declarations of the native API (rhetor.api.native.routes, the tekton-llm-client contract and the 2025
 rhetor_client): providers, models, chat, chat/stream, generate, generate_stream, model assignments and the
 context inspection routes. The request bodies are the handlers' own pydantic models; the replies are declared
 here. Knows the wire shapes only, never the handlers' code.
@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
+from rhetor.api.native.schemas import ChatBody
 from rhetor.api.openapi.common import NATIVE, Frames, Op, Open, Param, errors, resp, stream
-from rhetor.api.schemas import ChatBody
 
 TAG = "native"
 CHAT_ERRORS = (400, 403, 404, 422, 502, 503, 504)

@@ -1,6 +1,6 @@
 """OpenAPI declarations of the OpenAI-compatible front: /v1/chat/completions, /v1/completions, /v1/models,
 /v1/embeddings and the Responses API (/v1/responses and its stored-response routes). Errors are OpenAI's body in
-the upstream's own status where one applies (compat_errors). Request bodies are the handlers' own models.
+the upstream's own status where one applies (rhetor.api.compat.errors). Request bodies are the handlers' own models.
 Declarations only.
 `/v1/models` is shared with the Anthropic SDK: with `anthropic-version` it answers Anthropic's list shape.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhetor.api.compat_completions import CompletionBody
-from rhetor.api.compat_embeddings import EmbeddingsBody
+from rhetor.api.openai.chat import ChatCompletionBody
+from rhetor.api.openai.completions import CompletionBody
+from rhetor.api.openai.embeddings import EmbeddingsBody
 from rhetor.api.openai.wire import CreateBody
-from rhetor.api.openai_compat import ChatCompletionBody
 from rhetor.api.openapi.common import OPENAI, Frames, Op, Open, OpenAIError, Param, Resp, errors, resp, upstream_errors
 
 TAG = "openai"

@@ -1,6 +1,7 @@
-"""OpenAPI declarations of the template routes (rhetor.api.templates) and the memory routes (rhetor.api.memory):
-templates with versions and a render preview; search over a context, a component or everything; a context's
-summary; the indexer's status. Request bodies are the handlers' own models. Declarations only.
+"""OpenAPI declarations of the template routes (rhetor.api.native.templates) and the memory routes
+(rhetor.api.native.memory): templates with versions and a render preview; search over a context, a component
+or everything; a context's summary; the indexer's status. Request bodies are the handlers' own models.
+Declarations only.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from typing import Any
 
 from pydantic import Field
 
-from rhetor.api.memory import SearchBody, SummarizeBody
+from rhetor.api.native.memory import SearchBody, SummarizeBody
+from rhetor.api.native.templates import CreateBody, PutBody, RenderBody
 from rhetor.api.openapi.common import NATIVE, Op, Open, Param, errors, resp
 from rhetor.api.openapi.native import Attempt, Usage
-from rhetor.api.templates import CreateBody, PutBody, RenderBody
 
 TAG = "templates"
 
