@@ -199,3 +199,36 @@ def test_sigterm_flushes_buffered_records(tmp_path: Path) -> None:
             proc.kill()
     rows = sqlite3.connect(tmp_path / "usage.db").execute("SELECT front, status FROM usage_records").fetchall()
     assert rows == [("native", "ok")] * 3  # flushed at shutdown although the flush interval is 60 s
+
+
+async def test_close_never_cancels_a_batch_half_written(tmp_path: Path) -> None:
+    """A graceful stop while the background flush is writing: the batch is stored, not dropped between the buffer
+    and the store (found by tests/test_scale_restart.py on PostgreSQL, where a write takes a round trip)."""
+    import asyncio
+    from collections.abc import Sequence
+
+    from rhetor.governance.ledger import Ledger, UsageFilter, UsageRecord
+    from rhetor.governance.sqlite_store import SqliteLedgerStore
+
+    class SlowStore(SqliteLedgerStore):  # the real store, its writes a network round trip slower
+        async def write(self, records: Sequence[UsageRecord]) -> None:
+            writing.set()
+            await asyncio.sleep(0.2)
+            await super().write(records)
+
+    writing = asyncio.Event()
+    store = SlowStore(tmp_path / "usage.db")
+    ledger = Ledger(store, flush_interval_s=0.01)
+    await ledger.start()
+    for i in range(5):
+        ledger.record(UsageRecord(ts=time.time(), request_id=f"r-{i}", key_id="anonymous", component=None,
+                                  task_type=None, front="native", provider="simulated", model="simulated-fast"))
+    await asyncio.wait_for(writing.wait(), 5)
+    await ledger.close()  # mid-write
+    reader = SqliteLedgerStore(tmp_path / "usage.db")
+    await reader.open()
+    try:
+        _, total = await reader.records(UsageFilter(0, time.time() + 60), limit=10, offset=0)
+    finally:
+        await reader.close()
+    assert total == 5

@@ -132,7 +132,8 @@ class Ledger:
     async def close(self, timeout_s: float = 10.0) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            async with self._lock:  # never cancel a write half-way: its batch would be neither stored nor buffered
+                task.cancel()
             with contextlib.suppress(BaseException):
                 await task
         with contextlib.suppress(Exception):
