@@ -80,7 +80,10 @@ class WorkerInfo:
         except (OSError, ValueError):
             hermes = {"enabled": False}
         return {"index": self.index, "count": self.count, "pid": os.getpid(),
-                "supervisor_pid": self.supervisor_pid, "hermes": hermes}
+                "supervisor_pid": self.supervisor_pid, "hermes": hermes,
+                # the SQLite files of the data dir are shared by the workers (WAL, 5 s busy timeout, migrations
+                # under a write lock); what details.storage lists as per_process is kept by each worker
+                "per_process": "details.storage.per_process, per worker"}
 
 
 def listen_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:

@@ -5,6 +5,7 @@ serving; under `--workers 2` one POST reloads every worker."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -170,3 +171,42 @@ def test_one_post_reloads_every_worker(served: tuple[str, subprocess.Popen[bytes
     time.sleep(0.5)  # the supervisor's SIGHUP reaches the other worker
     # 24 fresh connections, spread over both workers: every one is served by the new route
     assert {model_of(url) for _ in range(24)} == {"simulated-fast"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rhetor.storage.redis_bus") is None,
+                    reason="the change bus (rhetor/storage/redis_bus.py) has not landed")
+def test_a_reload_on_one_replica_reaches_the_other_through_redis(
+        tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str]) -> None:
+    redis_url, prefix = redis_prefix
+    tasks = tmp_path / "tasks.json"  # the same file on both (in production: the same file deployed to each host)
+    tasks.write_text(routes("simulated-standard"))
+    procs: list[subprocess.Popen[bytes]] = []
+    urls = []
+    try:
+        for name in ("a", "b"):
+            env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+            env.update(RHETOR_DATA_DIR=str(tmp_path / name), RHETOR_PORT=str(free_port()), RHETOR_ADMIN_KEY=ADMIN,
+                       RHETOR_TASK_CONFIG=str(tasks), RHETOR_DATABASE_URL=pg_url, RHETOR_REDIS_URL=redis_url,
+                       RHETOR_REDIS_PREFIX=prefix, RHETOR_SIMULATED_DELAY_SCALE="0", RHETOR_HERMES="0",
+                       OLLAMA_HOST="http://127.0.0.1:9")
+            with (tmp_path / f"{name}.log").open("wb") as out:
+                procs.append(subprocess.Popen([sys.executable, "-m", "rhetor"], env=env, stdout=out,
+                                              stderr=subprocess.STDOUT, cwd=ROOT))
+            urls.append(f"http://127.0.0.1:{env['RHETOR_PORT']}")
+        for url, proc in zip(urls, procs, strict=True):
+            wait_for(lambda u=url, p=proc: _ready(u, p), what="ready")
+        a, b = urls
+        assert model_of(b) == "simulated-standard"
+        tasks.write_text(routes("simulated-fast"))
+        assert httpx.post(a + "/api/v1/admin/reload", headers=AUTH, timeout=10).status_code == 200
+        wait_for(lambda: model_of(b) == "simulated-fast", timeout=5, what="B reloaded through the bus")
+        status = httpx.get(b + "/api/v1/admin/reload", headers=AUTH, timeout=10).json()
+        assert status["generation"] == 1 and status["last"]["origin"] == "remote"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

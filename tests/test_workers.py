@@ -130,9 +130,14 @@ def test_two_workers_one_port_summed_metrics_one_hermes_registration_clean_sigte
             health_calls += 1
             assert health_calls < 200, f"only {seen} of {workers} answered"
 
-        # /metrics sums every worker's counts, whichever worker answers the scrape.
+        # /metrics sums every worker's counts, whichever worker answers the scrape. The 12 turns go to one
+        # context over fresh connections (both workers): the SQLite store is shared, the conversation whole.
         for i in range(12):
-            assert httpx.post(url + "/api/v1/chat", json={"message": f"hi {i}"}, timeout=10).status_code == 200
+            with httpx.Client(timeout=10) as c:
+                r = c.post(url + "/api/v1/chat", json={"message": f"hi {i}", "context_id": "workers"})
+            assert r.status_code == 200
+        stored = httpx.get(url + "/api/v1/contexts/workers", timeout=10).json()["messages"]
+        assert [m["content"] for m in stored if m["role"] == "user"] == [f"hi {i}" for i in range(12)]
         for _ in range(3):
             samples = _samples(url)
             assert _total(samples, "rhetor_requests_total") == 12
