@@ -210,3 +210,47 @@ def test_a_reload_on_one_replica_reaches_the_other_through_redis(
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_providers_and_prices_reload_while_a_stream_runs_on_the_old_deployment(tmp_path: Path) -> None:
+    """In process, against two fake OpenAI servers: the providers file moves deployment `oa` from the first to the
+    second; a stream already running on the first finishes there, the next requests go to the second, and the
+    price table every holder shares is the new one."""
+    from rhetor.api.app import create_app
+    from tests.conftest import test_settings
+    from tests.fakes.openai import running_fake_openai
+    from tests.fakes.server import serve_app
+
+    providers, prices, tasks = tmp_path / "providers.yaml", tmp_path / "prices.json", tmp_path / "tasks.json"
+
+    def deploy(base_url: str) -> None:
+        providers.write_text(f"deployments:\n  - name: oa\n    kind: openai\n    base_url: {base_url}\n"
+                             f"    api_key: sk-test\n    models: [gpt-5.4]\n")
+
+    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "oa", "model": "gpt-5.4", "retries": 0}],
+                                             "simulated_fallback": False}}))
+    prices.write_text(json.dumps({"openai": {"gpt-5.4": {"input": 1.0, "output": 2.0}}}))
+    with running_fake_openai() as first, running_fake_openai() as second:
+        deploy(first.base_url)
+        first.reply_text = " ".join(f"w{i}" for i in range(12))
+        first.chunk_delay = 0.1
+        app = create_app(test_settings(tmp_path, providers_file=providers, prices_file=prices, task_config=tasks,
+                                       admin_key=ADMIN))
+        with serve_app(app, lifespan="on") as url:
+            started, out = threading.Event(), []
+            streamer = threading.Thread(target=lambda: out.append(slow_stream(url, started)))
+            streamer.start()
+            assert started.wait(10)
+            deploy(second.base_url)
+            prices.write_text(json.dumps({"openai": {"gpt-5.4": {"input": 5.0, "output": 6.0}}}))
+            r = httpx.post(url + "/api/v1/admin/reload", headers=AUTH, timeout=10)
+            assert r.status_code == 200 and r.json()["deployments"] == 1, r.text
+            assert httpx.post(url + "/api/v1/chat", json={"message": "after"}, timeout=10).status_code == 200
+            assert len(second.requests) == 1 and len(first.requests) == 1  # the stream's, and only it
+            price = app.state.governance.prices.lookup("openai", "gpt-5.4")
+            assert price is not None and (price.input, price.output) == (5.0, 6.0)
+            streamer.join(20)
+            assert out, "the stream never ended"
+            text = "".join(f.get("chunk") or "" for f in out[0])
+            assert out[0][-1]["done"] is True and not out[0][-1].get("error") and text.split() == [
+                f"w{i}" for i in range(12)]
