@@ -5,8 +5,9 @@ Each round starts a fresh group, warms it up, then runs `--seconds` of `POST /ap
 keep-alive connections against the one port. The answer comes from the simulated provider at zero delay (no
 upstream process competing for the cores; `--upstream` routes through benchmarks/upstream.py's zero-delay
 OpenAI-compatible server instead). Rounds alternate N (1, 2, 1, 2, ...) so a drift in the machine's load shows.
-Reported per round: requests/s, p50/p99, errors, the CPU the workers used per request and how the requests split
-between workers (from their CPU time); then the ratio of the medians. Run it on a quiet machine and quote `uptime`.
+Reported per round: requests/s, p50/p99, errors, the CPU the workers used per request, the load generator's CPU
+per request, the resident memory of the group (supervisor + workers) and how the work split between workers (from
+their CPU time); then the ratio of the medians. Run it on a quiet machine and quote `uptime`.
 
     .venv/bin/python benchmarks/workers.py --seconds 10 --rounds 3
 """
@@ -90,6 +91,8 @@ def one_round(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[str
         s["cpu_us"] = 1e6 * total / max(1.0, s["requests"])
         s["loadgen_cpu_us"] = 1e6 * ((me_after.user + me_after.system) - (me_before.user + me_before.system)) / max(
             1.0, s["requests"])
+        serving = sup.children() or [sup]
+        s["rss_mb"] = sum(p.memory_info().rss for p in [sup, *serving] if p.is_running()) / 2**20 if serving else 0.0
         shares = sorted(used.values(), reverse=True)
         s["split"] = " / ".join(f"{100 * u / total:.0f}%" for u in shares) if total else "-"
         return s
@@ -132,7 +135,7 @@ def main() -> None:
           f"{'upstream' if args.upstream else 'simulated'} answers; concurrency {args.concurrency}, "
           f"{args.seconds:g} s per round")
     print(f"{'workers':>7} {'round':>5} | {'rps':>7} {'p50':>8} {'p99':>8} {'errors':>6} | {'cpu/req':>8} "
-          f"{'loadgen/req':>11} | split")
+          f"{'loadgen/req':>11} {'rss':>7} | split")
     results: dict[int, list[float]] = {n: [] for n in counts}
     try:
         for r in range(args.rounds):
@@ -140,7 +143,8 @@ def main() -> None:
                 s = one_round(n, args, env)
                 results[n].append(s["rps"])
                 print(f"{n:>7} {r + 1:>5} | {s['rps']:>7.0f} {s['p50_ms']:>6.2f}ms {s['p99_ms']:>6.2f}ms "
-                      f"{int(s['errors']):>6} | {s['cpu_us']:>6.0f}us {s['loadgen_cpu_us']:>9.0f}us | {s['split']}",
+                      f"{int(s['errors']):>6} | {s['cpu_us']:>6.0f}us {s['loadgen_cpu_us']:>9.0f}us "
+                      f"{s['rss_mb']:>5.0f}MB | {s['split']}",
                       flush=True)
     finally:
         if upstream is not None:
