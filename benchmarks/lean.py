@@ -81,6 +81,15 @@ def wait_ready(port: int, deadline_s: float = 60) -> float:
     raise RuntimeError("Rhetor did not become ready")
 
 
+def mem(pid: int) -> str:
+    """Resident memory split as the kernel counts it: anonymous (the heap: private to the process) and
+    file-backed (mapped libraries and the model's weights: clean pages, shared and reclaimable)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if line.startswith(("VmRSS", "RssAnon", "RssFile", "RssShmem")))
+    mib = {k: int(v.split()[0]) / 1024 for k, v in fields.items()}
+    return f"{mib['VmRSS']:.0f} MiB (anon {mib['RssAnon']:.0f}, file {mib['RssFile']:.0f})"
+
+
 def stop(proc: subprocess.Popen[bytes], data_dir: str) -> None:
     proc.terminate()
     proc.wait(20)
@@ -153,13 +162,13 @@ def bench_rss() -> None:
     try:
         wait_ready(port)
         time.sleep(1)
-        idle = psutil.Process(proc.pid).memory_info().rss / 2**20
+        idle = mem(proc.pid)
         t0 = time.perf_counter()
         r = httpx.post(f"http://127.0.0.1:{port}/api/v1/memory/search", json={"query": "how do I roll back?"},
                        timeout=120)
         took = time.perf_counter() - t0
-        loaded = psutil.Process(proc.pid).memory_info().rss / 2**20
-        print(f"rhetor RSS: {idle:.0f} MiB ready (model not loaded), {loaded:.0f} MiB with the local model loaded "
+        loaded = mem(proc.pid)
+        print(f"rhetor RSS: {idle} ready (model not loaded), {loaded} with the local model loaded "
               f"(search {r.status_code} in {took:.2f} s, model load included); torch mapped: "
               f"{_imported(proc.pid, 'torch')}")
     finally:
@@ -195,7 +204,7 @@ async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
         await asyncio.sleep(min(10, max(0.1, deadline - time.perf_counter())))
         rss = psutil.Process(pid).memory_info().rss / 2**20
         samples.append((time.perf_counter() - started, len(stats.latencies), rss))
-        print(f"  {samples[-1][0]:6.0f} s {samples[-1][1]:>8} requests  RSS {rss:6.1f} MiB", flush=True)
+        print(f"  {samples[-1][0]:6.0f} s {samples[-1][1]:>8} requests  RSS {mem(pid)}", flush=True)
     await asyncio.gather(*workers)
     elapsed = time.perf_counter() - started
     minutes: dict[int, list[float]] = {}
@@ -208,7 +217,7 @@ async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
           f"max {max(s[2] for s in samples):.1f}, last {samples[-1][2]:.1f} MiB; per-minute means "
           + " ".join(f"{means[m]:.0f}" for m in sorted(means))
           + f" MiB; drift from minute {first} to minute {last}: "
-          f"{(means[last] - means[first]) / means[first] * 100:+.1f}%")
+          f"{(means[last] - means[first]) / means[first] * 100:+.1f}%; at the end {mem(pid)}")
 
 
 def bench_soak(minutes: float, requests: int) -> None:
