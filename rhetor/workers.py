@@ -163,6 +163,8 @@ class Supervisor:
         proc = await asyncio.create_subprocess_exec(*self.argv, env=self._env(index), stdin=asyncio.subprocess.DEVNULL)
         self.procs[index] = proc
         log.info("worker %d started (pid %d)", index, proc.pid)
+        if self.stopping:  # the stop began while it was being started: it drains with the others
+            proc.send_signal(signal.SIGTERM)
         return proc
 
     def _is_ready(self, index: int) -> bool:
