@@ -14,17 +14,23 @@ import hashlib
 import importlib.util
 import itertools
 import re
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
+    import numpy as np
+    from numpy.typing import NDArray
+else:
+    from rhetor.lazy import numpy as np
 
 from rhetor.errors import ConfigError, ProviderUnavailableError
 from rhetor.providers import Providers
 from rhetor.providers.base import EmbeddingProvider
 from rhetor.settings import Settings
 
-Matrix = NDArray[np.float32]
+if TYPE_CHECKING:
+    Matrix = NDArray[np.float32]
+else:
+    Matrix = Any  # only ever in (string) annotations: naming it must not import NumPy
 EMBEDDER_KINDS: Final = ("auto", "local", "openai", "ollama", "simulated", "none")
 SIMULATED_DIM: Final = 256
 LOCAL_INSTALL_HINT: Final = (

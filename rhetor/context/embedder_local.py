@@ -18,9 +18,12 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy loads with the model (rhetor.lazy), not when the embedder is made at start-up
+    import numpy as np
+else:
+    from rhetor.lazy import numpy as np
 
 from rhetor.context.embedder import LOCAL_INSTALL_HINT, Matrix, normalize
 from rhetor.errors import ConfigError

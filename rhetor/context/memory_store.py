@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
+    import numpy as np
+    from numpy.typing import NDArray
+else:
+    from rhetor.lazy import numpy as np
 
 from rhetor.context.lexical import Hit, lexical_search
 from rhetor.context.tail import Turn, recent_turns, turns_of
@@ -34,7 +37,10 @@ from rhetor.context.vectors import (
 )
 
 T = TypeVar("T")
-Found = tuple[NDArray[np.int64], NDArray[np.float32]]
+if TYPE_CHECKING:
+    Found = tuple[NDArray[np.int64], NDArray[np.float32]]
+else:
+    Found = Any  # only ever in (string) annotations: naming it must not import NumPy
 MessageRow = tuple[int, str, str, str, str]  # id, context id, role, content, timestamp
 
 

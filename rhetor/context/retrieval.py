@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
+    import numpy as np
+    from numpy.typing import NDArray
+else:
+    from rhetor.lazy import numpy as np
 
 from rhetor.context.embedder import Embedder
 from rhetor.context.indexer import Indexer
@@ -41,7 +44,8 @@ MIN_SEMANTIC_SCORE: Final = 0.15  # below this a "relevant" turn is noise; lexic
 RECENT_SHARE: Final = 0.5
 THREAD_SEARCH_ROWS: Final = 20_000  # larger searches run on a thread so the event loop stays free
 DEFAULT_CACHE_BYTES: Final = 64 * 2**20
-Found = tuple[NDArray[np.int64], NDArray[np.float32]]
+if TYPE_CHECKING:
+    Found = tuple[NDArray[np.int64], NDArray[np.float32]]
 
 
 @dataclass(slots=True)

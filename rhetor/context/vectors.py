@@ -19,10 +19,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Literal, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
+    import numpy as np
+    from numpy.typing import NDArray
+else:
+    from rhetor.lazy import numpy as np
 
 # Migration 2 of rhetor.context.sqlite.MIGRATIONS. Append only; never edit once released.
 MEMORY_SCHEMA: Final[tuple[str, ...]] = (
@@ -50,8 +53,11 @@ _TURN_SPAN: Final = 16
 _COMPONENT_SQL: Final = ("instr(m.context_id, ':') > 1 "
                          "AND lower(substr(m.context_id, 1, instr(m.context_id, ':') - 1)) = ?")
 
-Ids = NDArray[np.int64]
-Matrix = NDArray[np.float32]
+if TYPE_CHECKING:
+    Ids = NDArray[np.int64]
+    Matrix = NDArray[np.float32]
+else:
+    Ids = Matrix = Any  # only ever in (string) annotations: naming them must not import NumPy
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
+    import numpy as np
+    from numpy.typing import NDArray
+else:
+    from rhetor.lazy import numpy as np
 
 from rhetor.context.lexical import Hit, fts_query
 from rhetor.context.memory_store import Found, MessageRow
