@@ -26,7 +26,7 @@ BUDGET_EFFORT: list[tuple[int, str]] = [(2048, "low"), (8192, "medium")]
 DEFAULT_EFFORT = "high"
 
 _T_ALL = "translated"
-FAN_OUT = "fan-out: n requests, choices numbered, usage summed; with stream refused"
+FAN_OUT = "fan-out: n requests (streams merged), choices numbered, usage summed; n ≤ 8"
 
 
 def _row(anthropic_or_openai: str, ollama: str, simulated: str, other: str | None = None) -> dict[str, str]:
@@ -154,8 +154,6 @@ def unhonoured(request: ChatRequest, wire: str) -> list[str]:
             out.append("response_format.type=json_object")
         elif key == "parallel_tool_calls" and column == "ollama" and value is False:
             out.append("parallel_tool_calls")
-        elif key == "n" and pt.body.get("stream"):  # fan-out is for whole answers; streams would interleave
-            out.append("n")
     return out
 
 

@@ -253,8 +253,8 @@ class FakeOpenAI(Script):
             include_usage = False  # usage comes on the last chunk instead (groq: inside x_groq)
         envelope = {**_envelope("chat.completion.chunk", model), "service_tier": "default", **self.reply_extra}
 
-        def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
-            data: dict[str, Any] = {**envelope, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+        def chunk(delta: dict[str, Any], reason: str | None = None, index: int = 0) -> bytes:
+            data: dict[str, Any] = {**envelope, "choices": [{"index": index, "delta": delta, "logprobs": None,
                                                              "finish_reason": reason}]}
             if include_usage:
                 data["usage"] = None
@@ -277,6 +277,10 @@ class FakeOpenAI(Script):
                 events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                            for piece in split_json(fn["arguments"])]
                 finish = "tool_calls"
+            n: int = body["n"] if isinstance(body.get("n"), int) else 1
+            for i in range(1, n):  # further choices (n > 1) follow the first one's deltas, each with its index
+                events += [chunk({"role": "assistant", "content": ""}, index=i), *(chunk({"content": w}, index=i)
+                                                                                   for w in words)]
             cut_at = action.after + 1 if action is not None and action.kind in ("cut", "error_event") else None
             for i, event in enumerate(events):
                 if cut_at is not None and i == cut_at:
@@ -296,7 +300,7 @@ class FakeOpenAI(Script):
                 err = error_body(ERRORS[500][0], "server_error")
                 await send({"type": "http.response.body", "body": b"data: " + err + b"\n\n"})
                 return
-            tail = chunk({}, finish)
+            tail = chunk({}, finish) + b"".join(chunk({}, finish, i) for i in range(1, n))
             if quirk in ("groq", "mistral", "together", "fireworks"):
                 last = orjson.loads(tail[6:])
                 if quirk == "groq":

@@ -11,7 +11,6 @@ Starlette routes, like the native API, to keep the hot path lean. Knows the gate
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,7 +30,7 @@ from rhetor.api.compat.common import (
 )
 from rhetor.api.compat.errors import compat_endpoint
 from rhetor.api.compat.fidelity import fidelity_headers, openai_image, openai_usage, passthrough
-from rhetor.api.openai import completions, embeddings, models
+from rhetor.api.openai import completions, embeddings, fanout, models
 from rhetor.api.openai.chat_stream import FINISH, chunks
 from rhetor.api.openai.errors import OPENAI
 from rhetor.api.responses import json_response, parse_json
@@ -209,7 +208,10 @@ async def chat_completions(request: Request) -> Response:
     if body.stream:
         session = await gw.open_stream(inp)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        frames, relayed = await chunks(session, new_id("chatcmpl-"), include_usage)
+        if (body.n or 1) > 1:  # relayed when the upstream takes n itself, else fanned out and merged
+            frames, relayed = await fanout.stream(gw, inp, session, body.n or 1, new_id("chatcmpl-"), include_usage)
+        else:
+            frames, relayed = await chunks(session, new_id("chatcmpl-"), include_usage)
         return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
     outcome = await gw.chat(inp)
     r = outcome.response
@@ -219,8 +221,10 @@ async def chat_completions(request: Request) -> Response:
         return Response(r.raw, media_type="application/json", headers=headers)
     answer = completion(outcome, new_id("chatcmpl-"))
     n = body.n or 1
-    if n > 1:  # an upstream without `n`: fan out, the turn recorded once (rhetor.providers.fidelity)
-        await fan_out(answer, list(await asyncio.gather(*(gw.chat(replace(inp, record=False)) for _ in range(n - 1)))))
+    if n > 1:  # an upstream without `n`: fan out, the turn recorded once (rhetor.api.openai.fanout)
+        fanout.check_fanout(n)
+        branches = await asyncio.gather(*(gw.chat(fanout.branch_input(inp)) for _ in range(n - 1)))
+        await fan_out(answer, list(branches))
     return json_response(answer, headers=headers)
 
 

@@ -7,13 +7,15 @@ a chunk with an empty delta and the `finish_reason`, the usage chunk (`choices: 
 `data: [DONE]`. A failure after commit is one `data: {"error": {...}}` frame and the end of the stream,
 without [DONE], so the SDK raises APIError instead of returning a silently truncated answer. Reasoning (Anthropic
 thinking) goes out as `delta.reasoning_content`, as OpenAI-compatible servers send it. When the upstream spoke this
-API itself (same-vendor pass-through: the first event is a RawFrame) its own events are relayed as received.
+API itself (same-vendor pass-through: the first event is a RawFrame) its own events are relayed as received
+(`n` included: an OpenAI upstream answers every choice itself). `n > 1` elsewhere: rhetor.api.openai.fanout.
 Knows the gateway's stream types, never providers.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -42,14 +44,16 @@ async def chunks(session: StreamSession, completion_id: str,
                  include_usage: bool) -> tuple[AsyncIterator[bytes], bool]:
     """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
     first, source = await first_event(session)
-
-    def error_frame(event: StreamError) -> bytes:
-        status = attempts_status(session.info.attempts_dicts()[-1:])
-        return b"data: " + orjson.dumps(openai_error(status, event.error, code=event.type)) + b"\n\n"
-
+    frame = partial(error_frame, session)
     if isinstance(first, RawFrame):
-        return relay(first, source, error_frame), True
-    return framed(session, prepended(first, source), completion_id, include_usage, error_frame), False
+        return relay(first, source, frame), True
+    return framed(session, prepended(first, source), completion_id, include_usage, frame), False
+
+
+def error_frame(session: StreamSession, event: StreamError) -> bytes:
+    """A failure after commit, as the one OpenAI error frame that ends the stream."""
+    status = attempts_status(session.info.attempts_dicts()[-1:])
+    return b"data: " + orjson.dumps(openai_error(status, event.error, code=event.type)) + b"\n\n"
 
 
 async def framed(session: StreamSession, events: AsyncIterator[StreamEvent], completion_id: str,
@@ -92,4 +96,4 @@ async def framed(session: StreamSession, events: AsyncIterator[StreamEvent], com
             return
 
 
-__all__ = ["FINISH", "chunks", "framed"]
+__all__ = ["FINISH", "chunks", "error_frame", "framed"]
