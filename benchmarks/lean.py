@@ -44,7 +44,7 @@ from run import free_port, pinned  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 EVAL = ROOT / "tests" / "data" / "retrieval_eval.json"
-HEAVY = ("torch", "tokenizers", "numpy")  # extension modules a lean start must not map (loaded on first use)
+HEAVY = ("torch", "tokenizers", "numpy", "aiohttp")  # extension modules a lean start must not map (loaded on first use)
 
 
 def du(path: Path) -> int:

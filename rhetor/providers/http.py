@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
+
+if TYPE_CHECKING:  # aiohttp (with attrs, yarl, multidict: ~30% of start-up's imports) loads with the first
+    import aiohttp  # upstream session (rhetor.lazy), not at start-up: a keyless start never needs it
+else:
+    from rhetor.lazy import aiohttp
 
 from rhetor.errors import (
     InvalidRequestError,
