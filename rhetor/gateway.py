@@ -200,10 +200,10 @@ class Gateway:
                                                                 [*prepared.history, *prepared.new_turn]),
                                 requested=(rt.targets[0].provider, rt.targets[0].model) if rt.targets else (None, None))
 
-    def _admit(self, prepared: Prepared, build: Any, metered: Metered) -> None:
+    async def _admit(self, prepared: Prepared, build: Any, metered: Metered) -> None:
         """Cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)."""
         if self.gate is not None:
-            prepared.ticket = self.gate.admit(prepared, build, self.providers, metered.rec)
+            prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
 
     async def chat(self, inp: ChatInput) -> ChatOutcome:
         span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
@@ -226,7 +226,7 @@ class Gateway:
         build = self._builder(prepared)
         self.drain.calls += 1
         try:
-            self._admit(prepared, build, metered)
+            await self._admit(prepared, build, metered)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 response = prepared.ticket.serve(info)
             else:
@@ -263,7 +263,7 @@ class Gateway:
         metered = self._metered(inp, prepared, info)
         build = self._builder(prepared)
         try:
-            self._admit(prepared, build, metered)
+            await self._admit(prepared, build, metered)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 prepared.ticket.serve(info)
                 events = prepared.ticket.hit.replay()

@@ -133,6 +133,8 @@ class Settings(BaseModel):
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
     redis_prefix: str = Field("rhetor:", min_length=1, max_length=64)
+    # with Redis, a budget reservation of a replica that died mid-request is freed after this (rhetor.storage)
+    budget_hold_lease_s: float = Field(600.0, gt=0, le=86400)
     degraded_start: bool = False
     # Budgets (rhetor/governance/budgets.py): the original global budget from the environment (no limit set = none);
     # more budgets per component / key / task through /api/v1/budgets, kept in $RHETOR_DATA_DIR/budgets.db
@@ -232,6 +234,7 @@ class Settings(BaseModel):
             "RHETOR_DATABASE_URL": "database_url",
             "RHETOR_REDIS_URL": "redis_url",
             "RHETOR_REDIS_PREFIX": "redis_prefix",
+            "RHETOR_BUDGET_HOLD_LEASE_S": "budget_hold_lease_s",
             "RHETOR_DEGRADED_START": "degraded_start",
             "RHETOR_BUDGET_POLICY": "budget_policy",
             "RHETOR_BUDGET_DAILY_LIMIT": "budget_daily_limit",

@@ -53,6 +53,7 @@ from rhetor.routing.lifecycle import check_routes
 from rhetor.routing.models import validate_aliases
 from rhetor.settings import Settings
 from rhetor.storage.backends import Backends
+from rhetor.storage.redis_bus import LocalBus
 from rhetor.ui.routes import routes as ui_routes
 
 log = logging.getLogger("rhetor")
@@ -98,6 +99,8 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
             gateway.memory.start()
         await governance.start(gateway)  # the usage ledger: every request metered, written off the hot path
         await governance.govern(gateway)  # budgets and the response cache: admission in the gateway seam
+        if (redis := backends.shared()) is not None:  # breakers mirrored, change notices for keys/templates/budgets
+            await redis.attach(gateway, governance.access, governance.spending, prompt_store)
         runtime.obs.attach(gateway, governance.prices)  # metrics and access log fed from the same records
         app.state.ready = True
         await runtime.start(gateway)  # metrics hook, Hermes registration in the background, ready
@@ -133,6 +136,7 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     app.state.runtime = health.Runtime(settings)
     app.state.governance = governance
     app.state.backends = backends
+    app.state.bus = redis.bus if (redis := backends.shared()) is not None else LocalBus()  # publish("config") etc.
     app.add_exception_handler(RhetorError, rhetor_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

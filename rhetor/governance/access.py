@@ -4,7 +4,8 @@ and per-component limits. The web layer asks it who a secret belongs to and whet
 the usage records tell it the tokens each request really used (it is a UsageSink).
 
 The ring is reloaded at once after each admin change here, and polled every RHETOR_KEYS_POLL_S for changes made
-by other processes (`python -m rhetor keys`, other workers). Knows Settings and the room's parts; nothing of HTTP.
+by other processes (`python -m rhetor keys`, other workers); with Redis, `on_change` tells the other replicas at
+once (rhetor.storage.redis_shared) and they `reload`. Knows Settings and the room's parts; nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,7 @@ class Access:
         self.poll_s = settings.keys_poll_s
         self._generation = -1
         self._poller: asyncio.Task[None] | None = None
+        self.on_change: Callable[[], None] | None = None  # after this process changed a key (publish it)
 
     @property
     def admin_enabled(self) -> bool:
@@ -69,6 +72,11 @@ class Access:
         generation = await self.store.generation()
         self.ring.load(await self.store.all())
         self._generation = generation
+
+    async def _changed(self) -> None:
+        await self.reload()
+        if self.on_change is not None:
+            self.on_change()
 
     async def _poll(self) -> None:
         while True:
@@ -128,7 +136,7 @@ class Access:
         rec = KeyRecord(id=new_key_id(), name=spec.name, digest=digest(secret.encode()), hint=shown(secret),
                         created_at=time.time(), spec=_spec(spec, {}))
         await self.store.create(rec)
-        await self.reload()
+        await self._changed()
         return rec, secret
 
     async def update(self, key_id: str, spec: KeySpec) -> KeyRecord | None:
@@ -136,19 +144,19 @@ class Access:
         if current is None or current.revoked_at is not None:
             return current
         rec = await self.store.update(key_id, spec.name, _spec(spec, current.spec))
-        await self.reload()
+        await self._changed()
         return rec
 
     async def revoke(self, key_id: str) -> KeyRecord | None:
         rec = await self.store.revoke(key_id)
-        await self.reload()
+        await self._changed()
         return rec
 
     async def rotate(self, key_id: str) -> tuple[KeyRecord, str] | None:
         """A new secret for the same key (same id, spec and usage); the old secret stops working at once."""
         secret = new_secret()
         rec = await self.store.rotate(key_id, digest(secret.encode()), shown(secret))
-        await self.reload()
+        await self._changed()
         return None if rec is None else (rec, secret)
 
 

@@ -2,19 +2,21 @@
 limits in USD (and optionally tokens), a policy when crossed (`warn`, `downgrade` to a cheaper target, `block`)
 and a soft warning threshold.
 
-Spend lives in `SpendCounters` (in memory by default, behind a protocol so Redis can back it for several
-instances): one window per (subject, period), rolled over at the period's UTC boundary. The ledger's records feed
-it (`record`, called by the meter when a request ends, with its real cost); `admit` reserves an estimate for each
-admitted request until it ends, so concurrent requests overshoot a `block` budget by at most those already in
-flight when it was crossed. Admission and recording are dict lookups — no I/O. Knows nothing of HTTP, fronts,
-SQL or providers.
+Spend lives in `SpendCounters` (in memory): one window per (subject, period), rolled over at the period's UTC
+boundary. The ledger's records feed it (`record`, called by the meter when a request ends, with its real cost);
+`admit` reserves an estimate for each admitted request until it ends, so concurrent requests overshoot a `block`
+budget by at most those already in flight when it was crossed. Admission and recording are dict lookups — no
+I/O. With a `SharedSpend` (Redis, rhetor.storage.redis_budgets) `reserve` checks and reserves on the shared
+windows in one atomic call instead — one budget for every replica — and the local windows become a mirror of
+them (refreshed by `refresh`), which `admit` judges against while the shared store is unreachable. Knows nothing
+of HTTP, fronts, SQL, Redis or providers.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -131,7 +133,7 @@ class Window:
 
 
 class SpendCounters(Protocol):
-    """Where running spend lives (in-process here; Redis later, for several instances)."""
+    """Where running spend lives in this process (the local mirror when a SharedSpend is configured)."""
 
     def window(self, subject: Subject, period: Period, now: float) -> Window: ...
 
@@ -184,18 +186,44 @@ class Hold:
             w.held_tokens = max(0, w.held_tokens - tokens)
 
 
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+WindowRef = tuple[str, str, str, float, float]  # (scope, name, period, start, end) of a shared window
+Figures = tuple[float, int, float, int]  # (spent usd, tokens, held usd, held tokens)
+
+
+class SharedSpend(Protocol):
+    """Spend shared by every replica (rhetor.storage.redis_budgets.RedisSpend)."""
+
+    @property
+    def shared(self) -> bool: ...
+
+    async def reserve(self, refs: list[WindowRef], blocks: list[tuple[float | None, int | None]], usd: float,
+                      tokens: int) -> tuple[bool, list[Figures], Releasable | None] | None: ...
+
+    async def figures(self, refs: list[WindowRef]) -> list[Figures] | None: ...
+
+    def add(self, refs: list[WindowRef], usd: float, tokens: int) -> None: ...
+
+    async def seed(self, refs: list[WindowRef], figures: list[tuple[float, int]]) -> None: ...
+
+
 @dataclass(slots=True)
 class Admission:
     warnings: list[str] = field(default_factory=list)
     downgrade: tuple[Budget, str] | None = None  # (budget, provider/model)
-    hold: Hold | None = None
+    hold: Releasable | None = None
 
 
 class BudgetBook:
     """The budgets in force and their spend. `admit` on the way in, `record` (a UsageSink) on the way out."""
 
-    def __init__(self, counters: SpendCounters | None = None) -> None:
+    def __init__(self, counters: SpendCounters | None = None, shared: SharedSpend | None = None) -> None:
         self.counters: SpendCounters = counters if counters is not None else MemorySpend()
+        self.shared = shared
+        self._remote_held: dict[tuple[Subject, str], tuple[float, int]] = {}  # in flight on every replica
         self.budgets: dict[str, Budget] = {}
         self._by_subject: dict[Subject, list[Budget]] = {}
         # budget id -> its limits: (period, usd, tokens, usd at warn_at, tokens at warn_at), computed once
@@ -249,11 +277,29 @@ class BudgetBook:
         now = time.time() if now is None else now
         result = Admission()
         windows: dict[int, Window] = {}
-        window, plans = self.counters.window, self._plans
+        window = self.counters.window
+
+        def local(subject: Subject, period: Period) -> Window:
+            w = window(subject, period, now)
+            windows[id(w)] = w
+            return w
+
+        self._judge(applicable, local, result)
+        if windows:
+            parts = []
+            for w in windows.values():
+                w.held_usd += estimate_usd
+                w.held_tokens += estimate_tokens
+                parts.append((w, estimate_usd, estimate_tokens))
+            result.hold = Hold(parts)
+        return result
+
+    def _judge(self, applicable: Iterable[tuple[Budget, Subject]], window: Callable[[Subject, Period], Window],
+               result: Admission) -> None:
+        plans = self._plans
         for budget, subject in applicable:
             for period, limit_usd, limit_tokens, warn_usd, warn_tokens in plans[budget.id]:
-                w = window(subject, period, now)
-                windows[id(w)] = w
+                w = window(subject, period)
                 used_usd, used_tokens = w.usd + w.held_usd, w.tokens + w.held_tokens
                 if used_usd < warn_usd and used_tokens < warn_tokens:
                     continue  # the common case: well inside every limit
@@ -271,24 +317,80 @@ class BudgetBook:
                 soft = _crossed(budget, period, w, limit_usd, limit_tokens, budget.warn_at)
                 if soft is not None:
                     result.warnings.append(_near(budget, subject, period, w, soft))
-        if windows:
-            parts = []
-            for w in windows.values():
-                w.held_usd += estimate_usd
-                w.held_tokens += estimate_tokens
-                parts.append((w, estimate_usd, estimate_tokens))
-            result.hold = Hold(parts)
+
+    async def reserve(self, applicable: list[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
+                      now: float | None = None) -> Admission:
+        """`admit` on the shared windows (one atomic round trip); `admit` itself without them or while the
+        shared store is unreachable (then this process counts against its mirror of the last shared figures)."""
+        shared = self.shared
+        if shared is None or not shared.shared:
+            return self.admit(applicable, estimate_usd, estimate_tokens, now)
+        now = time.time() if now is None else now
+        index: dict[tuple[Subject, Period], int] = {}
+        refs: list[WindowRef] = []
+        blocks: list[tuple[float | None, int | None]] = []
+        for budget, subject in applicable:
+            for period, limit_usd, limit_tokens, _, _ in self._plans[budget.id]:
+                i = index.get((subject, period))
+                if i is None:
+                    w = self.counters.window(subject, period, now)
+                    i = index[(subject, period)] = len(refs)
+                    refs.append((subject[0], subject[1], period, w.start, w.end))
+                    blocks.append((None, None))
+                if budget.policy == "block":
+                    bu, bt = blocks[i]
+                    least_tokens = _least(bt, limit_tokens)
+                    blocks[i] = (_least(bu, limit_usd), None if least_tokens is None else int(least_tokens))
+        got = await shared.reserve(refs, blocks, estimate_usd, estimate_tokens)
+        if got is None:
+            return self.admit(applicable, estimate_usd, estimate_tokens, now)
+        admitted, figures, hold = got
+        views = {k: self._mirror(k[0], k[1], now, figures[i]) for k, i in index.items()}
+        result = Admission()
+        try:
+            self._judge(applicable, lambda subject, period: views[(subject, period)], result)
+        except BudgetExceededError:
+            if hold is not None:
+                hold.release()
+            raise
+        assert admitted, "the shared store refused a request no block budget refuses"
+        result.hold = hold
         return result
+
+    def _mirror(self, subject: Subject, period: Period, now: float, figures: Figures) -> Window:
+        """Take the shared figures into the local window; the view (with every replica's holds) to judge by."""
+        usd, tokens, held_usd, held_tokens = figures
+        w = self.counters.window(subject, period, now)
+        w.usd, w.tokens = usd, tokens
+        self._remote_held[(subject, period)] = (held_usd, held_tokens)
+        return Window(w.start, w.end, usd, tokens, held_usd, held_tokens)
+
+    async def refresh(self, now: float | None = None) -> None:
+        """Re-read the shared figures of every budget's windows into the local mirror (status, degraded mode)."""
+        if self.shared is None:
+            return
+        now = time.time() if now is None else now
+        keys: list[tuple[Subject, Period]] = [(s, p) for s in self.subjects() for p in PERIODS]  # type: ignore[misc]
+        windows = [self.counters.window(s, p, now) for s, p in keys]
+        figures = await self.shared.figures([(s[0], s[1], p, w.start, w.end)
+                                             for (s, p), w in zip(keys, windows, strict=True)])
+        if figures is not None:  # None: Redis unreachable, the mirror keeps its last figures
+            for (subject, period), found in zip(keys, figures, strict=True):
+                self._mirror(subject, period, now, found)
 
     def record(self, rec: Any) -> None:
         """A finished request's real cost, added to every tracked subject it belongs to (a UsageSink)."""
         tokens = rec.input_tokens + rec.output_tokens
         if rec.cost_usd == 0 and tokens == 0:
             return
-        counters = self.counters
+        counters, shared = self.counters, self.shared
         for scope, name in (GLOBAL, ("component", rec.component), ("key", rec.key_id), ("task", rec.task_type)):
             if name is not None and counters.tracked((scope, name)):
                 counters.add((scope, name), rec.ts, rec.cost_usd, tokens)
+                if shared is not None:  # the shared windows of the period the request started in
+                    refs: list[WindowRef] = [(scope, name, p, *period_bounds(p, rec.ts))  # type: ignore[arg-type]
+                                             for p in PERIODS]
+                    shared.add(refs, rec.cost_usd, tokens)
 
     # -- inspection ------------------------------------------------------------------------------------------
     def status(self, budget: Budget, subject: Subject | None = None, now: float | None = None) -> dict[str, Any]:
@@ -297,9 +399,10 @@ class BudgetBook:
         periods: dict[str, Any] = {}
         for period, limit_usd, limit_tokens in budget.limits():
             w = self.counters.window(subject, period, now)
+            held_usd = w.held_usd + self._remote_held.get((subject, period), (0.0, 0))[0]
             share = max((w.usd / limit_usd) if limit_usd else 0.0, (w.tokens / limit_tokens) if limit_tokens else 0.0)
             periods[period] = {"limit_usd": limit_usd, "limit_tokens": limit_tokens, "spent_usd": round(w.usd, 8),
-                               "tokens": w.tokens, "in_flight_usd": round(w.held_usd, 8),
+                               "tokens": w.tokens, "in_flight_usd": round(held_usd, 8),
                                "used": round(share, 4), "start": iso(w.start), "resets_at": iso(w.end),
                                "state": "exceeded" if share >= 1 or (limit_usd == 0 or limit_tokens == 0)
                                else "warning" if share >= budget.warn_at else "ok"}
@@ -317,6 +420,10 @@ def _crossed(budget: Budget, period: Period, w: Window, limit_usd: float | None,
         return {"budget": budget.id, "period": period, "limit_tokens": limit_tokens, "spent_tokens": w.tokens,
                 "resets_at": iso(w.end)}
     return None
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _who(budget: Budget, subject: Subject) -> str:
@@ -340,5 +447,5 @@ def _near(budget: Budget, subject: Subject, period: Period, w: Window, over: dic
             f"resets at {over['resets_at']}")
 
 
-__all__ = ["GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Hold", "MemorySpend", "SpendCounters",
-           "Window", "iso", "parse_budget", "period_bounds"]
+__all__ = ["GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Figures", "Hold", "MemorySpend", "Releasable",
+           "SharedSpend", "SpendCounters", "Window", "WindowRef", "iso", "parse_budget", "period_bounds"]

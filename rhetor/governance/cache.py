@@ -5,8 +5,8 @@ tasks.json), per key, or per request (`x-rhetor-cache: use|refresh|off`).
 A reply is stored only when it completed: never an error, never a cancelled or cut stream. A streamed reply
 keeps its events, so a hit replays the same chunks in the caller's protocol; a non-streamed one is replayed as
 one text delta and the end. Entries expire after a TTL and the whole cache is bounded in bytes (least recently
-used evicted first). `ResponseCache` is the protocol (in-process LRU here; Redis later). Knows the normalized
-types only; nothing of HTTP, fronts, routing or prices.
+used evicted first). `ResponseCache` is the protocol: the in-process LRU here, one shared by every replica on
+Redis (rhetor.storage.redis_cache). Knows the normalized types only; nothing of HTTP, fronts, routing or prices.
 """
 
 from __future__ import annotations
@@ -106,9 +106,11 @@ def reply_size(r: ChatResponse, events: Sequence[StreamEvent] | None) -> int:
 
 
 class ResponseCache(Protocol):
-    def get(self, key: str) -> CachedReply | None: ...
+    async def lookup(self, key: str) -> CachedReply | None: ...
 
     def put(self, key: str, reply: CachedReply) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 class MemoryCache:
@@ -131,6 +133,9 @@ class MemoryCache:
         self._entries.move_to_end(key)
         self.hits += 1
         return entry
+
+    async def lookup(self, key: str) -> CachedReply | None:
+        return self.get(key)
 
     def put(self, key: str, reply: CachedReply) -> None:
         if reply.size > self.max_bytes // 4:  # one answer may not flush a quarter of the cache

@@ -7,6 +7,8 @@ and before any upstream call, so every front gets the same admission.
 2. The budgets that cap the request (global, its component, its key — or the budget its key names —, its task):
    `block` raises BudgetExceededError before any upstream call; `downgrade` re-routes to the budget's cheaper
    target; `warn` and the soft thresholds add `budget_warnings`. An estimate is reserved until the request ends.
+With Redis (rhetor.storage) both are shared by every replica: `admit` then costs one round trip for the cache
+lookup when the request asks for the cache, and one for the budgets when a budget caps it — none otherwise.
 
 What the reply says about it rides on `Notes` (set on the request by the web layer): body fields (`cached`,
 `budget_warnings`, `downgraded`) and response headers (`x-rhetor-cache`, `x-rhetor-budget-warning`,
@@ -20,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from rhetor.errors import RhetorError
-from rhetor.governance.budgets import BudgetBook, Hold
+from rhetor.governance.budgets import BudgetBook, Releasable
 from rhetor.governance.cache import CachedReply, CacheMode, ResponseCache, assembled, cache_key, reply_size
 from rhetor.governance.meter import ANONYMOUS, estimate_input
 from rhetor.governance.prices import PriceTable
@@ -72,7 +74,7 @@ class Ticket:
 
     __slots__ = ("_builder", "_providers", "cache", "first", "hit", "hold", "key")
 
-    def __init__(self, hold: Hold | None, cache: ResponseCache | None, key: str | None, first: Target | None,
+    def __init__(self, hold: Releasable | None, cache: ResponseCache | None, key: str | None, first: Target | None,
                  builder: Builder, providers: Providers, hit: CachedReply | None = None) -> None:
         self.hold, self.cache, self.key, self.hit = hold, cache, key, hit
         self.first = first  # None: the route was downgraded after the lookup
@@ -128,7 +130,7 @@ class Gate:
         # tasks.json keys whose entry says "cache": true
         self.cached_routes = frozenset(k for k, e in config.root.items() if getattr(e, "cache", False))
 
-    def admit(self, prepared: Prepared, builder: Builder, providers: Providers, rec: Any) -> Ticket | None:
+    async def admit(self, prepared: Prepared, builder: Builder, providers: Providers, rec: Any) -> Ticket | None:
         """Cache lookup, then budgets (see the module docstring). `rec` is the ledger's record, if any."""
         inp = prepared.inp
         notes: Notes | None = inp.notes
@@ -143,7 +145,7 @@ class Gate:
             except RhetorError:
                 key = None  # the runner reports an unknown provider or model in its own words
             if key is not None and mode == "use":
-                hit = self.cache.get(key)
+                hit = await self.cache.lookup(key)
                 if hit is not None:
                     notes.note("cached", True, "x-rhetor-cache", "hit")
                     if rec is not None:
@@ -151,7 +153,7 @@ class Gate:
                     return Ticket(None, self.cache, None, first, builder, providers, hit)
             if key is not None:
                 notes.note("cached", False, "x-rhetor-cache", "miss" if mode == "use" else "refresh")
-        hold = self._budgets(prepared, notes, rec) if self.budgets is not None else None
+        hold = await self._budgets(prepared, notes, rec) if self.budgets is not None else None
         if key is None and hold is None:
             return None
         return Ticket(hold, self.cache, key, first if prepared.route is rt else None, builder, providers)
@@ -160,7 +162,7 @@ class Gate:
         mode = notes.cache_mode or notes.cache_default or ("use" if rt.key in self.cached_routes else None)
         return None if mode == "off" else mode
 
-    def _budgets(self, prepared: Prepared, notes: Notes, rec: Any) -> Hold | None:
+    async def _budgets(self, prepared: Prepared, notes: Notes, rec: Any) -> Releasable | None:
         assert self.budgets is not None
         rt, inp = prepared.route, prepared.inp
         applicable = self.budgets.applicable(rt.component, inp.key_id or ANONYMOUS, rt.task_type, notes.key_budget)
@@ -174,7 +176,7 @@ class Gate:
             price = self.prices.lookup(t.provider, t.model)
             if price is not None:
                 estimate_usd = max(estimate_usd, (estimate_in * price.input + estimate_out * price.output) / 1e6)
-        admission = self.budgets.admit(applicable, estimate_usd, estimate_in + estimate_out)  # raises on `block`
+        admission = await self.budgets.reserve(applicable, estimate_usd, estimate_in + estimate_out)  # `block`: raises
         if admission.warnings:
             notes.note("budget_warnings", admission.warnings, "x-rhetor-budget-warning", admission.warnings[0])
         if admission.downgrade is not None:

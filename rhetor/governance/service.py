@@ -37,7 +37,9 @@ class Governance:
                                  flush_interval_s=settings.usage_flush_interval_s,
                                  buffer_max=settings.usage_buffer_max,
                                  retention_days=settings.usage_retention_days)
-        self.spending = Spending(settings, self.prices,  # budgets and the response cache
+        redis = backends.shared() if backends else None  # budget spend and the cache shared on Redis when set
+        self.spending = Spending(settings, self.prices, shared=redis.spend if redis else None,
+                                 cache=redis.cache if redis else None,  # budgets and the response cache
                                  store=backends.budgets() if backends else None)  # definitions on PostgreSQL
         # caller keys and rate limits: on PostgreSQL and Redis when RHETOR_DATABASE_URL / RHETOR_REDIS_URL are set
         self.access = Access(settings, backends.keys() if backends else None, backends.limiter() if backends else None)

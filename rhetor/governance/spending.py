@@ -1,19 +1,23 @@
 """Budgets and the response cache assembled from Settings: the budget book (the environment's global budget plus
 those kept in budgets.db, their spend seeded from the usage ledger), the response cache, and the gate handed to
 the gateway. The book also listens to the meter's records (real costs). The admin operations of the budgets API
-(put, delete, list) live here so the web layer stays thin. Knows Settings and the room's parts; nothing of HTTP.
+(put, delete, list) live here so the web layer stays thin. With Redis (rhetor.storage.redis_shared) the spend
+and the cache are shared by every replica: `on_change` tells the others after put/delete, and they `reload`.
+Knows Settings and the room's parts; nothing of HTTP or Redis.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from rhetor.errors import InvalidRequestError, RhetorError
 from rhetor.governance.budget_store import ENV_BUDGET_ID, BudgetStore, SqliteBudgetStore, env_budget, seed_spend
-from rhetor.governance.budgets import Budget, BudgetBook
-from rhetor.governance.cache import MemoryCache
+from rhetor.governance.budgets import PERIODS, Budget, BudgetBook, SharedSpend, Subject, WindowRef
+from rhetor.governance.cache import MemoryCache, ResponseCache
 from rhetor.governance.gate import Gate
 from rhetor.governance.ledger import Ledger, UsageRecord, UsageSink
 from rhetor.governance.meter import Meter
@@ -44,12 +48,15 @@ class _Both:
 
 
 class Spending:
-    def __init__(self, settings: Settings, prices: PriceTable, *, store: BudgetStore | None = None) -> None:
+    def __init__(self, settings: Settings, prices: PriceTable, *, shared: SharedSpend | None = None,
+                 cache: ResponseCache | None = None, store: BudgetStore | None = None) -> None:
         self.settings, self.prices = settings, prices
-        self.book = BudgetBook()
+        self.book = BudgetBook(shared=shared)
         self.store = store or SqliteBudgetStore(settings.data_dir / "budgets.db")  # PostgreSQL when given
-        self.cache = (MemoryCache(ttl_s=settings.cache_ttl_s, max_bytes=int(settings.cache_max_mb * 2**20))
-                      if settings.cache_max_mb > 0 else None)
+        self.cache = cache if cache is not None else (
+            MemoryCache(ttl_s=settings.cache_ttl_s, max_bytes=int(settings.cache_max_mb * 2**20))
+            if settings.cache_max_mb > 0 else None)
+        self.on_change: Callable[[], None] | None = None  # set when other replicas must hear of put/delete
         self.env = env_budget(settings)
         self.ledger: Ledger | None = None
         self._gateway: Governed | None = None
@@ -91,10 +98,52 @@ class Spending:
         with contextlib.suppress(Exception):
             await self.ledger.flush()  # type: ignore[union-attr]
         try:
-            await seed_spend(self.book, store, subjects)
+            if self.book.shared is None:
+                await seed_spend(self.book, store, subjects)
+            else:  # the ledger's spend goes to the shared windows no replica has seeded yet
+                seeded = BudgetBook()
+                await seed_spend(seeded, store, subjects)
+                await self._seed_shared(seeded, subjects)
         except Exception as exc:  # the ledger unavailable: spend counts from now, and the status says so
             self.error = f"spend not seeded from the usage ledger: {exc}"
             log.warning("budgets: %s", self.error)
+
+    async def _seed_shared(self, seeded: BudgetBook, subjects: list[Subject]) -> None:
+        shared = self.book.shared
+        assert shared is not None
+        refs: list[WindowRef] = []
+        figures: list[tuple[float, int]] = []
+        for subject in subjects:
+            for period in PERIODS:
+                w = seeded.counters.window(subject, period, time.time())  # type: ignore[arg-type]
+                refs.append((subject[0], subject[1], period, w.start, w.end))
+                figures.append((w.usd, w.tokens))
+        await shared.seed(refs, figures)
+        await self.book.refresh()
+
+    async def reload(self) -> None:
+        """Another replica changed the budget definitions: read them again (the env budget stays under)."""
+        if not self._open:
+            return
+        stored = {b.id: b for b in await self.store.load()}
+        for budget_id in list(self.book.budgets):
+            if budget_id not in stored and self.book.sources.get(budget_id) != "env":
+                self.book.remove(budget_id)
+        if self.env is not None and self.env.id not in stored:
+            self.book.put(self.env, source="env")
+        fresh = [b.subject for b in stored.values() if b.subject not in self.book.subjects()]
+        for budget in stored.values():
+            self.book.put(budget)
+        await self._seed(fresh)
+        self._listen()
+
+    async def refresh(self) -> None:
+        """The shared spend figures into the local mirror (rhetor.storage.redis_shared calls it every 2 s)."""
+        await self.book.refresh()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def close(self) -> None:
         if self._open:
@@ -114,6 +163,7 @@ class Spending:
             await self._seed([budget.subject])
         self.book.put(budget)
         self._listen()
+        self._changed()
         return created
 
     async def delete(self, budget_id: str) -> bool:
@@ -126,6 +176,8 @@ class Spending:
         found = self.book.remove(budget_id) or stored
         if budget_id == ENV_BUDGET_ID and self.env is not None and stored:
             self.book.put(self.env, source="env")  # the environment's budget comes back when its override goes
+        if found:
+            self._changed()
         return found
 
     def status(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -90,6 +90,7 @@ class TemplateStore:
         self._compiled: dict[tuple[str, int], Template] = {}
         self._prompts: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self.on_change: Callable[[], None] | None = None  # after this process wrote (rhetor.storage.redis_shared)
 
     async def open(self) -> None:
         if self._db is None:
@@ -245,6 +246,7 @@ class TemplateStore:
         self._active[template_id] = active
         self._prompts.clear()
         self.pool.warm()
+        self._changed()
         return version
 
     async def _set_active(self, template_id: str, number: int) -> None:
@@ -252,9 +254,15 @@ class TemplateStore:
             await self._db.set_active(template_id, number, _now())
         self._active[template_id] = number
         self._prompts.clear()
+        self._changed()
 
     def _forget(self, template_id: str) -> None:
         self._prompts.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # -- rendering --------------------------------------------------------------------------------------
     async def render(self, template_id: str, variables: Mapping[str, Any] | None = None,

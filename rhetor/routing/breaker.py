@@ -17,6 +17,10 @@ or a non-retryable failure the runner does not record), another trial is allowed
 so a lost report cannot wedge a target shut. Only the fallback runner records outcomes, and only
 retryable failures count. No I/O, no locks: it lives on the single event-loop thread. Knows nothing of
 providers beyond the names in its keys.
+
+Shared across replicas (rhetor.storage.redis_breakers): `on_open` / `on_close` hear this process's own
+transitions (to publish them), and `force_open` / `force_close` apply another replica's without calling them
+back — so the hot path reads only this local mirror.
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class CircuitBreaker:
         self._rate = failure_rate
         self._min_calls = min_calls
         self._circuits: dict[Key, _Circuit] = {}
+        self.on_open: Callable[[Key, float], None] | None = None  # (key, seconds until half-open)
+        self.on_close: Callable[[Key], None] | None = None
+
+    @property
+    def cooldown_s(self) -> float:
+        return self._cooldown
 
     def _state(self, circuit: _Circuit | None, now: float) -> State:
         if circuit is None or circuit.opened_at is None:
@@ -151,7 +161,10 @@ class CircuitBreaker:
         if state == "half_open":
             circuit.window.clear()  # a fresh start: the failures that opened it are history
         circuit.window.add(now, False)
+        was_open = circuit.opened_at is not None
         circuit.failures, circuit.opened_at, circuit.trial_at, circuit.opened_by = 0, None, None, None
+        if was_open and self.on_close is not None:
+            self.on_close(key)
 
     def record_failure(self, key: Key) -> None:
         """One more (retryable) failure; opens at the threshold or the rate, re-opens from half_open."""
@@ -168,7 +181,28 @@ class CircuitBreaker:
                 circuit.opened_at, circuit.trial_at, circuit.opened_by = now, None, "consecutive"
             elif calls >= self._min_calls and failed >= self._rate * calls:
                 circuit.opened_at, circuit.trial_at, circuit.opened_by = now, None, "rate"
-        # already open (a call that started before it opened): keep the cooldown running as it is
+            else:
+                return
+        else:
+            return  # already open (a call that started before it opened): keep the cooldown running as it is
+        if self.on_open is not None:
+            self.on_open(key, self._cooldown)
+
+    def force_open(self, key: Key, seconds: float) -> None:
+        """Another replica opened `key`: open it here too, half-open after `seconds` (no on_open call)."""
+        circuit = self._circuit(key)
+        now = self._clock()
+        opened_at = now - max(0.0, self._cooldown - seconds)
+        if circuit.opened_at is None or opened_at > circuit.opened_at:
+            circuit.opened_at, circuit.trial_at, circuit.opened_by = opened_at, None, "replica"
+            circuit.failures = max(circuit.failures, self._threshold)
+
+    def force_close(self, key: Key) -> None:
+        """Another replica's trial call succeeded: close `key` here too (no on_close call)."""
+        circuit = self._circuits.get(key)
+        if circuit is not None and circuit.opened_at is not None:
+            circuit.window.clear()
+            circuit.failures, circuit.opened_at, circuit.trial_at, circuit.opened_by = 0, None, None, None
 
     def reset(self) -> None:
         self._circuits.clear()

@@ -2,7 +2,9 @@
 following requests skip that target (if another one can serve them) until the window has passed.
 
 Bounded (the oldest entries go first past `max_keys`), no I/O, no locks: it lives on the event-loop
-thread. Knows nothing of providers, HTTP or the breaker — only keys, seconds and a clock.
+thread. Knows nothing of providers, HTTP or the breaker — only keys, seconds and a clock. `on_note` hears the
+windows this process opens (rhetor.storage.redis_breakers publishes them); another replica's are applied with
+`note(..., remote=True)`, which does not call it back.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ class Cooldowns:
         self._clock = clock
         self._max_keys = max_keys
         self._until: dict[Key, float] = {}
+        self.on_note: Callable[[Key, float], None] | None = None
 
-    def note(self, key: Key, seconds: float) -> None:
+    def note(self, key: Key, seconds: float, *, remote: bool = False) -> None:
         """The upstream asked for `seconds` of quiet; an existing longer window is kept."""
         if seconds <= 0:
             return
@@ -29,6 +32,8 @@ class Cooldowns:
             self._until[key] = until
             while len(self._until) > self._max_keys:
                 del self._until[next(iter(self._until))]
+            if not remote and self.on_note is not None:
+                self.on_note(key, seconds)
 
     def remaining(self, key: Key) -> float:
         """Seconds left in `key`'s window; 0 when there is none (a passed window is forgotten)."""

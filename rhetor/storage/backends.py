@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rhetor.storage.pg_vectors import PostgresMemory
     from rhetor.storage.postgres import Database
     from rhetor.storage.redis_limits import RedisLimiter
+    from rhetor.storage.redis_shared import RedisShared
 
 log = logging.getLogger("rhetor.storage")
 _PROBE_TIMEOUT_S = 5.0
@@ -48,6 +49,7 @@ class Backends:
         self._db: Database | None = None
         self._redis: Redis | None = None
         self._limiter: RedisLimiter | None = None
+        self._shared: RedisShared | None = None
         self._given: set[str] = set()  # the stores handed out on PostgreSQL (what /health reports)
         self._memory: PostgresMemory | None = None  # semantic memory on PostgreSQL, once the app took it
 
@@ -152,12 +154,25 @@ class Backends:
             self._limiter = RedisLimiter(client, self.settings.redis_prefix, self.redis_url)
         return self._limiter
 
+    def shared(self) -> RedisShared | None:
+        """Budgets, the response cache, breakers and the change bus on Redis (rhetor.storage.redis_shared)."""
+        client = self.redis
+        if client is None or self.redis_url is None:
+            return None
+        if self._shared is None:
+            from rhetor.storage.redis_shared import RedisShared
+
+            self._shared = RedisShared(client, self.settings, self.redis_url)
+        return self._shared
+
     async def open(self) -> None:
         """Open the database pool (and migrate) before the stores use it: a ConfigError naming the URL if down."""
         if self.database is not None:
             await self.database.open()
 
     async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
         if self._limiter is not None:
             await self._limiter.drain()
         if self._db is not None:
@@ -186,12 +201,15 @@ class Backends:
             per_process.append("rate limits")
         per_process.extend(["budget spend counters", "breakers and cool-downs", "response cache",
                             "templates cache (reload() re-reads)", "vector cache"])
-        return {
+        out = {
             "database": {"backend": "postgres", "url": redact(self.database_url)} if self.database_url
             else {"backend": "sqlite"},
             "redis": limiter.status() if limiter is not None else {"backend": "none"},
             "stores": stores, "shared": shared, "per_process": per_process
         }
+        if self._shared is not None:  # budgets, cache, breakers, change notices: shared while Redis answers
+            self._shared.report(out)
+        return out
 
 
 # store name in /health -> (the Backends method that hands it out, its embedded default)
