@@ -3,11 +3,15 @@ those kept in budgets.db, their spend seeded from the usage ledger), the respons
 the gateway. The book also listens to the meter's records (real costs). The admin operations of the budgets API
 (put, delete, list) live here so the web layer stays thin. With Redis (rhetor.storage.redis_shared) the spend
 and the cache are shared by every replica: `on_change` tells the others after put/delete, and they `reload`.
+Without Redis but with several processes writing one usage ledger (`--workers N` on one data dir, or replicas on
+a PostgreSQL ledger), each re-reads the budgets' spend from the ledger every RESYNC_S (`resync`): a budget is
+then overshot by at most what every process spends in about RESYNC_S + the ledger's flush interval.
 Knows Settings and the room's parts; nothing of HTTP or Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -26,6 +30,7 @@ from rhetor.routing.config import TaskConfig
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor.budgets")
+RESYNC_S = 2.0  # without Redis, several processes: spend re-read from the shared usage ledger this often
 
 
 class Governed(Protocol):
@@ -57,6 +62,8 @@ class Spending:
             MemoryCache(ttl_s=settings.cache_ttl_s, max_bytes=int(settings.cache_max_mb * 2**20))
             if settings.cache_max_mb > 0 else None)
         self.on_change: Callable[[], None] | None = None  # set when other replicas must hear of put/delete
+        self._resyncer: asyncio.Task[None] | None = None
+        self.resynced: float | None = None  # when spend was last re-read from the shared ledger (no Redis)
         self.env = env_budget(settings)
         self.ledger: Ledger | None = None
         self._gateway: Governed | None = None
@@ -79,6 +86,9 @@ class Spending:
         await self._seed(self.book.subjects())
         gateway.gate = Gate(self.prices, gateway.config, self.book, self.cache)
         self._listen()
+        if self.book.shared is None and ledger is not None and (
+                self.settings.workers > 1 or self.settings.database_url is not None):
+            self._resyncer = asyncio.get_running_loop().create_task(self._resync_every(), name="rhetor-budget-resync")
 
     def _listen(self) -> None:
         """The book hears every record (with its real cost) once a budget exists."""
@@ -145,7 +155,36 @@ class Spending:
         if self.on_change is not None:
             self.on_change()
 
+    async def _resync_every(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_S)
+            try:
+                await self.resync()
+            except Exception as exc:  # the ledger unreachable: this process keeps counting its own spend
+                log.debug("budgets: spend not re-read from the usage ledger: %s", exc)
+
+    async def resync(self, now: float | None = None) -> None:
+        """Take the ledger's spend where it is ahead of this process's count (other processes spent it)."""
+        store = self.ledger.store if self.ledger is not None else None
+        subjects = self.book.subjects()
+        if store is None or not subjects:
+            return
+        now = time.time() if now is None else now
+        seen = BudgetBook()
+        await seed_spend(seen, store, subjects, now)
+        for subject in subjects:
+            for period in PERIODS:
+                mine = self.book.counters.window(subject, period, now)  # type: ignore[arg-type]
+                theirs = seen.counters.window(subject, period, now)  # type: ignore[arg-type]
+                mine.usd, mine.tokens = max(mine.usd, theirs.usd), max(mine.tokens, theirs.tokens)
+        self.resynced = now
+
     async def close(self) -> None:
+        if self._resyncer is not None:
+            self._resyncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resyncer
+            self._resyncer = None
         if self._open:
             self._open = False
             await self.store.close()
@@ -181,7 +220,10 @@ class Spending:
         return found
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"budgets": len(self.book.budgets), "error": self.error}
+        out: dict[str, Any] = {"budgets": len(self.book.budgets), "error": self.error,
+                               "spend": "shared (redis)" if self.book.shared is not None else
+                               f"this process + the usage ledger every {RESYNC_S:g} s" if self._resyncer is not None
+                               else "this process"}
         if self.cache is not None:
             out["cache"] = self.cache.status()
         return out
