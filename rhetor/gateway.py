@@ -150,6 +150,20 @@ class Gateway:
         return await self.memory.window(context_id, text, room_tokens=budgets[0] - fixed,
                                         load_tokens=max(budgets) - fixed)
 
+    def prompt_room(self, inp: ChatInput, fixed_tokens: int) -> tuple[int, int]:
+        """(the primary target's room for stored history, the largest room among the route's targets): windows
+        minus the reply's room and `fixed_tokens` (what is sent anyway). For a front that keeps its conversation
+        itself (the Responses API) and asks `memory.window` what fits, as `_window` does for native contexts."""
+        inp.options = request_options(inp.options)
+        rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
+                   context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
+                   options=inp.options, deployments=self.deployment_kinds, listed=self.listed_models)
+        rt = pinned(rt, inp.options) if inp.pinned else rt
+        reply = _sampling(rt.options).get("max_tokens")
+        rooms = [budget_for(self.providers.get(t.provider).context_window(t.model), reply) - fixed_tokens
+                 for t in rt.targets]
+        return (rooms[0], max(rooms)) if rooms else (0, 0)
+
     def _builder(self, prepared: Prepared) -> Any:
         opts = prepared.route.options
         sampling = _sampling(opts)

@@ -55,6 +55,7 @@ class Recall:
     history: list[Message]
     mode: str  # "semantic" | "lexical"
     retrieved: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # the stored message id of each `history` message
 
 
 class Memory:
@@ -192,11 +193,12 @@ class Memory:
             tail -= 1
         picked = [chosen[n] for n in sorted(chosen)]
         history = [m for _, t in picked for m in t.messages] + [m for t in turns[tail:] for m in t.messages]
+        ids = [i for _, t in picked for i in t.ids] + [i for t in turns[tail:] for i in t.ids]
         while history and history[0].role == "assistant":
-            history = history[1:]
+            history, ids = history[1:], ids[1:]
         retrieved = [{"id": i, "role": m.role, "score": round(score_of.get(i, s), 4)}
                      for s, t in picked for i, m in zip(t.ids, t.messages, strict=True)]
-        return history, Recall(history, mode, retrieved)
+        return history, Recall(history, mode, retrieved, ids)
 
     async def _older(self, context_id: str, text: str, boundary: int) -> tuple[str, list[tuple[int, float]]]:
         """The messages before `boundary` most relevant to `text`, best first: semantic when possible now

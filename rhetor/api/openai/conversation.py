@@ -6,8 +6,14 @@ of that context's messages it reaches.
 
 Continuing from the newest response of a context appends to that context; continuing from an older one forks:
 a new context starts with the conversation up to that response. `x-rhetor-context-id` (without
-`previous_response_id`) continues that context's stored conversation. Knows the gateway, the store and the
-index; nothing of HTTP framing or providers.
+`previous_response_id`) continues that context's stored conversation.
+
+Semantic recall: when the stored conversation overflows the primary target's window (and memory is on), what is
+sent is chosen by the same `Memory.window` native contexts use — the recent turns plus the older turns most
+relevant to the new input — and rebuilt from the stored items of those whole turns (function calls with their
+outputs); a call and its output are kept or dropped together (rhetor.context.window.paired). A fork sends its
+carried history whole (the gateway trims it to the window): its new context has nothing indexed yet.
+Knows the gateway, the store and the index; nothing of HTTP framing or providers.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rhetor.api.openai.wire import Item, item_text, message_item
+from rhetor.api.openai.wire import Item, item_text, message_item, to_messages
 from rhetor.context.responses import ResponseIndex, StoredResponse
+from rhetor.context.retrieval import Recall
 from rhetor.context.store import NewMessage, StoredMessage
+from rhetor.context.window import message_tokens
 from rhetor.errors import InvalidRequestError, ResponseNotFoundError
-from rhetor.gateway import Gateway
+from rhetor.gateway import ChatInput, Gateway
+from rhetor.providers.base import estimate_tokens
 
 
 @dataclass(slots=True)
@@ -27,6 +36,7 @@ class Conversation:
     context_id: str
     prior: list[Item] = field(default_factory=list)
     carry: list[StoredMessage] = field(default_factory=list)  # a fork's history, copied into the new context
+    stored: list[StoredMessage] = field(default_factory=list)  # the complete stored messages `prior` comes from
 
 
 def _items_of(messages: list[StoredMessage]) -> list[Item]:
@@ -63,10 +73,33 @@ async def load(gw: Gateway, index: ResponseIndex, previous_id: str | None, heade
         kept = [m for m in messages if m.metadata.get("status") == "complete"]
         if total > prev.message_count:  # an older response: fork into a new context
             return Conversation(new_context, _items_of(kept), kept)
-        return Conversation(prev.context_id, _items_of(kept))
+        return Conversation(prev.context_id, _items_of(kept), stored=kept)
     if header_context is not None:
-        return Conversation(header_context, _items_of(await gw.store.history(header_context)))
+        stored = await gw.store.history(header_context)
+        return Conversation(header_context, _items_of(stored), stored=stored)
     return Conversation(new_context)
+
+
+async def recall(gw: Gateway, inp: ChatInput, convo: Conversation, new_items: list[Item],
+                 system: str | None) -> tuple[list[Item], Recall] | None:
+    """The stored items to send instead of the whole `convo.prior` when it overflows the primary target's room,
+    and what memory brought back; None when it fits (or memory is off, or this is a fork)."""
+    if gw.memory is None or convo.carry or not convo.stored:
+        return None
+    new, _ = to_messages(new_items)
+    fixed = sum(message_tokens(m) for m in new) + (estimate_tokens(system) if system else 0)
+    room, load = gw.prompt_room(inp, fixed)
+    prior, _ = to_messages(convo.prior)
+    if sum(message_tokens(m) for m in prior) <= room:
+        return None
+    query = " ".join(m.content for m in new if m.role == "user") or " ".join(m.content for m in new)
+    _, found = await gw.memory.window(convo.context_id, query or " ", room_tokens=room, load_tokens=load)
+    if found is None:
+        return None
+    keep = set(found.ids)
+    turns = {m.metadata.get("response_id") for m in convo.stored if m.id in keep} - {None}
+    chosen = [m for m in convo.stored if m.id in keep or m.metadata.get("response_id") in turns]
+    return _items_of(chosen), found
 
 
 def _message(item: Item, response_id: str) -> NewMessage:
@@ -100,4 +133,4 @@ async def record(gw: Gateway, index: ResponseIndex, convo: Conversation, respons
         gw.memory.notify()  # the indexer embeds the turn in the background
 
 
-__all__ = ["Conversation", "load", "record", "stored_response"]
+__all__ = ["Conversation", "load", "recall", "record", "stored_response"]

@@ -74,6 +74,11 @@ async def create(request: Request) -> Response:
                     options={k: v for k, v in options.items() if v is not None}, pinned=route.pinned,
                     tools=tools or None, tool_choice=tool_choice_of(body), response_format=response_format,
                     user=body.user or body.safety_identifier, record=False)
+    recalled = await conversation.recall(gw, inp, convo, new_items, system)  # an overflowing history: memory picks
+    if recalled is not None:
+        inp.messages = to_messages([*recalled[0], *new_items])[0]  # (fit_history keeps calls with their outputs)
+    notes = {"x-rhetor-context-id": convo.context_id,
+             **({"x-rhetor-retrieval": recalled[1].mode} if recalled is not None else {})}
     attribute(inp, request, FRONT)
     shell = ResponseShell(body, response_id, tools_echo)
     keep = body.store is not False
@@ -85,7 +90,7 @@ async def create(request: Request) -> Response:
     if body.stream:
         session = await gw.open_stream(inp)
         headers = {**SSE_HEADERS, **rhetor_headers(session.provider, session.model, session.info, session.simulated),
-                   "x-rhetor-context-id": convo.context_id}
+                   **notes}
         return sse_response(response_events(session, shell, finish), headers)
     outcome = await gw.chat(inp)
     r = outcome.response
@@ -93,7 +98,7 @@ async def create(request: Request) -> Response:
     response = shell.build("completed", output, r.usage, model=f"{r.provider}/{r.model}", finish=r.finish_reason)
     await finish(response, output, "complete")
     return json_response(response, headers={**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
-                                            "x-rhetor-context-id": convo.context_id})
+                                            **notes})
 
 
 async def retrieve(request: Request) -> Response:
