@@ -113,18 +113,23 @@ class RedisShared:
         """Amend Backends.status(): these guarantees move from per_process to shared while Redis answers."""
         shared, alone = self.shared_now()
         mine = ("budget", "breakers", "response cache", "templates cache", "change notices")
+        before = out.get("shared", [])
+        if not self.bus.listening and "rate limits" in before:  # Redis away: so are the limit windows, whether
+            before.remove("rate limits")  # or not a limited request has found out yet
+            out.setdefault("per_process", []).insert(0, "rate limits")
         out["per_process"] = [p for p in out.get("per_process", []) if not str(p).startswith(mine)] + alone
-        out["shared"] = [*out.get("shared", []), *shared]
+        out["shared"] = [*before, *shared]
         out["redis_shared"] = self.status()
 
     def shared_now(self) -> tuple[list[str], list[str]]:
         """(shared, per-process) guarantees at this moment, for /health's lists."""
         shared: list[str] = []
         alone: list[str] = []
-        for name, ok in (("budget spend counters", self.spend.shared), ("breakers and cool-downs", self.bus.shared),
-                         ("change notices (keys, templates, budgets, config)", self.bus.shared),
+        up = self.bus.listening  # the bus's connection notices a lost Redis at once; the parts on their next call
+        for name, ok in (("budget spend counters", self.spend.shared), ("breakers and cool-downs", True),
+                         ("change notices (keys, templates, budgets, config)", True),
                          *((("response cache", self.cache.shared),) if self.cache is not None else ())):
-            (shared if ok else alone).append(name)
+            (shared if ok and up else alone).append(name)
         return shared, alone
 
 
