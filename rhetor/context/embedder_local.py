@@ -33,6 +33,7 @@ RUNTIMES: Final = ("numpy", "torch")
 BATCH_SIZE: Final = 64
 # Background embedding takes one core: the gateway's event loop keeps the other on a 2-core machine.
 TORCH_THREADS: Final = 1
+BLAS_THREAD_VARS: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _lock = threading.Lock()
 _models: dict[str, Any] = {}
@@ -111,6 +112,11 @@ class LocalEmbedder:
             raise ConfigError(f"the local embedder has only {MODEL_NAME}; RHETOR_EMBEDDING_MODEL={model!r}")
         if runtime not in RUNTIMES:
             raise ConfigError(f"RHETOR_LOCAL_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        # NumPy's BLAS on one thread, like torch: made at start-up, before NumPy is first imported (rhetor.lazy),
+        # so OpenBLAS reads it. Its second thread would spin against the event loop for the other core and hold
+        # a ~10 MB buffer of its own. An operator's own setting wins.
+        for var in BLAS_THREAD_VARS:
+            os.environ.setdefault(var, str(TORCH_THREADS))
         # One name for both runtimes: they compute the same vectors (cosine > 0.9999), so stored ones stay valid.
         self.name = f"local/{MODEL_NAME}"
         self.runtime = runtime

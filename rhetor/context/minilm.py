@@ -12,8 +12,9 @@ tokens of a chunk and unmapped again after it (`Mapped.release`), so what stays 
 The one private copy is each layer's fused query/key/value matrix (10.6 MB in all), with the attention scale
 folded into its query part (the mapped originals are released). GELU is the tanh form, computed through `exp` (see
 `gelu_`). The vectors agree with the PyTorch model's to a cosine above 0.9999. Texts are sorted by length and run
-in chunks of at most `MAX_BATCH_TOKENS` tokens, which bounds every intermediate array (the resident size does not
-grow with the batch).
+in chunks of at most `MAX_BATCH_TOKENS` tokens, and attention runs over blocks of sequences of at most
+`ATTENTION_BYTES` of scores, which bounds every intermediate array (the resident size does not grow with the
+batch or the texts' lengths).
 
 Pure computation: knows nothing of asyncio, storage, settings or HTTP; the caller picks the thread.
 """
@@ -33,6 +34,9 @@ from numpy.typing import NDArray
 F32 = NDArray[np.float32]
 MAX_SEQ_LENGTH: Final = 256  # sentence_bert_config.json of the model
 MAX_BATCH_TOKENS: Final = 2048  # tokens per forward chunk: bounds the attention and hidden-state arrays
+# Attention scores per block of sequences: without it a chunk of 8 texts of 256 tokens held 25 MB of scores
+# (b·heads·len²), the largest array of the pass, and the resident size swung with the texts' lengths.
+ATTENTION_BYTES: Final = 2 * 2**20
 ROW_BLOCK: Final = 256  # token rows per feed-forward block: its 1536-wide activations (1.5 MB) stay in cache
 HIDDEN: Final = 384
 HEADS: Final = 12
@@ -184,17 +188,20 @@ class MiniLM:
         x = layer_norm(x.reshape(b * length, HIDDEN), *self.ln)
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padded keys get no attention
         head = HIDDEN // HEADS
+        step = max(1, ATTENTION_BYTES // (HEADS * length * length * 4))  # sequences per attention block
         for layer in self.layers:
             qkv = x @ layer["qkv"]
             qkv += layer["qkv_b"]
             qkv = qkv.reshape(b, length, 3, HEADS, head).transpose(2, 0, 3, 1, 4)  # (3, b, heads, len, head)
-            scores = qkv[0] @ qkv[1].transpose(0, 1, 3, 2)
-            scores += bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            ctx = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(b * length, HIDDEN)
-            attended = ctx @ layer["out"]
+            ctx = np.empty((b, length, HEADS, head), dtype=np.float32)
+            for s in range(0, b, step):  # a block of sequences at a time: bounds the (b, heads, len, len) scores
+                scores = qkv[0, s:s + step] @ qkv[1, s:s + step].transpose(0, 1, 3, 2)
+                scores += bias[s:s + step]
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=-1, keepdims=True)
+                ctx[s:s + step] = (scores @ qkv[2, s:s + step]).transpose(0, 2, 1, 3)
+            attended = ctx.reshape(b * length, HIDDEN) @ layer["out"]
             attended += layer["out_b"]
             attended += x
             x = layer_norm(attended, layer["ln1_w"], layer["ln1_b"])
@@ -213,4 +220,7 @@ class MiniLM:
         return pooled
 
 
-__all__ = ["MAX_BATCH_TOKENS", "MAX_SEQ_LENGTH", "Mapped", "MiniLM", "gelu_", "layer_norm", "read_safetensors"]
+__all__ = [
+    "ATTENTION_BYTES", "MAX_BATCH_TOKENS", "MAX_SEQ_LENGTH", "Mapped", "MiniLM", "gelu_", "layer_norm",
+    "read_safetensors",
+]
