@@ -168,7 +168,7 @@ class RedisSpend:
     async def reserve(self, refs: list[WindowRef], blocks: list[tuple[float | None, int | None]], usd: float,
                       tokens: int) -> tuple[bool, list[tuple[float, int, float, int]], SharedHold | None] | None:
         """(admitted, figures per window before this request, its hold) — or None when Redis is unreachable."""
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError  # unreachable, timed out, or an error reply (e.g. OOM)
 
         if not self.shared:
             return None
@@ -178,7 +178,7 @@ class RedisSpend:
             args += [-1 if bu is None else repr(bu), -1 if bt is None else bt, int(ref[4]) + KEEP_S]
         try:
             out = await self._reserve(keys=[*self._holds, *(self.key(r) for r in refs)], args=args)
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             self._lost(exc)
             return None
         figures = [(float(out[i]), int(float(out[i + 1])), float(out[i + 2]), int(float(out[i + 3])))
@@ -189,7 +189,7 @@ class RedisSpend:
 
     async def figures(self, refs: list[WindowRef]) -> list[tuple[float, int, float, int]] | None:
         """Spent and held per window (for the local mirror and the status), or None when unreachable."""
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError  # unreachable, timed out, or an error reply (e.g. OOM)
 
         if not refs or not self.shared:
             return None if refs else []
@@ -198,7 +198,7 @@ class RedisSpend:
                 for ref in refs:
                     pipe.hmget(self.key(ref), "u", "t", "hu", "ht")
                 rows = await pipe.execute()
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             self._lost(exc)
             return None
         return [(float(u or 0), int(float(t or 0)), float(hu or 0), int(float(ht or 0))) for u, t, hu, ht in rows]
@@ -241,7 +241,7 @@ class RedisSpend:
             slot[1] += tokens
 
     async def _write(self) -> None:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
         while True:
             await self._wake.wait()
@@ -273,12 +273,20 @@ class RedisSpend:
                     log.warning("budgets: redis %s answers again; %d windows' spend and %d releases reconciled",
                                 self.shown, len(parked_adds), len(parked_releases))
                 self.error = None
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            except (ConnectionError, TimeoutError, OSError) as exc:  # not sent (or its reply lost): keep it all
                 self._lost(exc)
-                self._pending_add, self._pending_release = parked_adds, parked_releases
+                for key, (usd, tokens, at) in parked_adds.items():
+                    self._park(("add", [key], usd, int(tokens), [at]))
+                for hold_id in parked_releases:
+                    self._park(("release", hold_id))
                 for op in batch:
                     self._park(op)
                 self._wake.set()
+            except RedisError as exc:  # an error reply: EXEC ran the rest, so sending it again would count twice
+                self.error = str(exc) or type(exc).__name__
+                self.dropped += 1
+                log.warning("budgets: redis %s refused a batch of spend updates (%s); its holds expire with "
+                            "their lease", self.shown, exc)
             finally:
                 self._sending = False
 

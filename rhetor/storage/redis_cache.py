@@ -155,13 +155,13 @@ class RedisCache:
         self._down_until = time.monotonic() + RETRY_S
 
     async def lookup(self, key: str) -> CachedReply | None:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError  # unreachable, timed out, or an error reply (e.g. OOM)
 
         if not self.shared:
             return self.local.get(key)
         try:
             raw = await self._get(keys=[self._entry + key, self._index[0]])
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             self._lost(exc)
             return self.local.get(key)
         if raw is None:
@@ -190,14 +190,14 @@ class RedisCache:
         task.add_done_callback(self._tasks.discard)
 
     async def _store(self, key: str, reply: CachedReply) -> None:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError  # unreachable, timed out, or an error reply (e.g. OOM)
 
         try:
             self.evicted += int(await self._put(
                 keys=[self._entry + key, *self._index],
                 args=[encode(reply), reply.size, max(1, int(self.ttl_s * 1000)), self.max_bytes]))
             self.stored += 1
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             self._lost(exc)
             self.local.put(key, reply)
 
