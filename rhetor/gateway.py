@@ -19,6 +19,7 @@ from typing import Any
 
 from rhetor.catalog import load_catalog
 from rhetor.context import ContextStore, NewMessage
+from rhetor.context.parts import parts_metadata, stored_message
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
@@ -121,12 +122,12 @@ class Gateway:
             history, new_turn = convo[:cut], convo[cut:]
         else:
             assert message is not None
-            new_turn = [Message("user", message)]
+            new_turn = [Message("user", message, images=inp.images)]
             history = []
             if inp.context_id is not None and self.memory is None:  # no memory (the CLI): the whole history
                 with tracing.span("rhetor.context.load", {"gen_ai.conversation.id": inp.context_id}):
                     stored = await self.store.history(inp.context_id)
-                history = [Message("user" if m.role == "user" else "assistant", m.content) for m in stored
+                history = [stored_message(m.role, m.content, m.metadata) for m in stored
                            if m.role in ("user", "assistant")]
         system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
         recall = None
@@ -192,7 +193,7 @@ class Gateway:
     async def _record(self, prepared: Prepared, reply: str, status: str) -> None:
         if prepared.context_id is None or not prepared.inp.record:
             return
-        turn = [NewMessage(m.role, m.content) for m in prepared.new_turn]
+        turn = [NewMessage(m.role, m.content, parts_metadata(m)) for m in prepared.new_turn]  # images kept
         if reply or status == "complete":
             turn.append(NewMessage("assistant", reply))
         with tracing.span("rhetor.context.store", {"gen_ai.conversation.id": prepared.context_id,

@@ -22,6 +22,7 @@ from rhetor.routing.fallback import RunInfo
 from rhetor.routing.router import Route
 from rhetor.types import (
     ChatResponse,
+    Image,
     Message,
     Passthrough,
     Reasoning,
@@ -44,6 +45,7 @@ class ChatInput:
 
     message: str | None = None
     messages: list[Message] | None = None
+    images: list[Image] | None = None  # the images of `message` (a compat front's single-message context form)
     context_id: str | None = None
     task_type: str | None = None
     component: str | None = None

@@ -4,7 +4,8 @@ budget, and the whole turns around given messages.
 Both walk an index from a known point (`messages_by_context` backwards from the newest message; the primary
 key around each message asked for), so what they cost is bounded by the budget, or by the number of turns
 asked for — never by the length of the stored history. Only complete user/assistant messages are returned
-(the roles a model takes back); a turn is the messages one `append_turn` stored together. Synchronous; runs
+(the roles a model takes back), their kept images with them (rhetor.context.parts); a turn is the messages one
+`append_turn` stored together. Synchronous; runs
 on the store's worker thread. Knows nothing of embedders, routing or HTTP.
 """
 
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+import orjson
+
+from rhetor.context.parts import stored_message
 from rhetor.context.window import message_tokens
 from rhetor.types import Message
 
@@ -35,9 +39,11 @@ class Turn:
     def cost(self) -> int:
         return sum(self.costs)
 
-    def add(self, message_id: int, role: str, content: str) -> None:
+    def add(self, message_id: int, role: str, content: str, meta: str | None = None) -> None:
+        """Add a stored row; `meta` (its metadata JSON) brings back its images (rhetor.context.parts)."""
         if role in ("user", "assistant"):
-            msg = Message("user" if role == "user" else "assistant", content)
+            parts = orjson.loads(meta) if meta and '"parts"' in meta else None
+            msg = stored_message(role, content, parts)
             self.ids.append(message_id)
             self.messages.append(msg)
             self.costs.append(message_tokens(msg))
@@ -59,9 +65,10 @@ class RecentTurns:
         self.used, self.more = 0, False
         self.pending: Turn | None = None
 
-    def feed(self, rows: list[tuple[int, int, str, str]]) -> bool:
-        """Take a batch; True once the budget is full (read no more)."""
-        for mid, number, role, content in rows:
+    def feed(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Take a batch of (id, turn, role, content[, metadata JSON]); True once the budget is full (read no more)."""
+        for row in rows:
+            mid, number, role, content = row[:4]
             pending = self.pending
             if pending is not None and number != pending.number:
                 if self.used + pending.cost > self.budget:
@@ -73,7 +80,7 @@ class RecentTurns:
                 self.pending = pending = None
             if pending is None:
                 self.pending = pending = Turn(int(number))
-            pending.add(int(mid), role, content)
+            pending.add(int(mid), role, content, row[4] if len(row) > 4 else None)
         return False
 
     def result(self) -> tuple[list[Turn], bool]:
@@ -93,8 +100,8 @@ class RecentTurns:
 def recent_turns(conn: sqlite3.Connection, context_id: str, budget_tokens: int) -> tuple[list[Turn], bool]:
     """The most recent whole complete turns whose messages fit in `budget_tokens`, oldest first, and whether
     any older complete message was left out (the conversation overflows the budget)."""
-    cur = conn.execute("SELECT id, turn, role, content FROM messages WHERE context_id = ? AND status = 'complete' "
-                       "ORDER BY id DESC", (context_id,))
+    cur = conn.execute("SELECT id, turn, role, content, metadata FROM messages WHERE context_id = ? "
+                       "AND status = 'complete' ORDER BY id DESC", (context_id,))
     recent = RecentTurns(budget_tokens)
     try:
         while (rows := cur.fetchmany(FETCH)) and not recent.feed(rows):
@@ -110,14 +117,14 @@ def turns_of(conn: sqlite3.Connection, context_id: str, message_ids: list[int]) 
         return []
     marks = ",".join("?" * len(message_ids))
     rows = conn.execute(
-        "SELECT DISTINCT o.id, o.turn, o.role, o.content FROM messages h JOIN messages o "
+        "SELECT DISTINCT o.id, o.turn, o.role, o.content, o.metadata FROM messages h JOIN messages o "
         "ON o.id BETWEEN h.id - ? AND h.id + ? AND o.context_id = h.context_id AND o.turn = h.turn "
         f"WHERE h.id IN ({marks}) AND h.context_id = ? AND o.status = 'complete' ORDER BY o.id",
         [_TURN_SPAN, _TURN_SPAN, *message_ids, context_id],
     ).fetchall()
     turns: dict[int, Turn] = {}
-    for mid, number, role, content in rows:
-        turns.setdefault(int(number), Turn(int(number))).add(int(mid), role, content)
+    for mid, number, role, content, meta in rows:
+        turns.setdefault(int(number), Turn(int(number))).add(int(mid), role, content, meta)
     return [t for t in turns.values() if t.ids]
 
 

@@ -281,9 +281,9 @@ class PostgresMemory:
         recent, before = RecentTurns(budget_tokens), None
         while True:
             cond, args = ("AND id < $2", [context_id, before]) if before is not None else ("", [context_id])
-            rows = await self.db.fetch("SELECT id, turn, role, content FROM messages WHERE context_id = $1 "
+            rows = await self.db.fetch("SELECT id, turn, role, content, metadata FROM messages WHERE context_id = $1 "
                                        f"AND status = 'complete' {cond} ORDER BY id DESC LIMIT {FETCH}", *args)
-            page = [(int(r[0]), int(r[1]), r[2], r[3]) for r in rows]
+            page = [(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
             if recent.feed(page) or len(page) < FETCH:
                 return recent.result()
             before = page[-1][0]
@@ -294,12 +294,12 @@ class PostgresMemory:
         if not message_ids:
             return []
         rows = await self.db.fetch(
-            "SELECT DISTINCT o.id, o.turn, o.role, o.content FROM messages h JOIN messages o "
+            "SELECT DISTINCT o.id, o.turn, o.role, o.content, o.metadata FROM messages h JOIN messages o "
             "ON o.context_id = h.context_id AND o.turn = h.turn WHERE h.id = ANY($1::bigint[]) "
             "AND h.context_id = $2 AND o.status = 'complete' ORDER BY o.id", message_ids, context_id)
         turns: dict[int, Turn] = {}
-        for mid, number, role, content in rows:
-            turns.setdefault(int(number), Turn(int(number))).add(int(mid), role, content)
+        for mid, number, role, content, meta in rows:
+            turns.setdefault(int(number), Turn(int(number))).add(int(mid), role, content, meta)
         return [t for t in turns.values() if t.ids]
 
     async def lexical(self, text: str, k: int, *, context_id: str | None = None, component: str | None = None,

@@ -54,7 +54,7 @@ def chat_input(request: Request, route: ModelRoute, messages: list[Message], sys
     single = len(messages) == 1 and messages[0].role == "user" and context_id is not None
     return ChatInput(
         message=messages[0].content if single else None,
-        messages=None if single else messages,
+        messages=None if single else messages, images=messages[0].images if single else None,
         context_id=context_id, task_type=route.task_type, component=component,
         provider_id=route.provider_id, model_id=route.model_id, system_prompt=system,
         options={k: v for k, v in options.items() if v is not None}, pinned=route.pinned, **knobs)
