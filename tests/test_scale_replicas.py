@@ -206,6 +206,15 @@ def test_template_made_on_one_replica_is_used_by_the_other(replicas: list[str]) 
     assert health["redis_shared"]["change_bus"]["state"] == "listening"
 
 
+def test_config_reload_on_one_replica_reaches_the_other(replicas: list[str]) -> None:
+    a, b = replicas
+    before = _admin(b, "GET", "/api/v1/admin/reload").json()["generation"]
+    done = _admin(a, "POST", "/api/v1/admin/reload")
+    assert done.status_code == 200, done.text
+    _within(1.0, lambda: _admin(b, "GET", "/api/v1/admin/reload").json()["generation"] > before,
+            "B did not reload when A announced its reload on the change bus")
+
+
 def test_unreachable_postgres_at_start_exits_2_naming_the_url_without_password(tmp_path: Path) -> None:
     pytest.importorskip("asyncpg")
     env = {**os.environ, "RHETOR_DATA_DIR": str(tmp_path), "RHETOR_PORT": str(free_port()),
