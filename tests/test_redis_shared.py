@@ -272,3 +272,34 @@ async def test_cache_without_redis_serves_from_this_process() -> None:
     assert found is not None and found.response.content == "local"
     assert cache.status()["state"].startswith("per-process")
     await dead.aclose()
+
+
+async def test_the_ledgers_spend_is_seeded_into_the_shared_windows_once(clients: tuple[Any, Any, str, str],
+                                                                       tmp_path: Any) -> None:
+    import time
+
+    from rhetor.governance.ledger import Ledger, UsageRecord
+    from rhetor.governance.prices import load_prices
+    from rhetor.governance.spending import Spending
+    from rhetor.governance.sqlite_store import SqliteLedgerStore
+    from rhetor.settings import Settings
+    from rhetor.storage.redis_budgets import RedisSpend
+
+    ca, cb, url, prefix = clients
+    ledger = Ledger(SqliteLedgerStore(tmp_path / "usage.db"), flush_interval_s=0.05)
+    await ledger.start()
+    ledger.record(UsageRecord(ts=time.time() - 5, request_id=None, key_id="anonymous", component=None,
+                              task_type=None, front="native", provider="openai", model="gpt-4o", cost_usd=0.4))
+    await ledger.flush()
+    budget = parse_budget({"id": "g", "daily_usd": 1.0, "policy": "block"})
+    replicas = []
+    for client in (ca, cb):  # two replicas start on the same ledger (PostgreSQL in production)
+        spending = Spending(Settings(data_dir=tmp_path), load_prices(), shared=RedisSpend(client, prefix, url))
+        spending.ledger = ledger
+        spending.book.put(budget)
+        await spending._seed([GLOBAL])
+        replicas.append(spending)
+    for spending in replicas:  # 0.4 once, not once per replica
+        await spending.book.refresh()
+        assert spending.book.status(budget)["periods"]["daily"]["spent_usd"] == pytest.approx(0.4)
+    await ledger.close()
