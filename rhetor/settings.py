@@ -117,6 +117,7 @@ class Settings(BaseModel):
 
     # Governance (rhetor/governance): the usage ledger in $RHETOR_DATA_DIR/usage.db, and the price table
     usage_ledger: bool = True  # RHETOR_USAGE_LEDGER=0 turns recording off (benchmarks measure both)
+    fast_lane: bool = True  # RHETOR_FAST_LANE=0: every request through FastAPI's full stack (rhetor.api.fastlane)
     usage_retention_days: float = Field(90.0, ge=0)  # 0 = keep forever
     usage_flush_interval_s: float = Field(1.0, gt=0, le=60)  # at most this much is lost on kill -9
     usage_buffer_max: int = Field(100_000, ge=1)  # records held while the store is unavailable
@@ -225,6 +226,7 @@ class Settings(BaseModel):
             "RHETOR_SHUTDOWN_TOKEN": "shutdown_token",
             "RHETOR_RUN_DIR": "run_dir",
             "RHETOR_USAGE_LEDGER": "usage_ledger",
+            "RHETOR_FAST_LANE": "fast_lane",
             "RHETOR_USAGE_RETENTION_DAYS": "usage_retention_days",
             "RHETOR_USAGE_FLUSH_S": "usage_flush_interval_s",
             "RHETOR_USAGE_BUFFER_MAX": "usage_buffer_max",

@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from rhetor import __version__
-from rhetor.api import health
+from rhetor.api import fastlane, health
 from rhetor.api.anthropic import messages as anthropic_messages
 from rhetor.api.auth import ApiKeyMiddleware
 from rhetor.api.budgets import routes as budget_routes
@@ -57,6 +58,16 @@ from rhetor.storage.redis_bus import LocalBus
 from rhetor.ui.routes import routes as ui_routes
 
 log = logging.getLogger("rhetor")
+
+
+class RhetorApp(FastAPI):
+    """FastAPI with the fast lane (rhetor.api.fastlane) in front of its per-request stack."""
+
+    fast_lane = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        slow = super().build_middleware_stack()
+        return fastlane.build(self, slow, self.user_middleware) if self.fast_lane else slow
 
 
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
@@ -130,8 +141,9 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
 
     # FastAPI's own OpenTelemetry (server spans, metrics, logs) is off: Rhetor's tracing middleware makes the one
     # SERVER span, and FastAPI's per-request "is a provider configured?" check costs ~7% of a request.
-    app = FastAPI(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
-                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
+    app = RhetorApp(title="Rhetor", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                    telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
+    app.fast_lane = settings.fast_lane
     app.state.tracing = tracing
     app.state.runtime = health.Runtime(settings)
     app.state.governance = governance
