@@ -74,10 +74,10 @@ class Replica:
 @dataclass
 class Balancer:
     """Round robin; a refused connection goes to the next replica (what any HTTP load balancer does). With
-    `retry_reset`, so does a connection reset before any byte of the answer: a replica closing its listener at a
-    graceful stop resets the connections still queued in its accept backlog, which it never read (HAProxy's
-    `retry-on conn-failure empty-response`, nginx's `proxy_next_upstream error`). Never after a kill -9, where a
-    reset request may have been served."""
+    `retry_reset`, so does a connection closed or reset before any byte of the answer: at a graceful stop a replica
+    resets the connections still queued in its accept backlog and closes those it accepted whose request it has
+    not read yet — requests it never started (HAProxy's `retry-on conn-failure empty-response`). Never after a
+    kill -9, where a request cut that way may have been served."""
 
     replicas: list[Replica]
     retry_reset: bool = False
@@ -97,8 +97,9 @@ class Balancer:
             replica = self.replicas[(first + i) % len(self.replicas)]
             try:
                 return replica, client.post(replica.url + path, json=body)
-            except httpx.ReadError as exc:
-                if not (self.retry_reset and "reset" in str(exc).lower()):
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                empty = "reset" in str(exc).lower() or "without sending a response" in str(exc)
+                if not (self.retry_reset and empty):
                     raise
                 with self.lock:
                     self.resets += 1
