@@ -4,12 +4,14 @@
 
 - `venv`: the size of .venv on disk and whether PyTorch is in it;
 - `startup`: `python -m rhetor` (Hermes off, default embedder) from exec to its first `GET /ready` 200, median of
-  `--runs`; and the modules that were imported by then that a lean start must not load (torch, tokenizers, ...);
+  `--runs`, and its CPU time by then (steadier on a shared machine); and the modules imported by then that a lean
+  start must not load (torch, tokenizers, numpy, aiohttp: they load on first use);
 - `embed`: the local model in this process, one core, BLAS on one thread (set before NumPy loads): first embedding
   after the start of load, and texts/s batched (the evaluation set's messages, ~17.5 tokens; whole turns, ~35),
   for the NumPy runtime and, when installed, the PyTorch one;
 - `rss`: a Rhetor process with the local embedder: resident memory once ready, then after a search made it load
-  the model and embed (total for the process);
+  the model and embed (total for the process, split into anonymous and file-backed pages: the model's weights
+  are a mapped file, clean and shared);
 - `soak`: Rhetor (pinned to CPU 0) with contexts on and the local embedder, driven over 32 keep-alive connections,
   each with its own context, for `--minutes` (or `--requests`); samples its RSS every 10 s and reports the drift
   after the first minute (the target: flat within ±10%).
