@@ -85,6 +85,8 @@ def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: health.Runtime = app.state.runtime
         await backends.open()  # the PostgreSQL pool when configured: down, it refuses to start naming the URL
+        app.state.legacy_defaults = legacy_http.LegacyDefaults(  # POST /provider's default: shared on PostgreSQL
+            settings.data_dir / "legacy_provider.json", backends.settings_store())
         base: ContextStore = backends.contexts() or SqliteContextStore(settings.db_path)  # PostgreSQL when set
         sqlite_store = base if isinstance(base, SqliteContextStore) else None
         store = runtime.wrap_store(base)  # Engram mirror when ENGRAM_URL is set

@@ -91,7 +91,9 @@ class Envelope:
 
     async def _status(self) -> dict[str, Any]:
         status = await self.conn.gateway.provider_status()
-        chosen = defaults_of(self.conn.ws.app).get()
+        defaults = defaults_of(self.conn.ws.app)
+        await defaults.load()
+        chosen = defaults.get()
         provider, model = chosen or (status["default_provider"], status["default_model"])
         return {"status": "ok", "service": "rhetor", "version": __version__,
                 "providers": {pid: p["available"] for pid, p in status["providers"].items()},
@@ -130,7 +132,9 @@ class Envelope:
                 await self.reply("ERROR", {"error": "internal error", "context": context}, target)
 
     async def _answer(self, body: LegacyBody, context: str, target: Any, size: int = 0) -> None:
-        inp = attribute(legacy_input(body, defaults_of(self.conn.ws.app)), self.conn.ws, "legacy_ws")
+        defaults = defaults_of(self.conn.ws.app)
+        await defaults.load()
+        inp = attribute(legacy_input(body, defaults), self.conn.ws, "legacy_ws")
         admission = None
         try:
             admission = await self.conn.gate.admit(inp.component, size)  # the key still live, its limits

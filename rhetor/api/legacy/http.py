@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import Field, ValidationError
@@ -40,32 +42,64 @@ from rhetor.gateway import ChatInput, ChatOutcome, StreamSession, now_iso
 from rhetor.providers import canonical
 from rhetor.types import Message, StreamEnd, StreamError, TextDelta
 
+log = logging.getLogger("rhetor")
+
 
 class LegacyBody(ChatFields):
     context_id: str = Field("default", min_length=1, max_length=256)  # the legacy default
 
 
 class LegacyDefaults:
-    """The default provider/model chosen with `POST /provider`, kept in a small JSON file (atomic writes)."""
+    """The default provider/model chosen with `POST /provider`: in a small JSON file (atomic writes), or with
+    RHETOR_DATABASE_URL in PostgreSQL's shared settings, so every replica routes by the same default (each
+    re-reads it at most once a second, when a legacy request needs it: `await load()` before `get()`)."""
 
-    def __init__(self, path: Path) -> None:
+    REFRESH_S = 1.0
+
+    def __init__(self, path: Path, store: SharedSettings | None = None) -> None:
         self.path = path
+        self.store = store
         self._value: tuple[str, str] | None = None
         self._loaded = False
+        self._fetched = -1e9
+        self._opened = False
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Bring the shared value up to date (PostgreSQL only; a no-op for the file)."""
+        if self.store is None or time.monotonic() - self._fetched < self.REFRESH_S:
+            return
+        async with self._lock:
+            if time.monotonic() - self._fetched < self.REFRESH_S:
+                return
+            self._fetched = time.monotonic()  # a failure is retried a second later, not on every request
+            try:
+                if not self._opened:
+                    await self.store.open()
+                    self._opened = True
+                self._value, self._loaded = _pair(await self.store.get(SETTING)), True
+            except Exception as exc:  # PostgreSQL lost: the last value read keeps routing
+                log.warning("legacy default provider: cannot read the shared setting (%s); keeping %s", exc,
+                            self._value)
+                self._loaded = True
 
     def get(self) -> tuple[str, str] | None:
         if not self._loaded:
             self._loaded = True
             try:
-                data = json.loads(self.path.read_text("utf-8"))
-                self._value = (canonical(str(data["provider"])), str(data["model"]))
-            except (OSError, ValueError, KeyError, TypeError, RhetorError):
+                self._value = _pair(json.loads(self.path.read_text("utf-8")))
+            except (OSError, ValueError):
                 self._value = None  # absent or unreadable: the routing config decides
         return self._value
 
     async def set(self, provider: str, model: str) -> None:
         self._value, self._loaded = (provider, model), True
-        await asyncio.to_thread(self._write, provider, model)
+        if self.store is not None:
+            await self.load()  # opened
+            await self.store.put(SETTING, {"provider": provider, "model": model, "updated_at": now_iso()})
+            self._fetched = time.monotonic()
+        else:
+            await asyncio.to_thread(self._write, provider, model)
 
     def _write(self, provider: str, model: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,11 +108,31 @@ class LegacyDefaults:
         tmp.replace(self.path)
 
 
+SETTING = "legacy_provider"
+
+
+class SharedSettings(Protocol):
+    async def open(self) -> None: ...
+    async def get(self, name: str) -> Any: ...
+    async def put(self, name: str, value: Any) -> None: ...
+
+
+def _pair(data: Any) -> tuple[str, str] | None:
+    """(provider, model) from a stored document; anything malformed is no default."""
+    try:
+        return canonical(str(data["provider"])), str(data["model"])
+    except (KeyError, TypeError, RhetorError):
+        return None
+
+
 def defaults_of(request_app: Any) -> LegacyDefaults:
     state = request_app.state
     found: LegacyDefaults | None = getattr(state, "legacy_defaults", None)
     if found is None:
-        found = state.legacy_defaults = LegacyDefaults(state.gateway.settings.data_dir / "legacy_provider.json")
+        backends = getattr(state, "backends", None)
+        store = backends.settings_store() if backends is not None else None
+        found = state.legacy_defaults = LegacyDefaults(state.gateway.settings.data_dir / "legacy_provider.json",
+                                                       store)
     return found
 
 
@@ -145,7 +199,9 @@ async def _parse(request: Request, needs: str) -> LegacyBody | Response:
 
 async def _answer(request: Request, body: LegacyBody, stream: bool) -> Response:
     gw = gateway(request)
-    inp, context = attribute(legacy_input(body, defaults_of(request.app)), request, "legacy"), body.context_id
+    defaults = defaults_of(request.app)
+    await defaults.load()
+    inp, context = attribute(legacy_input(body, defaults), request, "legacy"), body.context_id
     try:
         scope = scope_input(gw, inp)  # a shared id (`terma`, `default`) is stateless over HTTP
         if not stream:
@@ -201,7 +257,9 @@ async def chat(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     status = await gateway(request).provider_status()
-    chosen = defaults_of(request.app).get()
+    defaults = defaults_of(request.app)
+    await defaults.load()
+    chosen = defaults.get()
     status["current_provider"], status["current_model"] = chosen or (status["default_provider"],
                                                                      status["default_model"])
     return json_response(status)
