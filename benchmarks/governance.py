@@ -1,0 +1,86 @@
+"""Governance on against off (issue 9's speed point), side by side in one run with alternating rounds.
+
+Two Rhetors on the same zero-delay upstream, both pinned to CPU 0 (the upstream and the load generator on CPU 1):
+`on` requires a caller key (a virtual key with RPM/TPM limits set but never reached, so every request is resolved,
+admitted and counted), has a `warn` budget and writes the usage ledger; `off` has no key, no ledger and budget
+policy `ignore`. Rounds alternate (on, off, off, on, ...) so that drift on a shared machine hits both; each line
+gives requests/s, p50 and the server's CPU time per request, then the medians and the differences.
+
+    .venv/bin/python benchmarks/governance.py [--path /api/v1/chat] [--concurrency 1 32] [--rounds 6] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import PY, ROOT, free_port, measured, pinned, seed_bench_key, wait_ready
+
+BODIES = {"/api/v1/chat": '{"message": "hi"}',
+          "/v1/chat/completions": '{"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}'}
+
+
+def start(upstream: int, extra: dict[str, str], key: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port, data = free_port(), Path(tempfile.mkdtemp(prefix="rhetor-gov-"))
+    tasks = data / "tasks.json"
+    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "openai", "model": "gpt-5.4-mini",
+                                                           "retries": 0}], "simulated_fallback": False}}))
+    if key:
+        asyncio.run(seed_bench_key(data))
+    env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream}/v1",
+           "RHETOR_PORT": str(port), "RHETOR_DATA_DIR": str(data), "RHETOR_TASK_CONFIG": str(tasks),
+           "RHETOR_LOG_LEVEL": "warning", "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none",
+           "OLLAMA_HOST": "http://127.0.0.1:9", **extra}
+    return subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT), port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--path", default="/api/v1/chat", choices=sorted(BODIES))
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    upstream_port = free_port()
+    upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(upstream_port)]))
+    servers = {"on": start(upstream_port, {"RHETOR_BUDGET_POLICY": "warn", "RHETOR_BUDGET_DAILY_LIMIT": "1e9"}, True),
+               "off": start(upstream_port, {"RHETOR_USAGE_LEDGER": "0", "RHETOR_BUDGET_POLICY": "ignore"}, False)}
+    body = BODIES[args.path]
+    try:
+        wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+        for _, port in servers.values():
+            wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
+        for conc in args.concurrency:
+            runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+            for i in range(args.rounds):
+                for name in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                    proc, port = servers[name]
+                    measured(proc.pid, port, args.path, body, conc, 1)  # warm-up
+                    runs[name].append(measured(proc.pid, port, args.path, body, conc, args.seconds))
+            med = {n: {k: statistics.median(r[k] for r in v) for k in ("rps", "p50_ms", "cpu_us")}
+                   for n, v in runs.items()}
+            for name, m in med.items():
+                print(f"c={conc:<3} {name:3}  rps {m['rps']:7.0f}  p50 {m['p50_ms']:7.3f} ms  "
+                      f"cpu {m['cpu_us']:6.0f} us/req  (rounds: {[round(r['rps']) for r in runs[name]]})", flush=True)
+            on, off = med["on"], med["off"]
+            print(f"c={conc:<3} governance costs: rps {100 * (on['rps'] / off['rps'] - 1):+.1f}%, "
+                  f"p50 {on['p50_ms'] - off['p50_ms']:+.3f} ms, cpu {on['cpu_us'] - off['cpu_us']:+.0f} us/req",
+                  flush=True)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+        upstream.terminate()
+
+
+if __name__ == "__main__":
+    main()
