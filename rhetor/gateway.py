@@ -19,12 +19,13 @@ from typing import Any
 
 from rhetor.catalog import load_catalog
 from rhetor.context import ContextStore, NewMessage
+from rhetor.context.availability import Persistence
 from rhetor.context.parts import parts_metadata, stored_message
 from rhetor.context.retrieval import Memory, Recall
 from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain
-from rhetor.errors import InvalidRequestError
+from rhetor.errors import InvalidRequestError, StoreUnavailableError
 from rhetor.governance.gate import Gate
 from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
 from rhetor.observability import chat_span, tracing
@@ -54,6 +55,7 @@ class Gateway:
         self.providers = providers
         self.store = store
         self.memory: Memory | None = None  # set by the app (rhetor.api.app); None = no retrieval
+        self.persistence = Persistence()  # the context store lost: chat goes on without it, saying so
         self.templates = templates if templates is not None else TemplateStore(None)  # None: built-ins only
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s,
                                       window_s=settings.breaker_window_s,
@@ -126,7 +128,10 @@ class Gateway:
             history = []
             if inp.context_id is not None and self.memory is None:  # no memory (the CLI): the whole history
                 with tracing.span("rhetor.context.load", {"gen_ai.conversation.id": inp.context_id}):
-                    stored = await self.store.history(inp.context_id)
+                    try:
+                        stored = await self.store.history(inp.context_id)
+                    except StoreUnavailableError as exc:  # answered without it, and said so
+                        self.persistence.lost(inp, exc)
                 history = [stored_message(m.role, m.content, m.metadata) for m in stored
                            if m.role in ("user", "assistant")]
         system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
@@ -134,7 +139,10 @@ class Gateway:
         if self.memory is not None and messages is None and message is not None and inp.context_id:
             # only what can fit: a bounded tail of the stored turns, never the whole history (rhetor.context.retrieval)
             with tracing.span("rhetor.context.load", {"gen_ai.conversation.id": inp.context_id}) as load_span:
-                history, recall = await self._window(rt, inp.context_id, message, system)
+                try:
+                    history, recall = await self._window(rt, inp.context_id, message, system)
+                except StoreUnavailableError as exc:  # answered without it, and said so
+                    self.persistence.lost(inp, exc)
                 tracing.set_attributes(load_span, {"rhetor.context.messages": len(history)})
         chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
         return Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
@@ -198,7 +206,13 @@ class Gateway:
             turn.append(NewMessage("assistant", reply))
         with tracing.span("rhetor.context.store", {"gen_ai.conversation.id": prepared.context_id,
                                                    "rhetor.context.status": status}):
-            await self.store.append_turn(prepared.context_id, turn, status=status)
+            try:
+                await self.store.append_turn(prepared.context_id, turn, status=status)
+            except StoreUnavailableError as exc:  # the reply says it was not stored (a stream: the log does)
+                self.persistence.lost(prepared.inp, exc)
+                return
+        if self.persistence.down_since is not None:
+            self.persistence.ok()
         if self.memory is not None:
             self.memory.notify()  # the indexer embeds the turn in the background; nothing waits for it
 

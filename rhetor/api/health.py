@@ -267,6 +267,9 @@ async def health(request: Request) -> Response:
     backends = getattr(request.app.state, "backends", None)  # what is shared across replicas (rhetor.storage)
     if backends is not None:
         details["storage"] = backends.status()
+    gw = getattr(request.app.state, "gateway", None)
+    if gw is not None:  # the context store lost while serving: chat goes on without it (rhetor.context.availability)
+        details["persistence"] = gw.persistence.status()
     metrics = rt.metrics.snapshot()
     if not may_see_details(request, rt.settings):  # keys configured, none presented: Tekton fields only
         del details["pid"], metrics["providers"]
