@@ -145,24 +145,39 @@ def read_scope(conn: sqlite3.Connection, model: str, context_id: str, max_bytes:
     cur = conn.execute(
         "SELECT v.message_id, v.vector FROM messages m JOIN message_vectors v ON v.message_id = m.id "
         "WHERE m.context_id = ? AND v.model = ? ORDER BY m.id DESC", (context_id, model))
-    ids: list[int] = []
-    blobs: list[bytes] = []
-    size, truncated = 0, False
-    while not truncated and (rows := cur.fetchmany(512)):
-        for mid, blob in rows:
-            if blobs and len(blob) != len(blobs[0]):
-                continue  # a different space under the same name: never mixed in
-            if size + len(blob) + 8 > max_bytes:
-                truncated = True
-                break
-            ids.append(int(mid))
-            blobs.append(bytes(blob))
-            size += len(blob) + 8
+    scope = ScopeBuilder(max_bytes)
+    while (rows := cur.fetchmany(512)) and scope.take(rows):
+        pass
     cur.close()
-    ids.reverse()
-    blobs.reverse()
-    matrix = from_bytes(blobs, len(blobs[0]) // 4) if blobs else np.zeros((0, 0), dtype=np.float32)
-    return Scope(np.asarray(ids, dtype=np.int64), matrix, floor=ids[0] if truncated else 0)
+    return scope.build()
+
+
+class ScopeBuilder:
+    """One context's vectors read newest first, kept up to `max_bytes` (both stores' `read_scope` fill one)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.ids: list[int] = []
+        self.blobs: list[bytes] = []
+        self.size, self.truncated = 0, False
+
+    def take(self, rows: Any) -> bool:
+        """Add (message_id, vector bytes) rows, newest first; False once the byte budget is spent."""
+        for mid, blob in rows:
+            if self.blobs and len(blob) != len(self.blobs[0]):
+                continue  # a different space under the same name: never mixed in
+            if self.size + len(blob) + 8 > self.max_bytes:
+                self.truncated = True
+                return False
+            self.ids.append(int(mid))
+            self.blobs.append(bytes(blob))
+            self.size += len(blob) + 8
+        return True
+
+    def build(self) -> Scope:
+        ids, blobs = self.ids[::-1], self.blobs[::-1]
+        matrix = from_bytes(blobs, len(blobs[0]) // 4) if blobs else np.zeros((0, 0), dtype=np.float32)
+        return Scope(np.asarray(ids, dtype=np.int64), matrix, floor=ids[0] if self.truncated else 0)
 
 
 def read_chunk(conn: sqlite3.Connection, model: str, after_id: int, *, context_id: str | None = None,

@@ -36,6 +36,7 @@ from rhetor.context.vectors import (
     Matrix,
     Pending,
     Scope,
+    ScopeBuilder,
     ScopeCache,
     embedding_text,
     from_bytes,
@@ -187,30 +188,16 @@ class PostgresMemory:
 
     async def _read_scope(self, model: str, context_id: str, max_bytes: int) -> Scope:
         """The most recent vectors of one context, newest first from the index, up to `max_bytes` of them."""
-        ids: list[int] = []
-        blobs: list[bytes] = []
-        size, truncated, before = 0, False, None
-        while not truncated:
+        scope, before = ScopeBuilder(max_bytes), None
+        while True:
             cond, args = ("AND m.id < $3", [context_id, model, before]) if before else ("", [context_id, model])
             rows = await self.db.fetch(
                 "SELECT v.message_id, v.vector FROM messages m JOIN message_vectors v ON v.message_id = m.id "
                 f"WHERE m.context_id = $1 AND v.model = $2 {cond} ORDER BY m.id DESC LIMIT {FETCH * 2}", *args)
-            for mid, blob in rows:
-                if blobs and len(blob) != len(blobs[0]):
-                    continue  # a different space under the same name: never mixed in
-                if size + len(blob) + 8 > max_bytes:
-                    truncated = True
-                    break
-                ids.append(int(mid))
-                blobs.append(bytes(blob))
-                size += len(blob) + 8
-            if len(rows) < FETCH * 2:
+            if not scope.take(rows) or len(rows) < FETCH * 2:
                 break
             before = int(rows[-1][0])
-        ids.reverse()
-        blobs.reverse()
-        matrix = from_bytes(blobs, len(blobs[0]) // 4) if blobs else np.zeros((0, 0), dtype=np.float32)
-        return Scope(np.asarray(ids, dtype=np.int64), matrix, floor=ids[0] if truncated else 0)
+        return scope.build()
 
     async def _context_rows(self, model: str, context_id: str, *, after: int, limit: int,
                             below: int | None = None) -> tuple[Ids, list[bytes]]:
