@@ -1,0 +1,251 @@
+"""Instructions per request, counted by valgrind's callgrind: a figure that does not move with the machine's load.
+
+On a shared 2-core machine wall-clock and even CPU-time figures swing by ±30% from run to run; instruction counts
+repeat to ±1%. So each change to the hot path can be judged alone, while other work runs, and the ratio to the
+floor proxy (benchmarks/floor.py) read without a quiet machine. Instructions are not time (cache misses and
+syscalls are not in them), so headline figures still come from benchmarks/run.py; this is the profiler's ruler.
+
+Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py, its own process, not counted):
+
+- `--where app` (default): the ASGI app driven in this process, no HTTP server: only the app's own work and its
+  upstream client. Instrumentation is switched on (callgrind_control) after a warm-up, for the measured loop only.
+- `--where server`: the real server (`python -m rhetor`, or the floor) under callgrind, loaded over loopback by
+  benchmarks/load.py at `--concurrency`, uvicorn's and the kernel interface's work included: the figure to set
+  beside the floor's.
+
+`--profile` instead runs the app in process under cProfile and prints calls per request and the top functions.
+
+    .venv/bin/python benchmarks/instructions.py oa an native [--where server] [--target floor] [--env VAR=VALUE]
+    .venv/bin/python benchmarks/instructions.py oa --profile [--top 40]
+
+Kinds: native, native-stream, oa, oa-stream, oaanth, oaanth-stream, an, an-stream (as in run.py's table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import PY, ROOT, free_port, seed_bench_key, wait_ready
+
+OA = {"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}
+AN = {"model": "anthropic/claude-sonnet-5-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+DIRECT_OA = {"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}
+DIRECT_AN = {"model": "claude-sonnet-5-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+# kind -> (Rhetor's path, Rhetor's body, the floor's (= upstream's) path, its body)
+KINDS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
+    "native": ("/api/v1/chat", {"message": "hi"}, "/v1/chat/completions", DIRECT_OA),
+    "oa": ("/v1/chat/completions", OA, "/v1/chat/completions", DIRECT_OA),
+    "oaanth": ("/v1/chat/completions", {**OA, "model": AN["model"]}, "/v1/messages", DIRECT_AN),
+    "an": ("/v1/messages", AN, "/v1/messages", DIRECT_AN),
+}
+
+
+def request_of(kind: str, target: str) -> tuple[str, bytes]:
+    base, _, stream = kind.partition("-")
+    path, body, f_path, f_body = KINDS[base]
+    if target == "floor":
+        path, body = f_path, dict(f_body)
+    else:
+        body = dict(body)
+    if stream:
+        if target == "rhetor" and base == "native":
+            path = "/api/v1/chat/stream"
+        else:
+            body["stream"] = True
+    return path, json.dumps(body).encode()
+
+
+def environment(upstream: int, data: Path, extra: dict[str, str]) -> dict[str, str]:
+    tasks = data / "tasks.json"
+    tasks.write_text(json.dumps({"default": {"targets": [{"provider": "openai", "model": "gpt-5.4-mini",
+                                                           "retries": 0}], "simulated_fallback": False}}))
+    return {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream}/v1",
+            "ANTHROPIC_API_KEY": "bench", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{upstream}",
+            "RHETOR_DATA_DIR": str(data), "RHETOR_TASK_CONFIG": str(tasks), "RHETOR_LOG_LEVEL": "warning",
+            "RHETOR_HERMES": "0", "RHETOR_EMBEDDER": "none", "OLLAMA_HOST": "http://127.0.0.1:9", **extra}
+
+
+def totals(out: str) -> int:
+    """The largest `summary:`/`totals:` figure over callgrind's output files (the dump holds the measured part)."""
+    best = 0
+    for f in Path(out).parent.glob(Path(out).name + "*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                best = max(best, int(line.split()[1]))
+        f.unlink()
+    return best
+
+
+def callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------- in process (the child under valgrind runs this)
+
+async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: int, upstream: int) -> None:
+    path, body = request_of(kind, target)
+    if target == "floor":
+        from floor import Floor
+        app: Any = Floor(f"http://127.0.0.1:{upstream}")
+    else:
+        from rhetor.api.app import create_app
+        from rhetor.settings import Settings
+        app = create_app(Settings.from_env())
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    life = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get,
+                                   outbox.put))
+    await outbox.get()
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer bench")]
+
+    async def one() -> None:
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": headers, "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000), "state": {}}
+        await app(scope, receive, send)
+        if statuses != [200]:
+            raise RuntimeError(f"{kind}: status {statuses}")
+
+    for _ in range(warm):
+        await one()
+    if mode == "profile":
+        import cProfile
+        import pstats
+        prof = cProfile.Profile(time.thread_time)
+        prof.enable()
+        for _ in range(n):
+            await one()
+        prof.disable()
+        stats = pstats.Stats(prof)
+        calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
+        print(f"{target} {kind}: {calls / n:.0f} Python calls per request")
+        stats.sort_stats("tottime").print_stats(top)
+    else:
+        callgrind(os.getpid(), "-i", "on")
+        for _ in range(n):
+            await one()
+        callgrind(os.getpid(), "-i", "off")
+        callgrind(os.getpid(), "-d")
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+
+
+def child(args: argparse.Namespace) -> None:
+    import uvloop
+    uvloop.run(drive_app(args.kinds[0], args.target, args.n, args.warm, "profile" if args.profile else "count",
+                         args.top, args.upstream))
+
+
+# ---------------------------------------------------------------- the parent
+
+def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
+    out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
+    cmd = [PY, __file__, kind, "--child", "--n", str(args.n), "--warm", str(args.warm), "--target", args.target,
+           "--upstream", str(args.upstream)]
+    if args.profile:
+        subprocess.run(cmd, env={**os.environ, **env}, check=True)
+        return 0.0
+    subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
+                   env={**os.environ, **env}, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return totals(out) / args.n
+
+
+def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
+    from load import run_load
+    path, body = request_of(kind, args.target)
+    port = free_port()
+    out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
+    argv = [PY, "-m", "rhetor"] if args.target == "rhetor" else \
+        [PY, str(ROOT / "benchmarks" / "floor.py"), str(port), f"http://127.0.0.1:{args.upstream}"]
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                             *argv], env={**os.environ, **env, "RHETOR_PORT": str(port)}, cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                wait_ready(f"http://127.0.0.1:{port}{path}")
+                break
+            except RuntimeError:
+                continue
+        asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=3))  # warm-up
+        callgrind(proc.pid, "-i", "on")
+        stats = asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency,
+                                     seconds=args.seconds)).summary()
+        callgrind(proc.pid, "-i", "off")
+        callgrind(proc.pid, "-d")
+        time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    if stats["errors"]:
+        raise RuntimeError(f"{kind}: {int(stats['errors'])} errors")
+    return totals(out) / max(1.0, float(stats["requests"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kinds", nargs="+", choices=[k + s for k in KINDS for s in ("", "-stream")])
+    ap.add_argument("--where", choices=["app", "server"], default="app")
+    ap.add_argument("--target", choices=["rhetor", "floor"], default="rhetor")
+    ap.add_argument("--n", type=int, default=300, help="requests counted (app)")
+    ap.add_argument("--warm", type=int, default=100, help="requests before counting (app)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="seconds counted (server)")
+    ap.add_argument("--concurrency", type=int, default=32, help="connections (server)")
+    ap.add_argument("--env", nargs="*", default=[], metavar="VAR=VALUE", help="extra environment for Rhetor")
+    ap.add_argument("--bench-key", action="store_true", help="require the caller key 'bench' (as run.py's)")
+    ap.add_argument("--profile", action="store_true", help="cProfile in process instead of counting")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--upstream", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.profile:
+        args.n, args.warm = max(args.n, 2000), max(args.warm, 300)
+    args.upstream = free_port()
+    data = Path(tempfile.mkdtemp(prefix="rhetor-instr-"))
+    env = environment(args.upstream, data, dict(kv.split("=", 1) for kv in args.env))
+    if args.bench_key:
+        asyncio.run(seed_bench_key(data))
+    upstream = subprocess.Popen([PY, str(ROOT / "benchmarks" / "upstream.py"), str(args.upstream)])
+    try:
+        wait_ready(f"http://127.0.0.1:{args.upstream}/v1/chat/completions")
+        for kind in args.kinds:
+            n = (count_server if args.where == "server" else count_app)(kind, args, env)
+            if not args.profile:
+                print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request"
+                      f"{'  ' + ' '.join(args.env) if args.env else ''}{'  bench-key' if args.bench_key else ''}",
+                      flush=True)
+    finally:
+        upstream.kill()
+
+
+if __name__ == "__main__":
+    main()
