@@ -172,7 +172,7 @@ def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float
         return 0.0
     subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
                    env={**os.environ, **env}, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return totals(out) / args.n
+    return totals(out) / int(args.n)
 
 
 def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
