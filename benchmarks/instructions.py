@@ -157,6 +157,7 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
 
 def child(args: argparse.Namespace) -> None:
     import uvloop
+    sys.path.insert(0, str(ROOT))  # this checkout's rhetor, whichever checkout the venv's editable install names
     uvloop.run(drive_app(args.kinds[0], args.target, args.n, args.warm, "profile" if args.profile else "count",
                          args.top, args.upstream))
 
