@@ -169,6 +169,7 @@ def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float
     cmd = [PY, __file__, kind, "--child", "--n", str(args.n), "--warm", str(args.warm), "--target", args.target,
            "--upstream", str(args.upstream)]
     if args.profile:
+        cmd += ["--profile", "--top", str(args.top)]
         subprocess.run(cmd, env={**os.environ, **env}, check=True)
         return 0.0
     subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
