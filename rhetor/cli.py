@@ -221,7 +221,7 @@ def _serve(settings: Settings) -> int:
     # RhetorServer = uvicorn's server, known to the app: POST /shutdown stops it, a signal marks it not-ready
     # and tells Hermes at once, and the Hermes endpoint uses the port it really bound. It drains for
     # RHETOR_SHUTDOWN_GRACE_S and ends open streams itself *before* uvicorn's (short) graceful timeout starts.
-    server = RhetorServer(config, app.state.runtime)
+    server = RhetorServer(config, app.state.runtime, settle_heap=True)
     if worker is None:
         server.run()
     else:  # its own SO_REUSEPORT listener on the group's port; a ready mark and a watch on the supervisor

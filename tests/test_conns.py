@@ -6,6 +6,7 @@ Timeouts are set short through the environment so the tests stay quick."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -94,6 +95,20 @@ def test_slow_request_heads_are_closed_with_408(guarded: tuple[int, psutil.Proce
     assert all(g.startswith(b"HTTP/1.1 408 ") for g in got), {g[:40] for g in got}
     assert b"request head not received within 1 s" in got[0]
     assert proc.num_fds() <= before + 3  # every slow socket's descriptor was released
+
+
+def test_an_endless_request_head_gets_431(guarded: tuple[int, psutil.Process]) -> None:
+    port, _ = guarded
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        line = b"x-filler: " + b"a" * 1000 + b"\r\n"
+        with contextlib.suppress(OSError):  # the server may close while headers are still being sent
+            for _ in range(80):  # 80 KB of headers, never ended: over the 64 KiB bound
+                s.sendall(line)
+        s.settimeout(5)
+        assert s.recv(4096).startswith(b"HTTP/1.1 431 ")
+    ok = httpx.get(f"http://127.0.0.1:{port}/health", headers={"x-filler": "a" * 8000})
+    assert ok.status_code == 200  # a large head within the bound is served
 
 
 def test_stalled_bodies_are_closed_with_408(guarded: tuple[int, psutil.Process]) -> None:

@@ -98,16 +98,16 @@ class Dispatch:
     def __init__(self, fast: ASGIApp, slow: ASGIApp, paths: frozenset[str]) -> None:
         self.fast, self.slow, self.paths = fast, slow, paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing on the chosen stack's awaitable (Starlette awaits it): no coroutine of its own.
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths \
                 and not scope.get("root_path"):
             for name, _ in scope["headers"]:
                 if name == b"origin":
                     break
             else:
-                await self.fast(scope, receive, send)
-                return
-        await self.slow(scope, receive, send)
+                return self.fast(scope, receive, send)
+        return self.slow(scope, receive, send)
 
 
 def build(app: Starlette, slow: ASGIApp, user_middleware: list[Middleware]) -> ASGIApp:

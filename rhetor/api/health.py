@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hermes_integration import HermesClient, Registration, endpoint_url, registration_payload
-from rhetor import __version__
+from rhetor import __version__, heap
 from rhetor.api.exposure import exposed_without_auth, exposure_warning, may_see_details, shutdown_refusal
 from rhetor.api.responses import json_response
 from rhetor.api.usage import usage_status
@@ -182,9 +182,10 @@ class Runtime:
 class RhetorServer(uvicorn.Server):
     """uvicorn's server, made known to the Runtime (real port, /shutdown) and marking drain on a signal."""
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, *, settle_heap: bool = False) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self.settle_heap = settle_heap  # the process is ours (the CLI): tune its collector once started
         runtime.server = self
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -193,6 +194,8 @@ class RhetorServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.settle_heap:
+            heap.settle()  # after the lifespan's start-up, so what it built is frozen too (rhetor.heap)
         if self.started:  # one line for start and bind (uvicorn's own four are dropped: rhetor.observability.logs)
             rt = self.runtime
             log.info("Rhetor %s listening on %s (pid %d)", __version__,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,32 +43,42 @@ class GatewayMiddleware:
             return
         clock = UpstreamClock()
         token = current_clock.set(clock)
-        rid = _header(scope, b"x-request-id") or f"{self.prefix}-{next(self.counter)}"
+        rid = declared = None
+        for key, value in scope["headers"]:  # one pass for both (the first of each counts)
+            if key == b"x-request-id":
+                if rid is None:
+                    rid = value.decode("latin-1")
+            elif key == b"content-length" and declared is None:
+                declared = value
+        if rid is None:
+            rid = f"{self.prefix}-{next(self.counter)}"
         scope.setdefault("state", {})["request_id"] = rid
         clock.request_id = rid
         rid_bytes = rid.encode("latin-1")
         status = 500
-
         started = completed = False
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning send's awaitable: no coroutine of its own per message (a stream sends one
+        # per chunk), as Starlette awaits whatever `send` returns.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             nonlocal status, started, completed
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                completed = True
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not message.get("more_body", False):
+                    completed = True
+            elif kind == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", rid_bytes))
                 overhead = clock.overhead_ms()
                 if slot is not None:
                     slot.overhead_ms = overhead
-                headers.append((b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode()))
+                headers = [*message.get("headers", ()), (b"x-request-id", rid_bytes),
+                           (b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode())]
                 notes = scope["state"].get("rhetor_notes")  # cache / budget headers (rhetor.api.attribution)
                 if notes is not None and notes.headers:
                     headers += notes.headers
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         received = 0
 
@@ -82,11 +93,13 @@ class GatewayMiddleware:
 
         slot = m.begin(rid) if m is not None else None
         try:
-            declared = _header(scope, b"content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body:
+            length = int(declared) if declared is not None and declared.isdigit() else None
+            if length is not None and length > self.max_body:
                 await _too_large(send_with_headers, self.max_body)
             else:
-                await self.app(scope, counting_receive, send_with_headers)
+                # A declared length within the cap bounds the body (the server delivers no more than it): only
+                # a body of unknown length (chunked) is counted as it arrives.
+                await self.app(scope, receive if length is not None else counting_receive, send_with_headers)
         except Exception:
             # Starlette re-raises after its 500 handler has answered (and logged); uvicorn would then drop the
             # keep-alive connection. An answered request keeps its connection; an unanswered one gets a 500 here;
@@ -102,14 +115,6 @@ class GatewayMiddleware:
             current_clock.reset(token)
             if m is not None and slot is not None:
                 m.end(slot, scope, status)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            decoded: str = value.decode("latin-1")
-            return decoded
-    return None
 
 
 async def _internal_error(send: Any, rid: str) -> None:

@@ -88,7 +88,7 @@ class Observability:
             prom.http_done(path, scope.get("method", ""), code, front, slot.overhead_ms)
             if rec is None and front is not None:
                 prom.refused(front, status_class(code))
-        if self.access is not None:
+        if self.access is not None and self.access.enabled():
             state = scope.get("state") or {}
             self.access.line(rec, request_id=slot.rid, method=scope.get("method"), route=path, code=code,
                              latency_ms=(time.perf_counter() - slot.started) * 1000, overhead_ms=slot.overhead_ms,

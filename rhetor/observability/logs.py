@@ -103,6 +103,10 @@ class AccessLog:
     def __init__(self, logger: logging.Logger = ACCESS) -> None:
         self.log = logger
 
+    def enabled(self) -> bool:
+        """Whether a line would be written at all (callers skip gathering its fields otherwise)."""
+        return self.log.isEnabledFor(logging.INFO)
+
     def line(self, rec: UsageRecord | None, *, request_id: str | None, method: str | None, route: str | None,
              code: int | None, latency_ms: float, overhead_ms: float | None = None, front: str | None = None,
              key: str | None = None) -> None:

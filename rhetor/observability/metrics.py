@@ -4,10 +4,11 @@ component and outcome; upstream attempts, fallbacks, retries, breaker states, an
 Names follow the OpenTelemetry GenAI semantic conventions where they exist (`gen_ai_client_token_usage`,
 `gen_ai_server_request_duration_seconds`, `gen_ai_server_time_to_first_token_seconds`,
 `gen_ai_client_operation_duration_seconds`), the rest are `rhetor_*`. Every label value is bounded
-(rhetor.observability.labels). Updates are a few dictionary lookups and lock-free-ish increments on cached
-children, done once per request from its usage record (`record`), once per upstream attempt (`attempt`) and
-by the HTTP middleware; gauges of state owned elsewhere (breakers, backlogs, open streams) are sampled at
-scrape time, and every few seconds in multi-process mode.
+(rhetor.observability.labels). Updates are a few dictionary lookups and lock-free increments on cached
+children (rhetor.observability.series; prometheus_client renders them at scrape time), done once per request
+from its usage record (`record`), once per upstream attempt (`attempt`) and by the HTTP middleware; gauges of
+state owned elsewhere (breakers, backlogs, open streams) are sampled at scrape time, and every few seconds in
+multi-process mode.
 
 Multi-process: when PROMETHEUS_MULTIPROC_DIR is set (before prometheus_client is imported, as its docs
 require), values live in per-process files, the exposition aggregates every worker's
@@ -21,20 +22,13 @@ import os
 import re
 from typing import Any
 
-from prometheus_client import (
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    multiprocess,
-)
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from rhetor import __version__
 from rhetor.governance.ledger import UsageRecord
 from rhetor.observability.labels import NONE, OTHER, LabelBounds, front
+from rhetor.observability.series import GaugeMode, family
 from rhetor.routing.fallback import Attempt
 from rhetor.routing.router import Target
 
@@ -64,50 +58,51 @@ class PromMetrics:
         self.key_label = key_label
         self.bounds = LabelBounds()
         keyed = ("key",) if key_label else ()
-        self.requests = Counter("rhetor_requests", "Model requests by front, provider and model that answered, "
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Any:
+            return family(reg, name, doc, "counter", labels)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
+            return family(reg, name, doc, "histogram", labels, buckets=buckets)
+
+        def gauge(name: str, doc: str, mode: GaugeMode, labels: tuple[str, ...] = ()) -> Any:
+            return family(reg, name, doc, "gauge", labels, multiprocess_mode=mode)
+
+        self.requests = counter("rhetor_requests", "Model requests by front, provider and model that answered, "
                                 "component and outcome (ok, cancelled or an error type)",
-                                ("front", "provider", "model", "component", "status", *keyed), registry=reg)
-        self.duration = Histogram("gen_ai_server_request_duration_seconds", "Time from request to the last byte "
-                                  "of the answer", GENAI, buckets=DURATION_BUCKETS, registry=reg)
-        self.ttft = Histogram("gen_ai_server_time_to_first_token_seconds", "Time to the first streamed token",
-                              GENAI, buckets=TTFT_BUCKETS, registry=reg)
-        self.overhead = Histogram("rhetor_overhead_seconds", "Time spent in Rhetor itself (wall time minus upstream "
+                                ("front", "provider", "model", "component", "status", *keyed))
+        self.duration = histogram("gen_ai_server_request_duration_seconds", "Time from request to the last byte "
+                                  "of the answer", GENAI, DURATION_BUCKETS)
+        self.ttft = histogram("gen_ai_server_time_to_first_token_seconds", "Time to the first streamed token",
+                              GENAI, TTFT_BUCKETS)
+        self.overhead = histogram("rhetor_overhead_seconds", "Time spent in Rhetor itself (wall time minus upstream "
                                   "wait) until the response head, as in x-rhetor-overhead-ms", ("front",),
-                                  buckets=OVERHEAD_BUCKETS, registry=reg)
-        self.upstream = Histogram("gen_ai_client_operation_duration_seconds", "One upstream attempt, from call to "
+                                  OVERHEAD_BUCKETS)
+        self.upstream = histogram("gen_ai_client_operation_duration_seconds", "One upstream attempt, from call to "
                                   "answer or stream commit", ("gen_ai_operation_name", "gen_ai_system",
-                                                              "gen_ai_request_model", "outcome"),
-                                  buckets=DURATION_BUCKETS, registry=reg)
-        self.token_usage = Histogram("gen_ai_client_token_usage", "Tokens per request (input or output)",
+                                                              "gen_ai_request_model", "outcome"), DURATION_BUCKETS)
+        self.token_usage = histogram("gen_ai_client_token_usage", "Tokens per request (input or output)",
                                      ("gen_ai_operation_name", "gen_ai_system", "gen_ai_response_model",
-                                      "gen_ai_token_type"), buckets=TOKEN_BUCKETS, registry=reg)
-        self.tokens = Counter("rhetor_tokens", "Tokens by direction: input, output, cached (input read from a "
+                                      "gen_ai_token_type"), TOKEN_BUCKETS)
+        self.tokens = counter("rhetor_tokens", "Tokens by direction: input, output, cached (input read from a "
                               "cache), cache_write, reasoning", ("provider", "model", "component", "direction",
-                                                                 *keyed), registry=reg)
-        self.cost = Counter("rhetor_cost_usd", "Cost in US dollars at the price table's list prices",
-                            ("provider", "model", "component", *keyed), registry=reg)
-        self.fallbacks = Counter("rhetor_fallbacks", "Switches to a later target of a route", ("provider", "model"),
-                                 registry=reg)
-        self.retries = Counter("rhetor_retries", "Attempts that retried the same target", ("provider", "model"),
-                               registry=reg)
-        self.http = Counter("rhetor_http_requests", "HTTP requests by route template, method and status code",
-                            ("route", "method", "code"), registry=reg)
-        self.in_flight = Gauge("rhetor_requests_in_flight", "HTTP requests being served", registry=reg,
-                               multiprocess_mode="livesum")
-        self.websockets = Gauge("rhetor_websockets_open", "Open WebSocket connections", registry=reg,
-                                multiprocess_mode="livesum")
-        self.streams = Gauge("rhetor_streams_open", "Open answer streams (SSE and WebSocket)", registry=reg,
-                             multiprocess_mode="livesum")
-        self.breaker = Gauge("rhetor_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
-                             ("provider", "model"), registry=reg, multiprocess_mode="max")
-        self.ledger_queue = Gauge("rhetor_usage_ledger_queue", "Usage records waiting to be written", registry=reg,
-                                  multiprocess_mode="livesum")
-        self.mirror_backlog = Gauge("rhetor_context_mirror_backlog", "Contexts waiting to be mirrored to Engram",
-                                    registry=reg, multiprocess_mode="livesum")
-        self.embedder_backlog = Gauge("rhetor_embedder_backlog", "Stored messages not embedded yet", registry=reg,
-                                      multiprocess_mode="max")
-        info = Gauge("rhetor_build_info", "Rhetor's version", ("version",), registry=reg, multiprocess_mode="max")
-        info.labels(__version__).set(1)
+                                                                 *keyed))
+        self.cost = counter("rhetor_cost_usd", "Cost in US dollars at the price table's list prices",
+                            ("provider", "model", "component", *keyed))
+        self.fallbacks = counter("rhetor_fallbacks", "Switches to a later target of a route", ("provider", "model"))
+        self.retries = counter("rhetor_retries", "Attempts that retried the same target", ("provider", "model"))
+        self.http = counter("rhetor_http_requests", "HTTP requests by route template, method and status code",
+                            ("route", "method", "code"))
+        self.in_flight = gauge("rhetor_requests_in_flight", "HTTP requests being served", "livesum")
+        self.websockets = gauge("rhetor_websockets_open", "Open WebSocket connections", "livesum")
+        self.streams = gauge("rhetor_streams_open", "Open answer streams (SSE and WebSocket)", "livesum")
+        self.breaker = gauge("rhetor_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
+                             "max", ("provider", "model"))
+        self.ledger_queue = gauge("rhetor_usage_ledger_queue", "Usage records waiting to be written", "livesum")
+        self.mirror_backlog = gauge("rhetor_context_mirror_backlog", "Contexts waiting to be mirrored to Engram",
+                                    "livesum")
+        self.embedder_backlog = gauge("rhetor_embedder_backlog", "Stored messages not embedded yet", "max")
+        gauge("rhetor_build_info", "Rhetor's version", "max", ("version",)).labels(__version__).set(1)
         if reg is not None:
             reg.register(PROCESS_COLLECTOR)
             reg.register(PLATFORM_COLLECTOR)
