@@ -24,16 +24,23 @@ from rhetor.api.anthropic.errors import ANTHROPIC
 from rhetor.api.anthropic.stream import STOP_REASONS, events, stop_reason
 from rhetor.api.attribution import attribute
 from rhetor.api.compat.common import (
+    EncodedResponse,
     chat_input,
     new_id,
     read_body,
     resolve,
-    rhetor_headers,
+    rhetor_header_list,
     session_headers,
     sse_response,
 )
 from rhetor.api.compat.errors import compat_endpoint
-from rhetor.api.compat.fidelity import anthropic_image, anthropic_usage, fidelity_headers, passthrough
+from rhetor.api.compat.fidelity import (
+    anthropic_image,
+    anthropic_usage,
+    fidelity_header_list,
+    fidelity_headers,
+    passthrough,
+)
 from rhetor.api.responses import json_response, parse_json
 from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError, ProviderError
@@ -233,11 +240,11 @@ async def messages(request: Request) -> Response:
         return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
     outcome = await gw.chat(inp)
     r = outcome.response
-    headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
-               **fidelity_headers(pt, r.raw is not None)}
+    headers = [*rhetor_header_list(r.provider, r.model, outcome.info, r.simulated),
+               *fidelity_header_list(pt, r.raw is not None)]
     if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact
-        return Response(r.raw, media_type="application/json", headers=headers)
-    return json_response(message(outcome, new_id("msg_")), headers=headers)
+        return EncodedResponse(r.raw, headers)
+    return EncodedResponse(orjson.dumps(message(outcome, new_id("msg_"))), headers)
 
 
 async def count_tokens(request: Request) -> Response:
