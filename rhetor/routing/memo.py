@@ -31,11 +31,12 @@ _ROUTING = tuple(sorted(ROUTING_OPTION_KEYS))
 SIZE = 1024  # distinct routing inputs kept: task types x components x model names a deployment sees
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Known:
     base: Route  # the route with the entry's options only (the request's sampling is merged per request)
     targets: tuple[Target, ...]  # after `pinned`, before the catalogue's admission
-    admitted: tuple[Target, ...]  # after the catalogue's admission
+    admitted: tuple[Target, ...] | None = None  # after the catalogue's admission, once a request without a key
+    # restriction asked (a restricted key filters `targets` first: it may never reach a retired model)
 
 
 class RouteMemo:
@@ -57,19 +58,18 @@ class RouteMemo:
                 or basis[3] is not deployments or basis[4] is not listed:
             self._basis, self._known = (config, catalog, defaults, deployments, listed), {}
         comp = component_of(component, context_id)
-        key = (task_type, comp, provider_id, model_id, *[options.get(k) for k in _ROUTING], pinned, upgrade_retired)
+        routing = () if ROUTING_OPTION_KEYS.isdisjoint(options) else tuple([options.get(k) for k in _ROUTING])
+        key = (task_type, comp, provider_id, model_id, routing, pinned, upgrade_retired)
         try:
-            known = self._known.get(key)
+            known, hashable = self._known.get(key), True
         except TypeError:  # an unhashable routing value: the router's own error names it
-            known, key = None, ()
+            known, hashable = None, False
         if known is None:
             base = route(config, defaults=defaults, task_type=task_type, component=comp, provider_id=provider_id,
                          model_id=model_id, options={k: options[k] for k in _ROUTING if k in options},
                          deployments=deployments, listed=listed)
-            targets = base.targets[:1] if pinned else base.targets
-            admitted = admit(_with(base, targets, base.options), catalog, upgrade_retired=upgrade_retired).targets
-            known = _Known(base, targets, admitted)
-            if key:
+            known = _Known(base, base.targets[:1] if pinned else base.targets)
+            if hashable:
                 if len(self._known) >= self.size:
                     del self._known[next(iter(self._known))]
                 self._known[key] = known
@@ -79,8 +79,9 @@ class RouteMemo:
         else:
             opts = merged_options(base.options, options)
         if permitted is not None:
-            rt = _with(base, permitted(known.targets), opts)
-            return admit(rt, catalog, upgrade_retired=upgrade_retired)
+            return admit(_with(base, permitted(known.targets), opts), catalog, upgrade_retired=upgrade_retired)
+        if known.admitted is None:  # raises for a retired model (never memoized): every request is refused
+            known.admitted = admit(_with(base, known.targets, opts), catalog, upgrade_retired=upgrade_retired).targets
         return _with(base, known.admitted, opts)
 
 

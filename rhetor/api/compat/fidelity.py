@@ -24,13 +24,15 @@ VENDOR_HEADERS: dict[str, tuple[str, ...]] = {
     "anthropic": ("anthropic-beta", "anthropic-version"),
 }
 ORG_HEADERS = ("openai-organization", "openai-project")  # only with RHETOR_FORWARD_OPENAI_ORG=1
+_ENCODED = {api: tuple((name, name.encode()) for name in names)
+            for api, names in [*VENDOR_HEADERS.items(), ("org", ORG_HEADERS)]}
 
 
 def passthrough(request: Request, api: str, body: dict[str, Any], system: str | None,
                 parts: list[str]) -> Passthrough:
     settings = request.app.state.gateway.settings
-    names = VENDOR_HEADERS[api] + (ORG_HEADERS if api == "openai" and settings.forward_openai_org else ())
-    headers = {name: value for name in names if (value := header(request, name.encode()))}
+    names = _ENCODED[api] + (_ENCODED["org"] if api == "openai" and settings.forward_openai_org else ())
+    headers = {name: value for name, raw in names if (value := header(request, raw))}
     if api == "anthropic" and "anthropic-beta" in headers:
         parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
     lenient = (header(request, b"x-rhetor-lenient") or "").strip().lower() in ("1", "true", "yes") \
