@@ -30,7 +30,7 @@ from rhetor.api.compat.common import (
     read_body,
     resolve,
     rhetor_header_list,
-    session_headers,
+    session_header_list,
     sse_response,
 )
 from rhetor.api.compat.errors import compat_endpoint
@@ -38,7 +38,6 @@ from rhetor.api.compat.fidelity import (
     anthropic_image,
     anthropic_usage,
     fidelity_header_list,
-    fidelity_headers,
     passthrough,
 )
 from rhetor.api.responses import json_response, parse_json
@@ -237,7 +236,7 @@ async def messages(request: Request) -> Response:
     if body.stream:
         session = await gw.open_stream(inp)
         frames, relayed = await events(session, new_id("msg_"), estimate_input(body))
-        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
+        return sse_response(frames, [*session_header_list(session), *fidelity_header_list(pt, relayed)])
     outcome = await gw.chat(inp)
     r = outcome.response
     headers = [*rhetor_header_list(r.provider, r.model, outcome.info, r.simulated),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -31,6 +31,7 @@ from rhetor.types import Message
 B = TypeVar("B", bound=BaseModel)
 _HEADERS = "rhetor.headers"  # scope key: the request's headers as a dict (`header`)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_HEADER_LIST = [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 
 
 async def read_body(request: Request, model: type[B]) -> B:
@@ -101,12 +102,24 @@ class EncodedResponse(Response):
         self.raw_headers = headers
 
 
+def session_header_list(session: StreamSession) -> list[tuple[bytes, bytes]]:
+    """A stream's headers: no caching or proxy buffering, and who answers, encoded."""
+    return [*_SSE_HEADER_LIST, *rhetor_header_list(session.provider, session.model, session.info, session.simulated)]
+
+
 def session_headers(session: StreamSession) -> dict[str, str]:
-    return {**SSE_HEADERS, **rhetor_headers(session.provider, session.model, session.info, session.simulated)}
+    return {k.decode(): v.decode("latin-1") for k, v in session_header_list(session)}
 
 
-def sse_response(frames: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
+def sse_response(frames: AsyncIterator[bytes],
+                 headers: Mapping[str, str] | list[tuple[bytes, bytes]]) -> StreamingResponse:
+    """An SSE response; `headers` encoded already (a list of byte pairs) go out as given, before the content type,
+    where Starlette puts a headers dict (see EncodedResponse)."""
+    if not isinstance(headers, list):
+        return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    response = ClosingStreamingResponse(frames, media_type="text/event-stream")
+    response.raw_headers[:0] = headers
+    return response
 
 
 def new_id(prefix: str) -> str:
@@ -118,4 +131,4 @@ def unix_now() -> int:
 
 
 __all__ = ["EncodedResponse", "chat_input", "header", "new_id", "read_body", "resolve", "rhetor_header_list",
-           "rhetor_headers", "session_headers", "sse_response", "unix_now"]
+           "rhetor_headers", "session_header_list", "session_headers", "sse_response", "unix_now"]

@@ -26,12 +26,12 @@ from rhetor.api.compat.common import (
     new_id,
     resolve,
     rhetor_header_list,
-    session_headers,
+    session_header_list,
     sse_response,
     unix_now,
 )
 from rhetor.api.compat.errors import compat_endpoint
-from rhetor.api.compat.fidelity import fidelity_header_list, fidelity_headers, openai_image, openai_usage, passthrough
+from rhetor.api.compat.fidelity import fidelity_header_list, openai_image, openai_usage, passthrough
 from rhetor.api.openai import completions, embeddings, fanout, models
 from rhetor.api.openai.chat_stream import FINISH, chunks
 from rhetor.api.openai.errors import OPENAI
@@ -214,7 +214,7 @@ async def chat_completions(request: Request) -> Response:
             frames, relayed = await fanout.stream(gw, inp, session, body.n or 1, new_id("chatcmpl-"), include_usage)
         else:
             frames, relayed = await chunks(session, new_id("chatcmpl-"), include_usage)
-        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
+        return sse_response(frames, [*session_header_list(session), *fidelity_header_list(pt, relayed)])
     outcome = await gw.chat(inp)
     r = outcome.response
     headers = [*rhetor_header_list(r.provider, r.model, outcome.info, r.simulated),
