@@ -13,8 +13,8 @@ Knows nothing of HTTP, SSE or WebSocket framing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from rhetor.catalog import load_catalog
@@ -36,8 +36,8 @@ from rhetor.providers.fidelity import admit as admit_fields
 from rhetor.routing.breaker import CircuitBreaker
 from rhetor.routing.config import TaskConfig
 from rhetor.routing.fallback import FallbackRunner, RunInfo
-from rhetor.routing.lifecycle import admit
-from rhetor.routing.models import pinned
+from rhetor.routing.memo import RouteMemo
+from rhetor.routing.models import ModelNames, pinned
 from rhetor.routing.options import request_options
 from rhetor.routing.router import Route, Target, route
 from rhetor.session import ChatInput, ChatOutcome, Prepared, StreamSession, now_iso
@@ -76,6 +76,8 @@ class Gateway:
         self.meter: Meter | None = None  # the usage ledger's meter (rhetor.governance); set by the app
         self.gate: Gate | None = None  # budgets and the response cache (rhetor.governance.gate); set by the app
         self.drain = Drain()  # open streams and answers, ended by the shutdown deadline (rhetor.drain)
+        self.routes = RouteMemo()  # routing decisions per routing input, for the configuration in place
+        self.model_names = ModelNames()  # the compat fronts' model names, resolved once each
 
     async def aclose(self) -> None:
         await self.providers.aclose()
@@ -95,15 +97,16 @@ class Gateway:
         # the input is this request's own, the check is idempotent, and a copy of ChatInput costs ~4.5 µs.
         inp.options = request_options(inp.options)
         with tracing.span("rhetor.route") as route_span:
-            rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
-                       context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
-                       options=inp.options, deployments=self.deployment_kinds, listed=self.listed_models)
-            if inp.pinned:
-                rt = pinned(rt, inp.options)
-            if inp.identity is not None and inp.identity.restricted:  # the key's allowed providers and models
-                rt = replace(rt, targets=inp.identity.permitted(rt.targets))
-            # a retired model is a 400 naming its successor; Tekton's legacy callers get the successor instead
-            rt = admit(rt, self.catalog, upgrade_retired=inp.front.startswith("legacy"))  # rhetor.routing.lifecycle
+            # route(), pinned(), the key's allowed providers and models, then the catalogue: a retired model is a
+            # 400 naming its successor, Tekton's legacy callers get the successor instead (rhetor.routing.lifecycle)
+            identity = inp.identity
+            rt = self.routes.route(self.config, self.catalog, defaults=self.defaults,
+                                   deployments=self.deployment_kinds, listed=self.listed_models,
+                                   task_type=inp.task_type, component=inp.component, context_id=inp.context_id,
+                                   provider_id=inp.provider_id, model_id=inp.model_id, options=inp.options,
+                                   pinned=inp.pinned, upgrade_retired=inp.front.startswith("legacy"),
+                                   permitted=identity.permitted if identity is not None and identity.restricted
+                                   else None)
             chat_span.routed(route_span, rt)
         caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
         stored: list[StoredMessage] = []
@@ -182,7 +185,9 @@ class Gateway:
         seed = inp.seed if inp.seed is not None else opts.get("seed")
 
         def build(target: Target, provider: Provider) -> ChatRequest:
-            budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens"))
+            # only stored history is ever trimmed: without it there is no window to look up
+            budget = budget_for(provider.context_window(target.model), sampling.get("max_tokens")) \
+                if prepared.history else 0
             convo = fit_history(prepared.history, prepared.new_turn, budget_tokens=budget, system=prepared.system)
             request = ChatRequest(model=target.model, messages=convo, system=prepared.system,
                                   temperature=sampling.get("temperature"), max_tokens=sampling.get("max_tokens"),
@@ -272,7 +277,7 @@ class Gateway:
         if prepared.ticket is not None:
             prepared.ticket.answered(response, info)
         await self._record(prepared, response.content, "complete")
-        return ChatOutcome(response, info, inp.context_id, now_iso(), recall=prepared.recall, notes=prepared.inp.notes)
+        return ChatOutcome(response, info, inp.context_id, time.time(), recall=prepared.recall, notes=inp.notes)
 
     async def open_stream(self, inp: ChatInput) -> StreamSession:
         """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""

@@ -85,9 +85,14 @@ class ChatOutcome:
     response: ChatResponse
     info: RunInfo
     context_id: str | None
-    timestamp: str
+    finished: float  # time.time() when the answer was complete; `timestamp` formats it for the fronts that show it
     recall: Recall | None = None
     notes: Notes | None = None  # cached, budget_warnings, downgraded (rhetor.governance.gate)
+
+    @property
+    def timestamp(self) -> str:
+        """`finished` as now_iso() would have said it then (formatted only by the fronts that send it)."""
+        return datetime.fromtimestamp(self.finished, UTC).isoformat()
 
 
 @dataclass(slots=True)

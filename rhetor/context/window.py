@@ -61,6 +61,8 @@ def fit_history(
     first, a tool-call unit (an assistant's calls and their results) whole, and kept as a contiguous recent
     tail; leading assistant and tool messages are dropped too, so the replayed conversation starts with the user.
     """
+    if not history:  # nothing to trim, and `new` is never changed (paired's keep_last): the stateless request
+        return list(new)
     used = sum(message_tokens(m) for m in new)
     if system:
         used += estimate_tokens(system)

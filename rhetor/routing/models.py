@@ -91,6 +91,34 @@ def resolve_model_name(model: str, *, aliases: Mapping[str, str] | None = None,
     return ModelRoute(provider, model_id, None, pinned=True)
 
 
+class ModelNames:
+    """`resolve_model_name` memoized per (model, task header): a front resolves each distinct name once for the
+    aliases, deployments and listed models in place (benchmarks/instructions.py `oa` profile: ~14 Python calls a
+    request, the same answer each time). Bounded (the oldest name goes first past `size`) and emptied when the
+    deployments or listed models are other objects than before (a reload swaps them: rhetor.config.reload); a
+    name that does not resolve is never memoized (it raises each time)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._basis: tuple[object, ...] = ()
+        self._known: dict[tuple[str, str | None], ModelRoute] = {}
+
+    def resolve(self, model: str, *, aliases: Mapping[str, str], task_header: str | None,
+                deployments: Mapping[str, str], listed: Mapping[str, str]) -> ModelRoute:
+        basis = self._basis
+        if len(basis) != 3 or basis[0] is not aliases or basis[1] is not deployments or basis[2] is not listed:
+            self._basis, self._known = (aliases, deployments, listed), {}
+        key = (model, task_header)
+        found = self._known.get(key)
+        if found is None:
+            found = resolve_model_name(model, aliases=aliases, task_header=task_header, deployments=deployments,
+                                       listed=listed)
+            if len(self._known) >= self.size:
+                del self._known[next(iter(self._known))]
+            self._known[key] = found
+        return found
+
+
 def validate_aliases(aliases: Mapping[str, str]) -> None:
     """Raise ConfigError naming the first alias whose target is not a resolvable model name."""
     for alias, target in aliases.items():
@@ -104,8 +132,12 @@ def validate_aliases(aliases: Mapping[str, str]) -> None:
 
 def pinned(route: Route, request_options: Mapping[str, Any]) -> Route:
     """`route` narrowed to its first target (the caller's model) with only the caller's own options."""
-    options = {k: v for k, v in request_options.items() if v is not None}
-    return replace(route, targets=route.targets[:1], options=options)
+    return replace(route, targets=route.targets[:1], options=pinned_options(request_options))
 
 
-__all__ = ["ModelRoute", "pinned", "resolve_model_name", "validate_aliases"]
+def pinned_options(request_options: Mapping[str, Any]) -> dict[str, Any]:
+    """A pinned route's options: the caller's own that are set, no task-entry defaults."""
+    return {k: v for k, v in request_options.items() if v is not None}
+
+
+__all__ = ["ModelNames", "ModelRoute", "pinned", "pinned_options", "resolve_model_name", "validate_aliases"]

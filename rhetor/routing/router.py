@@ -132,6 +132,14 @@ def _override(provider: str | None, model: str | None, base: Target, defaults: M
     return Target(base.provider, model, deployment=base.deployment)
 
 
+def merged_options(entry: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+    """R1 semantics: the request's options merged top-level over the entry's; null means "not set"; the routing
+    keys are the router's, never sampling options."""
+    merged = dict(entry)
+    merged.update({k: v for k, v in request.items() if v is not None and k not in ROUTING_OPTION_KEYS})
+    return merged
+
+
 def route(
     config: TaskConfig,
     *,
@@ -152,9 +160,7 @@ def route(
     entry = config[key]
     request_opts = dict(options or {})
 
-    # R1 semantics: the request's options are merged top-level over the entry's; null means "not set".
-    merged = entry.options.sampling()
-    merged.update({k: v for k, v in request_opts.items() if v is not None and k not in ROUTING_OPTION_KEYS})
+    merged = merged_options(entry.options.sampling(), request_opts)
 
     deps, lst = deployments or {}, listed or {}
     configured = [_target(spec, defaults, deps) for spec in entry.chain()]
@@ -183,4 +189,4 @@ def route(
                  strategy=entry.balance)
 
 
-__all__ = ["Route", "Target", "component_of", "lookup_keys", "route"]
+__all__ = ["Route", "Target", "component_of", "lookup_keys", "merged_options", "route"]

@@ -24,16 +24,22 @@ from rhetor.api.anthropic.errors import ANTHROPIC
 from rhetor.api.anthropic.stream import STOP_REASONS, events, stop_reason
 from rhetor.api.attribution import attribute
 from rhetor.api.compat.common import (
+    EncodedResponse,
     chat_input,
     new_id,
     read_body,
     resolve,
-    rhetor_headers,
-    session_headers,
+    rhetor_header_list,
+    session_header_list,
     sse_response,
 )
 from rhetor.api.compat.errors import compat_endpoint
-from rhetor.api.compat.fidelity import anthropic_image, anthropic_usage, fidelity_headers, passthrough
+from rhetor.api.compat.fidelity import (
+    anthropic_image,
+    anthropic_usage,
+    fidelity_header_list,
+    passthrough,
+)
 from rhetor.api.responses import json_response, parse_json
 from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError, ProviderError
@@ -230,14 +236,14 @@ async def messages(request: Request) -> Response:
     if body.stream:
         session = await gw.open_stream(inp)
         frames, relayed = await events(session, new_id("msg_"), estimate_input(body))
-        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
+        return sse_response(frames, [*session_header_list(session), *fidelity_header_list(pt, relayed)])
     outcome = await gw.chat(inp)
     r = outcome.response
-    headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
-               **fidelity_headers(pt, r.raw is not None)}
+    headers = [*rhetor_header_list(r.provider, r.model, outcome.info, r.simulated),
+               *fidelity_header_list(pt, r.raw is not None)]
     if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact
-        return Response(r.raw, media_type="application/json", headers=headers)
-    return json_response(message(outcome, new_id("msg_")), headers=headers)
+        return EncodedResponse(r.raw, headers)
+    return EncodedResponse(orjson.dumps(message(outcome, new_id("msg_"))), headers)
 
 
 async def count_tokens(request: Request) -> Response:

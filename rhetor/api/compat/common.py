@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response, StreamingResponse
 
 from rhetor.api.responses import parse_json
 from rhetor.api.state import gateway
@@ -25,11 +25,13 @@ from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
 from rhetor.gateway import ChatInput, StreamSession
 from rhetor.routing.fallback import RunInfo
-from rhetor.routing.models import ModelRoute, resolve_model_name
+from rhetor.routing.models import ModelRoute
 from rhetor.types import Message
 
 B = TypeVar("B", bound=BaseModel)
+_HEADERS = "rhetor.headers"  # scope key: the request's headers as a dict (`header`)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_HEADER_LIST = [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 
 
 async def read_body(request: Request, model: type[B]) -> B:
@@ -37,20 +39,32 @@ async def read_body(request: Request, model: type[B]) -> B:
     return model.model_validate(parse_json(await request.body()))
 
 
+def header(request: HTTPConnection, name: bytes) -> str | None:
+    """The request header `name` (lower-case; the first if repeated, as Starlette's `headers.get` answers) from one
+    dict built per request: a front reads 5-7 headers, each otherwise a scan of the list through Starlette's
+    Headers (~5% of an `oa` request's profiled calls, benchmarks/instructions.py --profile)."""
+    scope = request.scope
+    found: dict[bytes, bytes] | None = scope.get(_HEADERS)
+    if found is None:
+        found = scope[_HEADERS] = dict(reversed(scope["headers"]))
+    value = found.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 def resolve(request: Request, model: str) -> ModelRoute:
     gw = gateway(request)
-    return resolve_model_name(model, aliases=gw.settings.model_aliases,
-                              task_header=request.headers.get("x-rhetor-task"),
-                              deployments=gw.deployment_kinds, listed=gw.listed_models)  # providers file names
+    return gw.model_names.resolve(model, aliases=gw.settings.model_aliases,
+                                  task_header=header(request, b"x-rhetor-task"),
+                                  deployments=gw.deployment_kinds, listed=gw.listed_models)  # providers file names
 
 
 def chat_input(request: Request, route: ModelRoute, messages: list[Message], system: str | None,
                options: dict[str, Any], **knobs: Any) -> ChatInput:
     """A ChatInput from a compat request: routing from the model name, context and component from headers."""
-    context_id = request.headers.get("x-rhetor-context-id") or None
+    context_id = header(request, b"x-rhetor-context-id") or None
     if context_id is not None:
         validate_context_id(context_id)
-    component = request.headers.get("x-rhetor-component") or None
+    component = header(request, b"x-rhetor-component") or None
     single = len(messages) == 1 and messages[0].role == "user" and context_id is not None
     return ChatInput(
         message=messages[0].content if single else None,
@@ -60,19 +74,52 @@ def chat_input(request: Request, route: ModelRoute, messages: list[Message], sys
         options={k: v for k, v in options.items() if v is not None}, pinned=route.pinned, **knobs)
 
 
+def rhetor_header_list(provider: str, model: str, info: RunInfo, simulated: bool) -> list[tuple[bytes, bytes]]:
+    """The answer's `x-rhetor-*` headers (who answered, fallback, simulated, deployment), encoded."""
+    out = [(b"x-rhetor-provider", provider.encode("latin-1")), (b"x-rhetor-model", model.encode("latin-1")),
+           (b"x-rhetor-fallback", b"true" if info.fallback else b"false"),
+           (b"x-rhetor-simulated", b"true" if simulated else b"false")]
+    if info.target and info.target.deployment:
+        out.append((b"x-rhetor-deployment", info.target.deployment.encode("latin-1")))
+    return out
+
+
 def rhetor_headers(provider: str, model: str, info: RunInfo, simulated: bool) -> dict[str, str]:
-    return {"x-rhetor-provider": provider, "x-rhetor-model": model,
-            "x-rhetor-fallback": "true" if info.fallback else "false",
-            "x-rhetor-simulated": "true" if simulated else "false",
-            **({"x-rhetor-deployment": info.target.deployment} if info.target and info.target.deployment else {})}
+    return {k.decode(): v.decode("latin-1") for k, v in rhetor_header_list(provider, model, info, simulated)}
+
+
+class EncodedResponse(Response):
+    """A JSON answer whose headers come encoded (a list of byte pairs, in the order Starlette would send them),
+    sparing Starlette's per-response lower-casing, encoding and scanning of a headers dict (`init_headers`: ~4%
+    of an `oa` request's profile, benchmarks/instructions.py --profile). Sent by Response.__call__ as any other."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:
+        self.status_code, self.background, self.body = status_code, None, body
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"content-type", b"application/json"))
+        self.raw_headers = headers
+
+
+def session_header_list(session: StreamSession) -> list[tuple[bytes, bytes]]:
+    """A stream's headers: no caching or proxy buffering, and who answers, encoded."""
+    return [*_SSE_HEADER_LIST, *rhetor_header_list(session.provider, session.model, session.info, session.simulated)]
 
 
 def session_headers(session: StreamSession) -> dict[str, str]:
-    return {**SSE_HEADERS, **rhetor_headers(session.provider, session.model, session.info, session.simulated)}
+    return {k.decode(): v.decode("latin-1") for k, v in session_header_list(session)}
 
 
-def sse_response(frames: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
+def sse_response(frames: AsyncIterator[bytes],
+                 headers: Mapping[str, str] | list[tuple[bytes, bytes]]) -> StreamingResponse:
+    """An SSE response; `headers` encoded already (a list of byte pairs) go out as given, before the content type,
+    where Starlette puts a headers dict (see EncodedResponse)."""
+    if not isinstance(headers, list):
+        return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    response = ClosingStreamingResponse(frames, media_type="text/event-stream")
+    response.raw_headers[:0] = headers
+    return response
 
 
 def new_id(prefix: str) -> str:
@@ -83,5 +130,5 @@ def unix_now() -> int:
     return int(time.time())
 
 
-__all__ = ["chat_input", "new_id", "read_body", "resolve", "rhetor_headers", "session_headers",
-           "sse_response", "unix_now"]
+__all__ = ["EncodedResponse", "chat_input", "header", "new_id", "read_body", "resolve", "rhetor_header_list",
+           "rhetor_headers", "session_header_list", "session_headers", "sse_response", "unix_now"]

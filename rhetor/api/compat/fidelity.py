@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from rhetor.api.compat.common import header
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
 from rhetor.types import Image, Passthrough, RawFrame, StreamError, StreamEvent, Usage
@@ -23,26 +24,33 @@ VENDOR_HEADERS: dict[str, tuple[str, ...]] = {
     "anthropic": ("anthropic-beta", "anthropic-version"),
 }
 ORG_HEADERS = ("openai-organization", "openai-project")  # only with RHETOR_FORWARD_OPENAI_ORG=1
+_ENCODED = {api: tuple((name, name.encode()) for name in names)
+            for api, names in [*VENDOR_HEADERS.items(), ("org", ORG_HEADERS)]}
 
 
 def passthrough(request: Request, api: str, body: dict[str, Any], system: str | None,
                 parts: list[str]) -> Passthrough:
     settings = request.app.state.gateway.settings
-    names = VENDOR_HEADERS[api] + (ORG_HEADERS if api == "openai" and settings.forward_openai_org else ())
-    headers = {name: value for name in names if (value := request.headers.get(name))}
+    names = _ENCODED[api] + (_ENCODED["org"] if api == "openai" and settings.forward_openai_org else ())
+    headers = {name: value for name, raw in names if (value := header(request, raw))}
     if api == "anthropic" and "anthropic-beta" in headers:
         parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
-    lenient = request.headers.get("x-rhetor-lenient", "").strip().lower() in ("1", "true", "yes") \
+    lenient = (header(request, b"x-rhetor-lenient") or "").strip().lower() in ("1", "true", "yes") \
         or settings.lenient_fields
     return Passthrough(api, body, headers, system=system, parts=parts, lenient=lenient,  # type: ignore[arg-type]
                        forward=settings.passthrough)
 
 
-def fidelity_headers(pt: Passthrough, relayed: bool) -> dict[str, str]:
-    out = {"x-rhetor-passthrough": "true" if relayed else "false"}
+def fidelity_header_list(pt: Passthrough, relayed: bool) -> list[tuple[bytes, bytes]]:
+    """`x-rhetor-passthrough` and, lenient, `x-rhetor-dropped-fields`, encoded."""
+    out = [(b"x-rhetor-passthrough", b"true" if relayed else b"false")]
     if pt.dropped:
-        out["x-rhetor-dropped-fields"] = ",".join(pt.dropped)
+        out.append((b"x-rhetor-dropped-fields", ",".join(pt.dropped).encode("latin-1")))
     return out
+
+
+def fidelity_headers(pt: Passthrough, relayed: bool) -> dict[str, str]:
+    return {k.decode(): v.decode("latin-1") for k, v in fidelity_header_list(pt, relayed)}
 
 
 def session_relays(first: StreamEvent | None) -> bool:
@@ -126,6 +134,7 @@ def anthropic_usage(u: Usage) -> dict[str, Any]:
 __all__ = [
     "anthropic_image",
     "anthropic_usage",
+    "fidelity_header_list",
     "fidelity_headers",
     "first_event",
     "openai_image",

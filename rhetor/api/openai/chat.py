@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,20 +21,21 @@ from starlette.routing import BaseRoute, Route
 
 from rhetor.api.attribution import attribute
 from rhetor.api.compat.common import (
+    EncodedResponse,
     chat_input,
     new_id,
     resolve,
-    rhetor_headers,
-    session_headers,
+    rhetor_header_list,
+    session_header_list,
     sse_response,
     unix_now,
 )
 from rhetor.api.compat.errors import compat_endpoint
-from rhetor.api.compat.fidelity import fidelity_headers, openai_image, openai_usage, passthrough
+from rhetor.api.compat.fidelity import fidelity_header_list, openai_image, openai_usage, passthrough
 from rhetor.api.openai import completions, embeddings, fanout, models
 from rhetor.api.openai.chat_stream import FINISH, chunks
 from rhetor.api.openai.errors import OPENAI
-from rhetor.api.responses import json_response, parse_json
+from rhetor.api.responses import parse_json
 from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import ChatOutcome
@@ -212,20 +214,20 @@ async def chat_completions(request: Request) -> Response:
             frames, relayed = await fanout.stream(gw, inp, session, body.n or 1, new_id("chatcmpl-"), include_usage)
         else:
             frames, relayed = await chunks(session, new_id("chatcmpl-"), include_usage)
-        return sse_response(frames, {**session_headers(session), **fidelity_headers(pt, relayed)})
+        return sse_response(frames, [*session_header_list(session), *fidelity_header_list(pt, relayed)])
     outcome = await gw.chat(inp)
     r = outcome.response
-    headers = {**rhetor_headers(r.provider, r.model, outcome.info, r.simulated),
-               **fidelity_headers(pt, r.raw is not None)}
+    headers = [*rhetor_header_list(r.provider, r.model, outcome.info, r.simulated),
+               *fidelity_header_list(pt, r.raw is not None)]
     if r.raw is not None:  # the upstream spoke this API: its answer as received, every field intact (n included)
-        return Response(r.raw, media_type="application/json", headers=headers)
+        return EncodedResponse(r.raw, headers)
     answer = completion(outcome, new_id("chatcmpl-"))
     n = body.n or 1
     if n > 1:  # an upstream without `n`: fan out, the turn recorded once (rhetor.api.openai.fanout)
         fanout.check_fanout(n)
         branches = await asyncio.gather(*(gw.chat(fanout.branch_input(inp)) for _ in range(n - 1)))
         await fan_out(answer, list(branches))
-    return json_response(answer, headers=headers)
+    return EncodedResponse(orjson.dumps(answer), headers)
 
 
 async def fan_out(answer: dict[str, Any], others: list[ChatOutcome]) -> None:

@@ -1,0 +1,105 @@
+"""ClosingStreamingResponse (rhetor.api.streaming) under an ASGI 2.3 server, as uvicorn is: a disconnect ends the
+stream at once (its body closed), a finished stream stops listening, and a cancellation from outside stays one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from rhetor.api.streaming import ClosingStreamingResponse
+
+SCOPE: dict[str, Any] = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _silent_upstream(closed: list[str]) -> AsyncIterator[bytes]:
+    try:
+        yield b"data: 1\n\n"
+        await asyncio.sleep(3600)  # an upstream that never speaks again
+        yield b"never"
+    finally:
+        closed.append("closed")
+
+
+def test_a_disconnect_ends_a_waiting_stream() -> None:
+    async def go() -> tuple[list[Any], list[str]]:
+        sent: list[Any] = []
+        closed: list[str] = []
+        calls = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        response = ClosingStreamingResponse(_silent_upstream(closed), media_type="text/event-stream")
+        await asyncio.wait_for(response(SCOPE, receive, send), 5)
+        assert calls == 1
+        return sent, closed
+
+    sent, closed = run(go())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert closed == ["closed"]
+
+
+def test_a_finished_stream_stops_listening() -> None:
+    async def go() -> list[Any]:
+        sent: list[Any] = []
+        listening = asyncio.Event()
+        stopped: list[bool] = []
+
+        async def receive() -> dict[str, Any]:
+            listening.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                stopped.append(True)
+                raise
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def body() -> AsyncIterator[bytes]:
+            await listening.wait()
+            yield b"a"
+            yield b"b"
+
+        await ClosingStreamingResponse(body())(SCOPE, receive, send)
+        await asyncio.sleep(0)
+        assert stopped == [True]
+        return sent
+
+    sent = run(go())
+    assert [m.get("body") for m in sent[1:]] == [b"a", b"b", b""]
+
+
+def test_a_cancellation_from_outside_is_not_swallowed() -> None:
+    async def go() -> None:
+        closed: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        task = asyncio.ensure_future(ClosingStreamingResponse(_silent_upstream(closed))(SCOPE, receive, send))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert closed == ["closed"]
+
+    run(go())
