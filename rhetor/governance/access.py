@@ -111,7 +111,7 @@ class Access:
         for subject, rpm, tpm in checks:
             verdict = await self.limiter.admit(subject, rpm, tpm, tokens)
             if not verdict.allowed:
-                self._release(held)
+                self.release(Admission(verdict, held, None))  # what the earlier subjects reserved
                 return Admission(verdict, [], subject)
             held.append((subject, verdict.reserved))
             first = first or verdict
@@ -120,12 +120,9 @@ class Access:
 
     def release(self, admission: Admission | None) -> None:
         if admission is not None:
-            self._release(admission.held)
-            admission.held = []
-
-    def _release(self, held: list[tuple[str, int]]) -> None:
-        for subject, reserved in held:
-            self.limiter.release(subject, reserved)
+            held, admission.held = admission.held, []
+            for subject, reserved in held:
+                self.limiter.release(subject, reserved)
 
     def record(self, rec: UsageRecord) -> None:
         """A finished request's real tokens count against its key's and component's TPM (UsageSink)."""

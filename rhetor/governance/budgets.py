@@ -40,6 +40,7 @@ from rhetor.governance.spend import (
     WindowRef,
 )
 
+APPLICABLE_MEMO = 4096  # memoized (component, key, task, key budget) combinations
 Plan = tuple[Period, float | None, int | None, float, float]  # (period, usd, tokens, usd at warn_at, tokens at warn_at)
 
 
@@ -62,6 +63,8 @@ class BudgetBook:
         # budget id -> its limits: (period, usd, tokens, usd at warn_at, tokens at warn_at), computed once
         self._plans: dict[str, tuple[Plan, ...]] = {}
         self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
+        # (component, key id, task, key's budget) -> `applicable`'s answer; emptied by every change of the budgets
+        self._applicable: dict[tuple[str | None, ...], list[tuple[Budget, Subject]]] = {}
 
     # -- definitions --------------------------------------------------------------------------------------------
     def put(self, budget: Budget, source: str = "api") -> None:
@@ -83,19 +86,26 @@ class BudgetBook:
         self._plans = {b.id: tuple((p, u, t, inf if u is None else u * b.warn_at, inf if t is None else t * b.warn_at)
                                    for p, u, t in b.limits()) for b in self.budgets.values()}
         self._by_subject = index
+        self._applicable = {}
 
     def subjects(self) -> list[Subject]:
         return list(self._by_subject)
 
-    @property
-    def local(self) -> bool:
-        """Spend is judged here, in this process (no shared store, or it is unreachable): `admit` = `reserve`."""
-        return self.shared is None or not self.shared.shared
-
     # -- hot path ---------------------------------------------------------------------------------------------
     def applicable(self, component: str | None, key_id: str | None, task: str | None,
                    key_budget: str | None = None) -> list[tuple[Budget, Subject]]:
-        """The budgets that cap a request, each with the subject whose spend it counts."""
+        """The budgets that cap a request, each with the subject whose spend it counts (not to be modified)."""
+        memo = self._applicable
+        found = memo.get((component, key_id, task, key_budget))
+        if found is None:
+            if len(memo) >= APPLICABLE_MEMO:  # bounded: components, keys and tasks are many only under abuse
+                memo.clear()
+            found = memo[(component, key_id, task, key_budget)] = self._applicable_to(component, key_id, task,
+                                                                                     key_budget)
+        return found
+
+    def _applicable_to(self, component: str | None, key_id: str | None, task: str | None,
+                       key_budget: str | None) -> list[tuple[Budget, Subject]]:
         index = self._by_subject
         if not index and key_budget is None:
             return []
@@ -145,7 +155,7 @@ class BudgetBook:
         """`admit` on the shared windows (one atomic round trip); `admit` itself without them or while the
         shared store is unreachable (then this process counts against its mirror of the last shared figures)."""
         shared = self.shared
-        if shared is None or not shared.shared:  # = self.local
+        if shared is None or not shared.shared:
             return self.admit(applicable, estimate_usd, estimate_tokens, now)
         now = time.time() if now is None else now
         index: dict[tuple[Subject, Period], int] = {}

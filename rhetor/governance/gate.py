@@ -167,9 +167,11 @@ class Gate:
             if applicable and rt.targets:
                 usd, tokens = self._estimate(prepared, rt)
                 # `block` raises; in-process spend (no Redis) is judged without a coroutine
-                admission = budgets.admit(applicable, usd, tokens) if budgets.local else \
+                admission = budgets.admit(applicable, usd, tokens) if budgets.shared is None else \
                     await budgets.reserve(applicable, usd, tokens)
-                hold = self._admitted(prepared, notes, rec, admission)
+                if admission.warnings or admission.downgrade is not None:
+                    self._noted(prepared, notes, rec, admission)
+                hold = admission.hold
         if key is None and hold is None:
             return None
         return Ticket(hold, self.cache, key, first if prepared.route is rt else None, builder, providers)
@@ -190,8 +192,8 @@ class Gate:
                 estimate_usd = max(estimate_usd, (estimate_in * price.input + estimate_out * price.output) / 1e6)
         return estimate_usd, estimate_in + estimate_out
 
-    def _admitted(self, prepared: Prepared, notes: Notes, rec: Any, admission: Admission) -> Releasable | None:
-        """The budgets' word on the reply (warnings, a downgrade re-routes the request); the reservation."""
+    def _noted(self, prepared: Prepared, notes: Notes, rec: Any, admission: Admission) -> None:
+        """The budgets' word on the reply: warnings; a downgrade re-routes the request."""
         if admission.warnings:
             notes.note("budget_warnings", admission.warnings, "x-rhetor-budget-warning", admission.warnings[0])
         if admission.downgrade is not None:
@@ -206,7 +208,6 @@ class Gate:
                            f"{was} -> {to} (budget {budget.id})")
                 if rec is not None:
                     rec.downgraded_from = was
-        return admission.hold
 
 
 __all__ = ["Gate", "Notes", "Prepared", "Ticket"]

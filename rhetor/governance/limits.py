@@ -74,12 +74,10 @@ class Window:
         return last + WINDOW - now if last > self.second - WINDOW else 0.0
 
     def reset(self, now: float) -> bytes:
-        """`duration(empties_in(now))`, encoded: from a table of whole seconds in the common case (not formatted
-        per request)."""
-        gap = self.last + WINDOW - self.second  # after advance(int(now)): self.second == int(now)
-        if gap >= 2:  # empties_in is in (gap - 1, gap]: its ceiling is gap
-            return _RESET[gap]
-        return duration(self.empties_in(now)).encode()
+        """`duration(empties_in(now))`, encoded (`x-ratelimit-reset-*`), after `advance(int(now))`."""
+        gap = self.last + WINDOW - self.second  # whole seconds until the newest counted second leaves
+        # empties_in is in (gap - 1, gap]: from 2 s up its ceiling is gap, so the text comes from a table
+        return _RESET[gap] if gap >= 2 else duration(self.empties_in(now)).encode()
 
 
 @dataclass(slots=True)
