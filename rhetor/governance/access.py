@@ -91,20 +91,27 @@ class Access:
     async def admit(self, identity: Identity | None, component: str | None, tokens: int) -> Admission | None:
         """None when no limit applies; else the key's limits, then the component's (RHETOR_COMPONENT_LIMITS).
         `tokens` is the request's estimated size, reserved against TPM until `release`."""
+        limits = self.component_limits.get(component) if component and self.component_limits else None
+        if limits is None:  # the common case: one subject, the key (one check, no list of checks)
+            if identity is None or not identity.limited:
+                return None
+            subject, limiter = identity.key_id, self.limiter
+            # the in-process limiter answers at once: asked without a coroutine
+            verdict = limiter.check(subject, identity.rpm, identity.tpm, tokens) if type(limiter) is InProcessLimiter \
+                else await limiter.admit(subject, identity.rpm, identity.tpm, tokens)
+            if not verdict.allowed:
+                return Admission(verdict, [], subject)
+            return Admission(verdict, [(subject, verdict.reserved)], None)
         checks: list[tuple[str, int | None, int | None]] = []
         if identity is not None and identity.limited:
             checks.append((identity.key_id, identity.rpm, identity.tpm))
-        limits = self.component_limits.get(component) if component and self.component_limits else None
-        if limits is not None and component is not None:
-            checks.append(("component:" + component, limits.get("rpm"), limits.get("tpm")))
-        if not checks:
-            return None
+        checks.append(("component:" + (component or ""), limits.get("rpm"), limits.get("tpm")))
         held: list[tuple[str, int]] = []
         first: Verdict | None = None
         for subject, rpm, tpm in checks:
             verdict = await self.limiter.admit(subject, rpm, tpm, tokens)
             if not verdict.allowed:
-                self._release(held)
+                self.release(Admission(verdict, held, None))  # what the earlier subjects reserved
                 return Admission(verdict, [], subject)
             held.append((subject, verdict.reserved))
             first = first or verdict
@@ -113,12 +120,9 @@ class Access:
 
     def release(self, admission: Admission | None) -> None:
         if admission is not None:
-            self._release(admission.held)
-            admission.held = []
-
-    def _release(self, held: list[tuple[str, int]]) -> None:
-        for subject, reserved in held:
-            self.limiter.release(subject, reserved)
+            held, admission.held = admission.held, []
+            for subject, reserved in held:
+                self.limiter.release(subject, reserved)
 
     def record(self, rec: UsageRecord) -> None:
         """A finished request's real tokens count against its key's and component's TPM (UsageSink)."""

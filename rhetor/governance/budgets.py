@@ -1,213 +1,47 @@
-"""Budgets: spending caps per component, caller key, task type and global, each with daily, weekly and/or monthly
-limits in USD (and optionally tokens), a policy when crossed (`warn`, `downgrade` to a cheaper target, `block`)
-and a soft warning threshold.
-
-Spend lives in `SpendCounters` (in memory): one window per (subject, period), rolled over at the period's UTC
-boundary. The ledger's records feed it (`record`, called by the meter when a request ends, with its real cost);
-`admit` reserves an estimate for each admitted request until it ends, so concurrent requests overshoot a `block`
-budget by at most those already in flight when it was crossed. Admission and recording are dict lookups — no
-I/O. With a `SharedSpend` (Redis, rhetor.storage.redis_budgets) `reserve` checks and reserves on the shared
-windows in one atomic call instead — one budget for every replica — and the local windows become a mirror of
-them (refreshed by `refresh`), which `admit` judges against while the shared store is unreachable. Knows nothing
-of HTTP, fronts, SQL, Redis or providers.
+"""The budget book: the budgets in force (rhetor.governance.budget) and what they admit. The ledger's records feed
+it (`record`, called by the meter when a request ends, with its real cost) into the running spend
+(rhetor.governance.spend: one window per subject and period, rolled over at the period's UTC boundary); `admit`
+reserves an estimate for each admitted request until it ends, so concurrent requests overshoot a `block` budget
+by at most those already in flight when it was crossed. Admission and recording are dict lookups — no I/O.
+With a `SharedSpend` (Redis, rhetor.storage.redis_budgets) `reserve` checks and reserves on the shared windows in
+one atomic call instead — one budget for every replica — and the local windows become a mirror of them
+(refreshed by `refresh`), which `admit` judges against while the shared store is unreachable. Knows nothing of
+HTTP, fronts, SQL, Redis or providers.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from rhetor.errors import BudgetExceededError
+from rhetor.governance.budget import (
+    BUDGET_ID,
+    GLOBAL,
+    PERIODS,
+    Budget,
+    Period,
+    Scope,
+    Subject,
+    iso,
+    parse_budget,
+    period_bounds,
+)
+from rhetor.governance.spend import (
+    Figures,
+    Hold,
+    MemorySpend,
+    Releasable,
+    SharedSpend,
+    SpendCounters,
+    Window,
+    WindowRef,
+)
 
-from rhetor.errors import BudgetExceededError, InvalidRequestError
-
-PERIODS = ("daily", "weekly", "monthly")
-Period = Literal["daily", "weekly", "monthly"]
-Scope = Literal["global", "component", "key", "task"]
-Subject = tuple[str, str]  # (scope, name): ("global", "*"), ("component", "ergon"), ("key", "key_…"), ("task", …)
-BUDGET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-GLOBAL: Subject = ("global", "*")
-Usd = Annotated[float, Field(ge=0, le=1e9)]
-Tokens = Annotated[int, Field(ge=0, le=10**15)]
-
-
-class Budget(BaseModel):
-    """One budget. `target` names the component / key id / task type it caps (none for `global`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Annotated[str, Field(pattern=BUDGET_ID.pattern)]
-    scope: Scope = "global"
-    target: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    daily_usd: Usd | None = None
-    weekly_usd: Usd | None = None
-    monthly_usd: Usd | None = None
-    daily_tokens: Tokens | None = None
-    weekly_tokens: Tokens | None = None
-    monthly_tokens: Tokens | None = None
-    policy: Literal["warn", "downgrade", "block"] = "warn"
-    downgrade_to: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/\S+$", max_length=256)] | None = None
-    warn_at: Annotated[float, Field(gt=0, le=1)] = 0.8
-    description: Annotated[str, Field(max_length=1000)] | None = None
-
-    @model_validator(mode="after")
-    def _coherent(self) -> Budget:
-        if self.scope == "global" and self.target is not None:
-            raise ValueError("target: a global budget has no target")
-        if self.scope != "global" and self.target is None:
-            raise ValueError(f"target: a {self.scope} budget names its {self.scope} (e.g. 'ergon')")
-        if not self.limits():
-            raise ValueError("daily_usd: set at least one limit (daily/weekly/monthly _usd or _tokens)")
-        if self.policy == "downgrade" and self.downgrade_to is None:
-            raise ValueError("downgrade_to: the downgrade policy needs a cheaper target, as provider/model")
-        if self.policy != "downgrade" and self.downgrade_to is not None:
-            raise ValueError("downgrade_to: only the downgrade policy routes to another target")
-        return self
-
-    def limits(self) -> list[tuple[Period, float | None, int | None]]:
-        out: list[tuple[Period, float | None, int | None]] = []
-        for period in PERIODS:
-            usd, tokens = getattr(self, f"{period}_usd"), getattr(self, f"{period}_tokens")
-            if usd is not None or tokens is not None:
-                out.append((period, usd, tokens))  # type: ignore[arg-type]
-        return out
-
-    @property
-    def subject(self) -> Subject:
-        return GLOBAL if self.scope == "global" else (self.scope, self.target or "")
-
-
-def parse_budget(data: Any, budget_id: str | None = None) -> Budget:
-    """A Budget from a request body (the path's id wins over the body's); a 400 naming the field otherwise."""
-    if not isinstance(data, dict):
-        raise InvalidRequestError("a budget definition is a JSON object", param="body")
-    if budget_id is not None:
-        if data.get("id") not in (None, budget_id):
-            raise InvalidRequestError(f"id: the body says {data.get('id')!r} but the path says {budget_id!r}",
-                                      param="id")
-        data = {**data, "id": budget_id}
-    try:
-        return Budget.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        where, sep, rest = msg.partition(": ")
-        if not loc and sep and " " not in where:  # a model-level check names its field first
-            loc, msg = where, rest
-        raise InvalidRequestError(f"{loc or 'body'}: {msg}", param=loc or "body") from None
-
-
-def period_bounds(period: Period, now: float) -> tuple[float, float]:
-    """[start, end) of the UTC day / ISO week (from Monday) / calendar month holding `now`."""
-    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "daily":
-        start, end = day, day + timedelta(days=1)
-    elif period == "weekly":
-        start = day - timedelta(days=day.weekday())
-        end = start + timedelta(days=7)
-    else:
-        start = day.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    return start.timestamp(), end.timestamp()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class Window:
-    """Spend of one subject in one period; `held_*` is reserved by requests still in flight."""
-
-    start: float
-    end: float
-    usd: float = 0.0
-    tokens: int = 0
-    held_usd: float = 0.0
-    held_tokens: int = 0
-
-
-class SpendCounters(Protocol):
-    """Where running spend lives in this process (the local mirror when a SharedSpend is configured)."""
-
-    def window(self, subject: Subject, period: Period, now: float) -> Window: ...
-
-    def tracked(self, subject: Subject) -> bool: ...
-
-    def add(self, subject: Subject, ts: float, usd: float, tokens: int) -> None: ...
-
-
-class MemorySpend:
-    """Windows in a dict, created for the subjects budgets name; bounded by the number of budgets and keys."""
-
-    def __init__(self) -> None:
-        self._windows: dict[tuple[Subject, Period], Window] = {}
-        self._subjects: set[Subject] = set()
-
-    def window(self, subject: Subject, period: Period, now: float) -> Window:
-        w = self._windows.get((subject, period))
-        if w is None or now >= w.end:
-            w = self._windows[(subject, period)] = Window(*period_bounds(period, now))
-            self._subjects.add(subject)
-        return w
-
-    def tracked(self, subject: Subject) -> bool:
-        return subject in self._subjects
-
-    def add(self, subject: Subject, ts: float, usd: float, tokens: int) -> None:
-        windows = self._windows
-        for period in PERIODS:
-            w = windows.get((subject, period))  # type: ignore[arg-type]
-            if w is None or ts >= w.end:
-                w = self.window(subject, period, ts)  # type: ignore[arg-type]
-            if ts >= w.start:  # a request started in an earlier period is that period's spend
-                w.usd += usd
-                w.tokens += tokens
-
-
-@dataclass(slots=True)
-class Hold:
-    """The estimates a request reserved; released (once) when its record arrives or it ends."""
-
-    parts: list[tuple[Window, float, int]] = field(default_factory=list)
-
-    def __del__(self) -> None:  # a stream dropped before it was read never runs its end: free its reservation
-        self.release()
-
-    def release(self) -> None:
-        parts, self.parts = self.parts, []
-        for w, usd, tokens in parts:
-            w.held_usd = max(0.0, w.held_usd - usd)
-            w.held_tokens = max(0, w.held_tokens - tokens)
-
-
-class Releasable(Protocol):
-    def release(self) -> None: ...
-
-
-WindowRef = tuple[str, str, str, float, float]  # (scope, name, period, start, end) of a shared window
-Figures = tuple[float, int, float, int]  # (spent usd, tokens, held usd, held tokens)
-
-
-class SharedSpend(Protocol):
-    """Spend shared by every replica (rhetor.storage.redis_budgets.RedisSpend)."""
-
-    @property
-    def shared(self) -> bool: ...
-
-    async def reserve(self, refs: list[WindowRef], blocks: list[tuple[float | None, int | None]], usd: float,
-                      tokens: int) -> tuple[bool, list[Figures], Releasable | None] | None: ...
-
-    async def figures(self, refs: list[WindowRef]) -> list[Figures] | None: ...
-
-    def add(self, refs: list[WindowRef], usd: float, tokens: int) -> None: ...
-
-    async def seed(self, refs: list[WindowRef], figures: list[tuple[float, int]]) -> None: ...
+APPLICABLE_MEMO = 4096  # memoized (component, key, task, key budget) combinations
+Plan = tuple[Period, float | None, int | None, float, float]  # (period, usd, tokens, usd at warn_at, tokens at warn_at)
 
 
 @dataclass(slots=True)
@@ -227,8 +61,10 @@ class BudgetBook:
         self.budgets: dict[str, Budget] = {}
         self._by_subject: dict[Subject, list[Budget]] = {}
         # budget id -> its limits: (period, usd, tokens, usd at warn_at, tokens at warn_at), computed once
-        self._plans: dict[str, tuple[tuple[Period, float | None, int | None, float, float], ...]] = {}
+        self._plans: dict[str, tuple[Plan, ...]] = {}
         self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
+        # (component, key id, task, key's budget) -> `applicable`'s answer; emptied by every change of the budgets
+        self._applicable: dict[tuple[str | None, ...], list[tuple[Budget, Subject]]] = {}
 
     # -- definitions --------------------------------------------------------------------------------------------
     def put(self, budget: Budget, source: str = "api") -> None:
@@ -250,6 +86,7 @@ class BudgetBook:
         self._plans = {b.id: tuple((p, u, t, inf if u is None else u * b.warn_at, inf if t is None else t * b.warn_at)
                                    for p, u, t in b.limits()) for b in self.budgets.values()}
         self._by_subject = index
+        self._applicable = {}
 
     def subjects(self) -> list[Subject]:
         return list(self._by_subject)
@@ -257,7 +94,18 @@ class BudgetBook:
     # -- hot path ---------------------------------------------------------------------------------------------
     def applicable(self, component: str | None, key_id: str | None, task: str | None,
                    key_budget: str | None = None) -> list[tuple[Budget, Subject]]:
-        """The budgets that cap a request, each with the subject whose spend it counts."""
+        """The budgets that cap a request, each with the subject whose spend it counts (not to be modified)."""
+        memo = self._applicable
+        found = memo.get((component, key_id, task, key_budget))
+        if found is None:
+            if len(memo) >= APPLICABLE_MEMO:  # bounded: components, keys and tasks are many only under abuse
+                memo.clear()
+            found = memo[(component, key_id, task, key_budget)] = self._applicable_to(component, key_id, task,
+                                                                                     key_budget)
+        return found
+
+    def _applicable_to(self, component: str | None, key_id: str | None, task: str | None,
+                       key_budget: str | None) -> list[tuple[Budget, Subject]]:
         index = self._by_subject
         if not index and key_budget is None:
             return []
@@ -276,47 +124,31 @@ class BudgetBook:
         """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window checked."""
         now = time.time() if now is None else now
         result = Admission()
-        windows: dict[int, Window] = {}
-        window = self.counters.window
-
-        def local(subject: Subject, period: Period) -> Window:
-            w = window(subject, period, now)
-            windows[id(w)] = w
-            return w
-
-        self._judge(applicable, local, result)
-        if windows:
+        window, plans = self.counters.window, self._plans
+        held: dict[int, Window] = {}
+        for budget, subject in applicable:
+            for plan in plans[budget.id]:
+                w = window(subject, plan[0], now)
+                held[id(w)] = w
+                if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
+                    _weigh(budget, subject, plan, w, result)  # at the warning threshold or over the limit
+        if held:
             parts = []
-            for w in windows.values():
+            for w in held.values():
                 w.held_usd += estimate_usd
                 w.held_tokens += estimate_tokens
                 parts.append((w, estimate_usd, estimate_tokens))
             result.hold = Hold(parts)
         return result
 
-    def _judge(self, applicable: Iterable[tuple[Budget, Subject]], window: Callable[[Subject, Period], Window],
+    def _judge(self, applicable: Iterable[tuple[Budget, Subject]], views: dict[tuple[Subject, Period], Window],
                result: Admission) -> None:
         plans = self._plans
         for budget, subject in applicable:
-            for period, limit_usd, limit_tokens, warn_usd, warn_tokens in plans[budget.id]:
-                w = window(subject, period)
-                used_usd, used_tokens = w.usd + w.held_usd, w.tokens + w.held_tokens
-                if used_usd < warn_usd and used_tokens < warn_tokens:
-                    continue  # the common case: well inside every limit
-                over = _crossed(budget, period, w, limit_usd, limit_tokens, 1.0)
-                if over is not None:
-                    if budget.policy == "block":
-                        raise BudgetExceededError(_exceeded(budget, subject, period, w, over), **over)
-                    note = f"{_exceeded(budget, subject, period, w, over)} ({budget.policy})"
-                    if budget.policy == "downgrade" and result.downgrade is None:
-                        assert budget.downgrade_to is not None
-                        result.downgrade = (budget, budget.downgrade_to)
-                        note = f"{note}: routed to {budget.downgrade_to}"
-                    result.warnings.append(note)
-                    continue
-                soft = _crossed(budget, period, w, limit_usd, limit_tokens, budget.warn_at)
-                if soft is not None:
-                    result.warnings.append(_near(budget, subject, period, w, soft))
+            for plan in plans[budget.id]:
+                w = views[(subject, plan[0])]
+                if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
+                    _weigh(budget, subject, plan, w, result)
 
     async def reserve(self, applicable: list[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
                       now: float | None = None) -> Admission:
@@ -348,7 +180,7 @@ class BudgetBook:
         views = {k: self._mirror(k[0], k[1], now, figures[i]) for k, i in index.items()}
         result = Admission()
         try:
-            self._judge(applicable, lambda subject, period: views[(subject, period)], result)
+            self._judge(applicable, views, result)
         except BudgetExceededError:
             if hold is not None:
                 hold.release()
@@ -383,14 +215,14 @@ class BudgetBook:
         tokens = rec.input_tokens + rec.output_tokens
         if rec.cost_usd == 0 and tokens == 0:
             return
-        counters, shared = self.counters, self.shared
-        for scope, name in (GLOBAL, ("component", rec.component), ("key", rec.key_id), ("task", rec.task_type)):
-            if name is not None and counters.tracked((scope, name)):
-                counters.add((scope, name), rec.ts, rec.cost_usd, tokens)
-                if shared is not None:  # the shared windows of the period the request started in
-                    refs: list[WindowRef] = [(scope, name, p, *period_bounds(p, rec.ts))  # type: ignore[arg-type]
-                                             for p in PERIODS]
-                    shared.add(refs, rec.cost_usd, tokens)
+        added = self.counters.add((GLOBAL, ("component", rec.component), ("key", rec.key_id), ("task", rec.task_type)),
+                                  rec.ts, rec.cost_usd, tokens)
+        shared = self.shared
+        if shared is not None:
+            for scope, name in added:  # the shared windows of the period the request started in
+                refs: list[WindowRef] = [(scope, name, p, *period_bounds(p, rec.ts))  # type: ignore[arg-type]
+                                         for p in PERIODS]
+                shared.add(refs, rec.cost_usd, tokens)
 
     # -- inspection ------------------------------------------------------------------------------------------
     def status(self, budget: Budget, subject: Subject | None = None, now: float | None = None) -> dict[str, Any]:
@@ -408,6 +240,25 @@ class BudgetBook:
                                else "warning" if share >= budget.warn_at else "ok"}
         return {**budget.model_dump(exclude_none=True), "source": self.sources.get(budget.id, "api"),
                 "periods": periods}
+
+
+def _weigh(budget: Budget, subject: Subject, plan: Plan, w: Window, result: Admission) -> None:
+    """A window at or past a budget's warning threshold: block (raise), downgrade or warn, or a soft warning."""
+    period, limit_usd, limit_tokens = plan[0], plan[1], plan[2]
+    over = _crossed(budget, period, w, limit_usd, limit_tokens, 1.0)
+    if over is not None:
+        if budget.policy == "block":
+            raise BudgetExceededError(_exceeded(budget, subject, period, w, over), **over)
+        note = f"{_exceeded(budget, subject, period, w, over)} ({budget.policy})"
+        if budget.policy == "downgrade" and result.downgrade is None:
+            assert budget.downgrade_to is not None
+            result.downgrade = (budget, budget.downgrade_to)
+            note = f"{note}: routed to {budget.downgrade_to}"
+        result.warnings.append(note)
+        return
+    soft = _crossed(budget, period, w, limit_usd, limit_tokens, budget.warn_at)
+    if soft is not None:
+        result.warnings.append(_near(budget, subject, period, w, soft))
 
 
 def _crossed(budget: Budget, period: Period, w: Window, limit_usd: float | None, limit_tokens: int | None,
@@ -447,5 +298,6 @@ def _near(budget: Budget, subject: Subject, period: Period, w: Window, over: dic
             f"resets at {over['resets_at']}")
 
 
-__all__ = ["GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Figures", "Hold", "MemorySpend", "Releasable",
-           "SharedSpend", "SpendCounters", "Window", "WindowRef", "iso", "parse_budget", "period_bounds"]
+__all__ = ["BUDGET_ID", "GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Figures", "Hold", "MemorySpend",
+           "Period", "Releasable", "Scope", "SharedSpend", "SpendCounters", "Subject", "Window", "WindowRef", "iso",
+           "parse_budget", "period_bounds"]

@@ -193,20 +193,19 @@ class Identity:
     cache: str | None = None
     expires_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # derived once (read on every request): an RPM or TPM limit; allowed providers or models
+    limited: bool = field(init=False, compare=False, repr=False)
+    restricted: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def limited(self) -> bool:
-        return self.rpm is not None or self.tpm is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limited", self.rpm is not None or self.tpm is not None)
+        object.__setattr__(self, "restricted", self.allowed_providers is not None or self.allowed_models is not None)
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or now < self.expires_at
 
     def allows_path(self, path: str) -> bool:
         return self.allowed_routes is None or any(fnmatchcase(path, p) for p in self.allowed_routes)
-
-    @property
-    def restricted(self) -> bool:
-        return self.allowed_providers is not None or self.allowed_models is not None
 
     def permitted(self, targets: Sequence[T]) -> tuple[T, ...]:
         """The targets this key may call, in order; PermissionDeniedError (403) naming them when none is left."""
@@ -256,6 +255,7 @@ class KeyRing:
             self._static[d] = Identity(key_id="static-" + d.hex()[:8], name="RHETOR_API_KEYS")
         self.admin_digest = digest(admin.encode("utf-8")) if admin else None
         self._virtual: dict[bytes, Identity] = {}
+        self._keys = dict(self._static)  # static, then virtual keys over them: one dict hit per request
         self._any_virtual = False
         self._by_id: dict[str, Identity] = {}
 
@@ -263,6 +263,7 @@ class KeyRing:
         live = [r for r in records if r.revoked_at is None]
         self._any_virtual = bool(records)
         self._virtual = {r.digest: Identity.of(r) for r in live}
+        self._keys = {**self._static, **self._virtual}
         self._by_id = {i.key_id: i for i in self._virtual.values()}
 
     @property
@@ -273,13 +274,13 @@ class KeyRing:
 
     def resolve(self, secret: bytes) -> tuple[Identity, bytes] | None:
         """(identity, digest) of a presented secret, or None (unknown, revoked or expired)."""
-        d = digest(secret)
+        d = hashlib.sha256(secret).digest()
         found = self.lookup(d)
         return None if found is None else (found, d)
 
     def lookup(self, d: bytes) -> Identity | None:
         """The identity of a secret's digest as it stands now (a socket re-checks its key per request)."""
-        found = self._virtual.get(d) or self._static.get(d)
+        found = self._keys.get(d)
         if found is None:
             return ADMIN if self.admin_digest is not None and secrets.compare_digest(d, self.admin_digest) else None
         return found if found.expires_at is None or time.time() < found.expires_at else None

@@ -32,14 +32,15 @@ def duration(seconds: float) -> str:
 
 
 class Window:
-    """Counts over the last 60 seconds in one-second buckets."""
+    """Counts over the last 60 seconds in one-second buckets; `last` is the latest second counted in (-1: none)."""
 
-    __slots__ = ("counts", "second", "total")
+    __slots__ = ("counts", "last", "second", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * WINDOW
         self.second = 0
         self.total = 0
+        self.last = -1
 
     def advance(self, now_s: int) -> None:
         gap = now_s - self.second
@@ -57,6 +58,8 @@ class Window:
     def add(self, n: int) -> None:
         self.counts[self.second % WINDOW] += n
         self.total += n
+        if n > 0:
+            self.last = self.second
 
     def frees_in(self, now: float) -> float:
         """Seconds until the oldest counted second leaves the window (something frees up)."""
@@ -67,10 +70,14 @@ class Window:
 
     def empties_in(self, now: float) -> float:
         """Seconds until everything counted has left the window (the limit is back to its initial state)."""
-        for s in range(self.second, self.second - WINDOW, -1):
-            if self.counts[s % WINDOW]:
-                return s + WINDOW - now
-        return 0.0
+        last = self.last  # buckets only grow until they leave the window: the latest one counted is the newest
+        return last + WINDOW - now if last > self.second - WINDOW else 0.0
+
+    def reset(self, now: float) -> bytes:
+        """`duration(empties_in(now))`, encoded (`x-ratelimit-reset-*`), after `advance(int(now))`."""
+        gap = self.last + WINDOW - self.second  # whole seconds until the newest counted second leaves
+        # empties_in is in (gap - 1, gap]: from 2 s up its ceiling is gap, so the text comes from a table
+        return _RESET[gap] if gap >= 2 else duration(self.empties_in(now)).encode()
 
 
 @dataclass(slots=True)
@@ -114,8 +121,9 @@ class InProcessLimiter:
         found = self._subjects.get(subject)
         if found is None:
             found = self._subjects[subject] = _Subject()
-        found.requests.advance(now_s)
-        found.tokens.advance(now_s)
+        if found.requests.second != now_s:  # both windows move together: one check per call within a second
+            found.requests.advance(now_s)
+            found.tokens.advance(now_s)
         return found
 
     async def admit(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
@@ -153,8 +161,7 @@ class InProcessLimiter:
 
     def consume(self, subject: str, tokens: int) -> None:
         if tokens > 0:
-            s = self._subject(subject, int(self._clock()))
-            s.tokens.add(tokens)
+            self._subject(subject, int(self._clock())).tokens.add(tokens)
 
 
 def _headers(s: _Subject, rpm: int | None, tpm: int | None, now: float) -> list[tuple[bytes, bytes]]:
@@ -162,12 +169,15 @@ def _headers(s: _Subject, rpm: int | None, tpm: int | None, now: float) -> list[
     if rpm is not None:
         out += [(b"x-ratelimit-limit-requests", str(rpm).encode()),
                 (b"x-ratelimit-remaining-requests", str(max(0, rpm - s.requests.total)).encode()),
-                (b"x-ratelimit-reset-requests", duration(s.requests.empties_in(now)).encode())]
+                (b"x-ratelimit-reset-requests", s.requests.reset(now))]
     if tpm is not None:
         out += [(b"x-ratelimit-limit-tokens", str(tpm).encode()),
                 (b"x-ratelimit-remaining-tokens", str(max(0, tpm - s.tokens.total - s.reserved)).encode()),
-                (b"x-ratelimit-reset-tokens", duration(s.tokens.empties_in(now)).encode())]
+                (b"x-ratelimit-reset-tokens", s.tokens.reset(now))]
     return out
+
+
+_RESET = [duration(seconds).encode() for seconds in range(WINDOW + 1)]  # whole seconds -> OpenAI's reset text
 
 
 __all__ = ["InProcessLimiter", "RateLimiter", "Verdict", "Window", "duration"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from operator import attrgetter
 from typing import Any
 
 from rhetor.errors import RhetorError
@@ -20,13 +21,14 @@ from rhetor.routing.fallback import RunInfo
 from rhetor.types import ChatResponse, Message, StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta, Usage
 
 ANONYMOUS = "anonymous"
+_CONTENT = attrgetter("content")
 
 
 def estimate_input(system: str | None, messages: list[Message]) -> int:
     """Rhetor's offline estimate of a request's input tokens (~4 characters a token + 4 per message)."""
     if not messages and not system:
         return 0
-    text = (system or "") + "".join(m.content for m in messages)
+    text = (system or "") + "".join(map(_CONTENT, messages))  # in C: no generator frame per message
     return estimate_tokens(text) + 4 * len(messages)
 
 

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rhetor.errors import InvalidRequestError, RhetorError
+from rhetor.governance.access import Tee
 from rhetor.governance.budget_store import ENV_BUDGET_ID, BudgetStore, SqliteBudgetStore, env_budget, seed_spend
 from rhetor.governance.budgets import PERIODS, Budget, BudgetBook, SharedSpend, Subject, WindowRef
 from rhetor.governance.cache import MemoryCache, ResponseCache
 from rhetor.governance.gate import Gate
-from rhetor.governance.ledger import Ledger, UsageRecord, UsageSink
+from rhetor.governance.ledger import Ledger
 from rhetor.governance.meter import Meter
 from rhetor.governance.prices import PriceTable
 from rhetor.routing.config import TaskConfig
@@ -37,19 +38,6 @@ class Governed(Protocol):
     meter: Meter | None
     gate: Gate | None
     config: TaskConfig
-
-
-class _Both:
-    """Two usage sinks in turn (the ledger's first, then the budgets')."""
-
-    __slots__ = ("first", "second")
-
-    def __init__(self, first: UsageSink, second: UsageSink) -> None:
-        self.first, self.second = first, second
-
-    def record(self, rec: UsageRecord) -> None:
-        self.first.record(rec)
-        self.second.record(rec)
 
 
 class Spending:
@@ -98,7 +86,8 @@ class Spending:
         if gw.meter is None:
             gw.meter = Meter(self.book, self.prices)
         else:
-            gw.meter.sink = _Both(gw.meter.sink, self.book)
+            sink = gw.meter.sink  # one flat fan-out: the ledger's sinks, then the budgets'
+            gw.meter.sink = Tee(*sink.sinks, self.book) if isinstance(sink, Tee) else Tee(sink, self.book)
         gw._budget_sink = True  # type: ignore[attr-defined]
 
     async def _seed(self, subjects: list[Any]) -> None:
