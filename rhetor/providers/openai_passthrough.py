@@ -19,7 +19,7 @@ from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolE
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai import StreamState, max_tokens_key, parse_response
 from rhetor.providers.openai_tools import message_dict
-from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame
+from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame, TextDelta
 
 SYSTEM_ROLES = ("system", "developer")
 
@@ -112,30 +112,51 @@ async def complete(http: HttpUpstream, request: ChatRequest, pt: Passthrough) ->
 
 
 async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> AsyncIterator[ProviderEvent]:
-    """Each upstream event as a RawFrame (the usage-only chunk Rhetor asked for on its own account is kept back),
-    followed by the normalized events it carries; then the StreamEnd."""
+    """Per network read, the upstream's events as one RawFrame (the usage-only chunk Rhetor asked for on its own
+    account is kept back), then the normalized events they carry (a run of text as one TextDelta); then the
+    StreamEnd. Batching by read, not by event, is what makes relaying cheap: a zero-delay 8-event answer
+    passed every layer above 16 times, now twice; the bytes relayed are the same."""
     state = StreamState(request.model)
     relay_usage = wants_usage(pt)
+    batches = http.stream_batches("/chat/completions", payload(request, pt, stream=True), model=request.model,
+                                  timeout_s=request.timeout_s, extra_headers=pt.headers)
     try:
-        async for line in http.stream_lines("/chat/completions", payload(request, pt, stream=True),
-                                            model=request.model, timeout_s=request.timeout_s,
-                                            extra_headers=pt.headers):
-            if not line.startswith(b"data:") or state.done:
-                continue
-            delta = state.feed(line.decode("utf-8", "replace"))
-            if relay_usage or not _usage_only(line):
-                yield RawFrame(line + b"\n\n")
-            if delta is not None:
-                yield delta
-            if state.pending:
-                for tool_delta in state.pending:
-                    yield tool_delta
-                state.pending.clear()
+        async for lines in batches:
+            frames: list[bytes] = []
+            events: list[ProviderEvent] = []
+            failure: ProviderError | None = None
+            for line in lines:
+                if not line.startswith(b"data:") or state.done:
+                    continue
+                try:
+                    delta = state.feed(line.decode("utf-8", "replace"))
+                except ProviderError as exc:
+                    failure = exc  # the events before it still go out first, as they would one by one
+                    break
+                if relay_usage or not _usage_only(line):
+                    frames.append(line)
+                if delta is not None:
+                    last = events[-1] if events else None
+                    if isinstance(last, TextDelta):
+                        last.text += delta.text
+                    else:
+                        events.append(delta)
+                if state.pending:
+                    events.extend(state.pending)
+                    state.pending.clear()
+            if frames:
+                yield RawFrame(b"\n\n".join(frames) + b"\n\n")
+            for event in events:
+                yield event
+            if failure is not None:
+                raise failure
     except (UpstreamProtocolError, UpstreamConnectError):
         if not state.finished:
             raise
     except ProviderError as exc:
         raise http.scrub(exc) from None
+    finally:
+        await batches.aclose()
     yield state.end()
 
 
