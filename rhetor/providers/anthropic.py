@@ -9,7 +9,7 @@ sent only in the `x-api-key` header and is scrubbed from every error message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import orjson
@@ -285,48 +285,54 @@ class AnthropicProvider:
         if not self._key:
             raise ProviderUnavailableError("ANTHROPIC_API_KEY not set", provider=PROVIDER, model=model)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    def complete(self, request: ChatRequest) -> Coroutine[Any, Any, ChatResponse]:
+        """The answer to `request` (a plain function returning the call's coroutine: no layer of its own)."""
         self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
-            from rhetor.providers import anthropic_passthrough
+            return anthropic_passthrough.complete(self._http, request, pt)
+        return self._complete(request)
 
-            return await anthropic_passthrough.complete(self._http, request, pt)
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
         data = await self._http.request_json("POST", "/v1/messages", build_payload(request), model=request.model,
                                              timeout_s=request.timeout_s)
         return parse_response(data, request.model)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        model = request.model
-        self._require_key(model)
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
-            from rhetor.providers import anthropic_passthrough
+            return anthropic_passthrough.stream(self._http, request, pt)
+        return self._stream(request)
 
-            async for relayed in anthropic_passthrough.stream(self._http, request, pt):
-                yield relayed
-            return
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        model = request.model
         state = StreamState(model)
         parser = SSEParser()
         end: StreamEnd | None = None
+        # Read to the end of the body even after message_stop, so the connection returns to the pool;
+        # closing this generator early closes the upstream response.
+        batches = self._http.stream_batches("/v1/messages", build_payload(request, stream=True), model=model,
+                                            timeout_s=request.timeout_s)
         try:
-            # Read to the end of the body even after message_stop, so the connection returns to the pool;
-            # closing this generator early closes the upstream response.
-            async for line in self._http.stream_lines("/v1/messages", build_payload(request, stream=True),
-                                                      model=model, timeout_s=request.timeout_s):
-                sse = parser.feed(line.decode("utf-8", "replace"))
-                if sse is None or end is not None:
-                    continue
-                event = state.handle(*sse)
-                if isinstance(event, StreamEnd):
-                    end = event
-                elif event is not None and (request.passthrough is not None or not isinstance(event, ReasoningDelta)):
-                    yield event  # reasoning only to the fronts that frame it
+            async for lines in batches:
+                for line in lines:
+                    sse = parser.feed(line.decode("utf-8", "replace"))
+                    if sse is None or end is not None:
+                        continue
+                    event = state.handle(*sse)
+                    if isinstance(event, StreamEnd):
+                        end = event
+                    elif event is not None and (request.passthrough is not None
+                                                or not isinstance(event, ReasoningDelta)):
+                        yield event  # reasoning only to the fronts that frame it
         except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if end is None:  # a cut after message_stop loses nothing
                 raise
         except UpstreamStatusError as exc:
             raise self._http.scrub(exc) from None
+        finally:
+            await batches.aclose()
         if end is None:
             raise UpstreamProtocolError("anthropic stream ended without message_stop", provider=PROVIDER,
                                         model=model)
@@ -351,6 +357,10 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+
+# The same-vendor pass-through builds on this module's parsers, so it is imported last (Python resolves the cycle
+# either way round); imported on each call instead, it cost ~5k instructions a request.
+from rhetor.providers import anthropic_passthrough  # noqa: E402
 
 __all__ = [
     "API_VERSION",

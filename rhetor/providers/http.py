@@ -11,7 +11,7 @@ goes upstream as `traceparent`/`tracestate` (rhetor.observability.tracing; off, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -145,7 +145,7 @@ class HttpUpstream:
 
     async def stream_batches(self, path: str, payload: Any, *, model: str, timeout_s: float | None = None,
                              accept: str = "text/event-stream", extra_headers: Mapping[str, str] | None = None
-                             ) -> AsyncIterator[list[bytes]]:
+                             ) -> AsyncGenerator[list[bytes], None]:
         """POST a JSON body and yield the answer's complete lines (without line endings), a list per network read
         (never empty), as they arrive; a last line without a line ending comes at the end of the body.
 

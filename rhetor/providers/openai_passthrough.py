@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError
+from rhetor.providers.base import add_relayed
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai import StreamState, max_tokens_key, parse_response
 from rhetor.providers.openai_tools import message_dict
-from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame, TextDelta
+from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame
 
 SYSTEM_ROLES = ("system", "developer")
 
@@ -136,11 +137,7 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
                 if relay_usage or not _usage_only(line):
                     frames.append(line)
                 if delta is not None:
-                    last = events[-1] if events else None
-                    if isinstance(last, TextDelta):
-                        last.text += delta.text
-                    else:
-                        events.append(delta)
+                    add_relayed(events, delta)
                 if state.pending:
                     events.extend(state.pending)
                     state.pending.clear()
