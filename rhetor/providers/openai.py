@@ -182,20 +182,22 @@ def parse_chunk(data: Any, model: str = "") -> Chunk:
         raise UpstreamProtocolError("openai sent a non-object stream chunk", provider=PROVIDER, model=model)
     if data.get("error"):
         raise error_event(data["error"], model)
-    chunk = Chunk(usage=parse_usage(data.get("usage")))
-    chunk.model = str(data["model"]) if data.get("model") else None
+    usage, name = data.get("usage"), data.get("model")
+    chunk = Chunk(usage=parse_usage(usage) if usage is not None else None, model=str(name) if name else None)
     choices = data.get("choices")
-    for choice in choices if isinstance(choices, list) else []:
+    for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue  # Rhetor asks for one choice
         delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str):
-            chunk.text = content
-        if isinstance(delta, dict) and delta.get("tool_calls"):
-            chunk.tool_calls = parse_tool_call_deltas(delta["tool_calls"])
-        if choice.get("finish_reason"):
-            chunk.finish_reason = finish_reason(choice["finish_reason"])
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if isinstance(content, str):
+                chunk.text = content
+            if delta.get("tool_calls"):
+                chunk.tool_calls = parse_tool_call_deltas(delta["tool_calls"])
+        reason = choice.get("finish_reason")
+        if reason:
+            chunk.finish_reason = finish_reason(reason)
     return chunk
 
 
@@ -218,16 +220,41 @@ class StreamState:
         if raw.strip() == "[DONE]":
             self.done = True
             return None
+        return self.fold(self.load(raw))
+
+    def feed_bytes(self, line: bytes) -> TextDelta | None:
+        """`feed` for a line as received (the pass-through's), decoded only if it is not UTF-8 JSON as it is."""
+        if self.done or not line.startswith(b"data:"):
+            return None
+        raw = line[5:]
+        if raw.strip() == b"[DONE]":
+            self.done = True
+            return None
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            data = self.load(raw.decode("utf-8", "replace"))
+        return self.fold(data)
+
+    def load(self, raw: str) -> Any:
+        """One chunk's JSON; UpstreamProtocolError if it is not JSON."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise UpstreamProtocolError("openai sent an unparsable stream chunk", provider=PROVIDER,
                                         model=self.model) from None
+
+    def fold(self, data: Any) -> TextDelta | None:
+        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`."""
         chunk = parse_chunk(data, self.model)
-        self.model = chunk.model or self.model
-        self.usage = chunk.usage or self.usage  # the last reported usage wins (the final usage chunk)
-        self.finish = chunk.finish_reason or self.finish
-        self.pending.extend(chunk.tool_calls)
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.usage:
+            self.usage = chunk.usage  # the last reported usage wins (the final usage chunk)
+        if chunk.finish_reason:
+            self.finish = chunk.finish_reason
+        if chunk.tool_calls:
+            self.pending.extend(chunk.tool_calls)
         return TextDelta(chunk.text) if chunk.text else None
 
     @property

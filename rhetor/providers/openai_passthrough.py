@@ -130,7 +130,7 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
                 if not line.startswith(b"data:") or state.done:
                     continue
                 try:
-                    delta = state.feed(line.decode("utf-8", "replace"))
+                    delta = state.feed_bytes(line)
                 except ProviderError as exc:
                     failure = exc  # the events before it still go out first, as they would one by one
                     break
