@@ -261,6 +261,10 @@ class StreamState:
         return None
 
 
+# what available() says (frozen, so built once)
+KEYED, UNKEYED = Availability(True, "ANTHROPIC_API_KEY set"), Availability(False, "ANTHROPIC_API_KEY not set")
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -347,9 +351,7 @@ class AnthropicProvider:
         return await self._listing.get()
 
     async def available(self) -> Availability:
-        if self._key:
-            return Availability(True, "ANTHROPIC_API_KEY set")
-        return Availability(False, "ANTHROPIC_API_KEY not set")
+        return KEYED if self._key else UNKEYED
 
     def context_window(self, model: str) -> int:
         return self._catalog.context_window(PROVIDER, model)

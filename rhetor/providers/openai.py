@@ -285,6 +285,10 @@ def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
                       usage.input_tokens if usage else 0)
 
 
+# what available() says (frozen, so built once)
+KEYED, UNKEYED = Availability(True, "OPENAI_API_KEY set"), Availability(False, "OPENAI_API_KEY not set")
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -360,9 +364,7 @@ class OpenAIProvider:
         return parse_embeddings(data, name, len(tokens))
 
     async def available(self) -> Availability:
-        if self._key:
-            return Availability(True, "OPENAI_API_KEY set")
-        return Availability(False, "OPENAI_API_KEY not set")
+        return KEYED if self._key else UNKEYED
 
     def context_window(self, model: str) -> int:
         return self._catalog.context_window(PROVIDER, model)

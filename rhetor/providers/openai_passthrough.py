@@ -41,6 +41,8 @@ def spliced_messages(request: ChatRequest, pt: Passthrough, *, system_roles: tup
     `build`) where the gateway put them. The caller's system messages stay where they were."""
     raw: list[Any] = pt.body.get("messages") or []
     indices = [m.raw_index for m in request.messages]
+    if indices == list(range(len(raw))):  # the caller's turns, each once and in order: nothing spliced in
+        return list(raw)
     if raw and request.messages and all(i is None for i in indices):  # the single-message context form
         last = max((i for i, m in enumerate(raw) if isinstance(m, dict) and m.get("role") not in system_roles),
                    default=None)
