@@ -34,6 +34,7 @@ from rhetor.types import (
     ProviderEvent,
     StreamEnd,
     TextDelta,
+    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -131,30 +132,32 @@ def error_event(err: Any, model: str = "") -> UpstreamStatusError:
 
 def parse_response(data: Any, model: str = "") -> ChatResponse:
     """A ChatResponse from a `chat.completion` object; UpstreamProtocolError if it is not one."""
-    if isinstance(data, dict) and data.get("error") and not data.get("choices"):
-        raise error_event(data["error"], model)
     choices = data.get("choices") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("error") and not choices:
+        raise error_event(data["error"], model)
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamProtocolError("openai answered with an unexpected body (no choices)", provider=PROVIDER,
                                     model=model)
     first = choices[0]
     message = first.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
+    content: Any = None
+    tool_calls: list[ToolCall] = []
+    reasoning: Any = None  # the visible reasoning OpenAI-compatible servers (vLLM, DeepSeek, Ollama) add
+    if isinstance(message, dict):
+        content = message.get("content")
+        if message.get("tool_calls"):
+            tool_calls = parse_tool_calls(message["tool_calls"])
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+    usage = data.get("usage")
     return ChatResponse(
         content=content if isinstance(content, str) else "",  # None when the model only called tools
         model=str(data.get("model") or model),
         provider=PROVIDER,
         finish_reason=finish_reason(first.get("finish_reason")),
-        usage=parse_usage(data.get("usage")) or Usage(),
-        tool_calls=parse_tool_calls(message.get("tool_calls")) if isinstance(message, dict) else [],
-        reasoning=_reasoning(message),
+        usage=(parse_usage(usage) if usage is not None else None) or Usage(),
+        tool_calls=tool_calls,
+        reasoning=reasoning if isinstance(reasoning, str) else "",
     )
-
-
-def _reasoning(message: Any) -> str:
-    """The visible reasoning OpenAI-compatible servers (vLLM, DeepSeek, Ollama) put beside the content."""
-    value = (message.get("reasoning_content") or message.get("reasoning")) if isinstance(message, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 def sse_data(line: str) -> str | None:
