@@ -9,7 +9,7 @@ sent only in the `x-api-key` header and is scrubbed from every error message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -166,30 +166,39 @@ def error_event(data: dict[str, Any], model: str = "") -> UpstreamStatusError:
                                upstream_type=etype)
 
 
-class SSEParser:
-    """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
-    each blank line, per the SSE spec (comments ignored, multi-line data joined with newlines)."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> tuple[str, str] | None:
-        if not line:
-            if not self._data and not self._event:
-                return None
-            out = (self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return out
+def sse_event(lines: Iterable[str]) -> tuple[str, str] | None:
+    """One server-sent event from its lines (without line endings; the blank line that ends it excluded): (event,
+    data) per the SSE spec (comments ignored, multi-line data joined with newlines); None if it carries neither."""
+    event = ""
+    data: list[str] = []
+    for line in lines:
         if line.startswith(":"):
-            return None
+            continue
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field == "event":
-            self._event = value
+            event = value
         elif field == "data":
-            self._data.append(value)
+            data.append(value)
+    if not data and not event:
         return None
+    return event or "message", "\n".join(data)
+
+
+class SSEParser:
+    """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
+    each blank line (`sse_event` reads the lines)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        if line:
+            if not line.startswith(":"):  # comments are never kept
+                self._lines.append(line)
+            return None
+        lines, self._lines = self._lines, []
+        return sse_event(lines) if lines else None
 
 
 class StreamState:
@@ -375,4 +384,5 @@ __all__ = [
     "error_event",
     "finish_reason",
     "parse_response",
+    "sse_event",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from rhetor.providers.anthropic import SSEParser, StreamState, parse_response
+from rhetor.providers.anthropic import StreamState, parse_response, sse_event
 from rhetor.providers.base import add_relayed
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai_passthrough import spliced_messages, system_addition
@@ -66,7 +66,6 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
     events they carry (a run of text as one TextDelta); then the StreamEnd (rhetor.providers.openai_passthrough
     says why by read)."""
     state = StreamState(request.model)
-    parser = SSEParser()
     lines: list[bytes] = []
     end: StreamEnd | None = None
     batches = http.stream_batches("/v1/messages", payload(request, pt, stream=True), model=request.model,
@@ -81,10 +80,15 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
                     break
                 if line:
                     lines.append(line)
-                sse = parser.feed(line.decode("utf-8", "replace"))
-                if sse is None:
                     continue
-                frames.append(b"\n".join(lines) + b"\n\n")
+                if not lines:
+                    continue
+                # one decode and one parse per event, not per line (an event is three lines: ~1/3 the calls)
+                text = b"\n".join(lines)
+                sse = sse_event(text.decode("utf-8", "replace").split("\n"))
+                if sse is None:
+                    continue  # comments only: relayed with the next event
+                frames.append(text + b"\n\n")
                 lines = []
                 try:
                     event = state.handle(*sse)
