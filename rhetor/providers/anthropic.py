@@ -185,6 +185,25 @@ def sse_event(lines: Iterable[str]) -> tuple[str, str] | None:
     return event or "message", "\n".join(data)
 
 
+def sse_events(lines: list[bytes], pending: list[bytes]) -> list[tuple[bytes, tuple[str, str]]]:
+    """The events that `lines` (a stream's next lines, as received) complete, each as (its lines joined, as a
+    relay sends them, (event, data)). Lines of an unfinished event stay in `pending`, and so do those of an event
+    of comments only (they go out with the next one). One decode and one parse per event, not per line."""
+    out: list[tuple[bytes, tuple[str, str]]] = []
+    for line in lines:
+        if line:
+            pending.append(line)
+            continue
+        if not pending:
+            continue
+        text = b"\n".join(pending)
+        sse = sse_event(text.decode("utf-8", "replace").split("\n"))
+        if sse is not None:
+            out.append((text, sse))
+            pending.clear()
+    return out
+
+
 class SSEParser:
     """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
     each blank line (`sse_event` reads the lines)."""
@@ -321,7 +340,7 @@ class AnthropicProvider:
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         model = request.model
         state = StreamState(model)
-        parser = SSEParser()
+        pending: list[bytes] = []
         end: StreamEnd | None = None
         # Read to the end of the body even after message_stop, so the connection returns to the pool;
         # closing this generator early closes the upstream response.
@@ -329,10 +348,11 @@ class AnthropicProvider:
                                             timeout_s=request.timeout_s)
         try:
             async for lines in batches:
-                for line in lines:
-                    sse = parser.feed(line.decode("utf-8", "replace"))
-                    if sse is None or end is not None:
-                        continue
+                if end is not None:
+                    continue
+                for _, sse in sse_events(lines, pending):
+                    if end is not None:
+                        break
                     event = state.handle(*sse)
                     if isinstance(event, StreamEnd):
                         end = event
@@ -385,4 +405,5 @@ __all__ = [
     "finish_reason",
     "parse_response",
     "sse_event",
+    "sse_events",
 ]

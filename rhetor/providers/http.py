@@ -11,7 +11,7 @@ goes upstream as `traceparent`/`tracestate` (rhetor.observability.tracing; off, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -112,16 +112,22 @@ class HttpUpstream:
             raise UpstreamProtocolError(f"{self.provider} answered with a body that is not JSON",
                                         provider=self.provider, model=model) from None
 
-    async def request_bytes(self, method: str, path: str, payload: Any = None, *, model: str = "",
-                            timeout_s: float | None = None, extra_headers: Mapping[str, str] | None = None) -> bytes:
-        """Send (optionally) a JSON body (plus per-request headers) and return the answer's body as received."""
+    def request_bytes(self, method: str, path: str, payload: Any = None, *, model: str = "",
+                      timeout_s: float | None = None, extra_headers: Mapping[str, str] | None = None
+                      ) -> Coroutine[Any, Any, bytes]:
+        """Send (optionally) a JSON body (plus per-request headers) and return the answer's body as received.
+        A plain function handing back the call's coroutine: with tracing off, no coroutine layer of its own."""
         data = self.encode(payload) if payload is not None else None
         headers = {"content-type": "application/json"} if data is not None else {}
         if extra_headers:
             headers.update(extra_headers)
         if tracing.active() is None:  # tracing off: no span, no attribute dicts
             self._outbound(headers, None)
-            return await self._send(method, path, data, headers, timeout_s, model, None)
+            return self._send(method, path, data, headers, timeout_s, model, None)
+        return self._traced(method, path, data, headers, timeout_s, model)
+
+    async def _traced(self, method: str, path: str, data: bytes | None, headers: dict[str, str],
+                      timeout_s: float | None, model: str) -> bytes:
         with tracing.span(method, self._attrs(method, path), kind="client") as span:
             self._outbound(headers, span)
             return await self._send(method, path, data, headers, timeout_s, model, span)
