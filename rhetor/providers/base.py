@@ -65,7 +65,8 @@ class TokenCounter(Protocol):
 
 
 class LineDecoder(Protocol):
-    """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each line, drain `pending`
+    """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each non-blank line (blank ones
+    are skipped: SSE's separators carry nothing for a format of one `data:` line per event), drain `pending`
     (tool-call deltas) after each, and `end()` gives the one StreamEnd or raises if the stream may not end yet.
     `finished` says the terminator was seen, so a connection cut after it loses nothing."""
 

@@ -222,6 +222,8 @@ class HttpUpstream:
         try:
             async for lines in batches:
                 for line in lines:
+                    if not line:  # SSE's event separators: no decoder here reads them (half the lines)
+                        continue
                     delta = decoder.feed(line.decode("utf-8", "replace"))
                     if delta is not None:
                         yield delta
