@@ -2,8 +2,8 @@
 Anthropic with the caller's body intact (thinking, cache_control, image/document blocks, service_tier, anything
 newer) — only `model` rewritten, Rhetor's additions (a component or template system prompt, stored history)
 spliced in, and the caller's `anthropic-beta` / `anthropic-version` headers forwarded. The answer comes back as
-received (the JSON body's bytes, or each SSE event's bytes as a `RawFrame`) while the usual parser still reads
-text, tool calls, stop reason and usage (cache reads and writes included) for contexts and the ledger.
+received (the JSON body's bytes, or the SSE events of each network read as one `RawFrame`) while the usual parser
+still reads text, tool calls, stop reason and usage (cache reads and writes included) for contexts and the ledger.
 
 Knows the Messages wire and `Passthrough`; nothing of routing, contexts or Rhetor's fronts.
 """

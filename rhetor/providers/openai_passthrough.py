@@ -1,8 +1,8 @@
 """Same-vendor pass-through for the OpenAI provider: a request that arrived on Rhetor's OpenAI front goes to an
 OpenAI(-compatible) upstream with the caller's body intact — only `model` rewritten, Rhetor's additions (component
 or template system prompt, stored history, route defaults the caller left unset) spliced in — and the answer
-comes back as received: the JSON body's bytes, or each SSE event's bytes as a `RawFrame`, while the usual parser
-still reads text, tool calls, finish reason and usage for contexts and the ledger.
+comes back as received: the JSON body's bytes, or the SSE events of each network read as one `RawFrame`, while the
+usual parser still reads text, tool calls, finish reason and usage for contexts and the ledger.
 
 The fast path: the body is re-encoded once (the model changes), the answer is parsed once and relayed unchanged.
 Knows the Chat Completions wire and `Passthrough`; nothing of routing, contexts or Rhetor's fronts.
