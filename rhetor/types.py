@@ -209,8 +209,9 @@ class ReasoningDelta:
 
 @dataclass(slots=True)
 class RawFrame:
-    """One event of a same-vendor upstream's stream, as received (with its SSE framing), for the front to relay.
-    Only yielded for requests with a `Passthrough` of the provider's own API; the normalized events still follow."""
+    """Events of a same-vendor upstream's stream (those of one network read), as received with their SSE framing,
+    for the front to relay. Only yielded for requests with a `Passthrough` of the provider's own API; the normalized
+    events still follow."""
 
     data: bytes
     kind: Literal["raw"] = "raw"

@@ -9,7 +9,7 @@ sent only in the `x-api-key` header and is scrubbed from every error message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -166,30 +166,58 @@ def error_event(data: dict[str, Any], model: str = "") -> UpstreamStatusError:
                                upstream_type=etype)
 
 
-class SSEParser:
-    """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
-    each blank line, per the SSE spec (comments ignored, multi-line data joined with newlines)."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> tuple[str, str] | None:
-        if not line:
-            if not self._data and not self._event:
-                return None
-            out = (self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return out
+def sse_event(lines: Iterable[str]) -> tuple[str, str] | None:
+    """One server-sent event from its lines (without line endings; the blank line that ends it excluded): (event,
+    data) per the SSE spec (comments ignored, multi-line data joined with newlines); None if it carries neither."""
+    event = ""
+    data: list[str] = []
+    for line in lines:
         if line.startswith(":"):
-            return None
+            continue
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field == "event":
-            self._event = value
+            event = value
         elif field == "data":
-            self._data.append(value)
+            data.append(value)
+    if not data and not event:
         return None
+    return event or "message", "\n".join(data)
+
+
+def sse_events(lines: list[bytes], pending: list[bytes]) -> list[tuple[bytes, tuple[str, str]]]:
+    """The events that `lines` (a stream's next lines, as received) complete, each as (its lines joined, as a
+    relay sends them, (event, data)). Lines of an unfinished event stay in `pending`, and so do those of an event
+    of comments only (they go out with the next one). One decode and one parse per event, not per line."""
+    out: list[tuple[bytes, tuple[str, str]]] = []
+    for line in lines:
+        if line:
+            pending.append(line)
+            continue
+        if not pending:
+            continue
+        text = b"\n".join(pending)
+        sse = sse_event(text.decode("utf-8", "replace").split("\n"))
+        if sse is not None:
+            out.append((text, sse))
+            pending.clear()
+    return out
+
+
+class SSEParser:
+    """Server-sent events, one line at a time (lines without their terminator): yields (event, data) on
+    each blank line (`sse_event` reads the lines)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        if line:
+            if not line.startswith(":"):  # comments are never kept
+                self._lines.append(line)
+            return None
+        lines, self._lines = self._lines, []
+        return sse_event(lines) if lines else None
 
 
 class StreamState:
@@ -261,6 +289,10 @@ class StreamState:
         return None
 
 
+# what available() says (frozen, so built once)
+KEYED, UNKEYED = Availability(True, "ANTHROPIC_API_KEY set"), Availability(False, "ANTHROPIC_API_KEY not set")
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -285,48 +317,55 @@ class AnthropicProvider:
         if not self._key:
             raise ProviderUnavailableError("ANTHROPIC_API_KEY not set", provider=PROVIDER, model=model)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
+    def complete(self, request: ChatRequest) -> Coroutine[Any, Any, ChatResponse]:
+        """The answer to `request` (a plain function returning the call's coroutine: no layer of its own)."""
         self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
-            from rhetor.providers import anthropic_passthrough
+            return anthropic_passthrough.complete(self._http, request, pt)
+        return self._complete(request)
 
-            return await anthropic_passthrough.complete(self._http, request, pt)
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
         data = await self._http.request_json("POST", "/v1/messages", build_payload(request), model=request.model,
                                              timeout_s=request.timeout_s)
         return parse_response(data, request.model)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        model = request.model
-        self._require_key(model)
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "anthropic" and pt.forward:  # same vendor: the caller's body, relayed
-            from rhetor.providers import anthropic_passthrough
+            return anthropic_passthrough.stream(self._http, request, pt)
+        return self._stream(request)
 
-            async for relayed in anthropic_passthrough.stream(self._http, request, pt):
-                yield relayed
-            return
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        model = request.model
         state = StreamState(model)
-        parser = SSEParser()
+        pending: list[bytes] = []
         end: StreamEnd | None = None
+        # Read to the end of the body even after message_stop, so the connection returns to the pool;
+        # closing this generator early closes the upstream response.
+        batches = self._http.stream_batches("/v1/messages", build_payload(request, stream=True), model=model,
+                                            timeout_s=request.timeout_s)
         try:
-            # Read to the end of the body even after message_stop, so the connection returns to the pool;
-            # closing this generator early closes the upstream response.
-            async for line in self._http.stream_lines("/v1/messages", build_payload(request, stream=True),
-                                                      model=model, timeout_s=request.timeout_s):
-                sse = parser.feed(line.decode("utf-8", "replace"))
-                if sse is None or end is not None:
+            async for lines in batches:
+                if end is not None:
                     continue
-                event = state.handle(*sse)
-                if isinstance(event, StreamEnd):
-                    end = event
-                elif event is not None and (request.passthrough is not None or not isinstance(event, ReasoningDelta)):
-                    yield event  # reasoning only to the fronts that frame it
+                for _, sse in sse_events(lines, pending):
+                    if end is not None:
+                        break
+                    event = state.handle(*sse)
+                    if isinstance(event, StreamEnd):
+                        end = event
+                    elif event is not None and (request.passthrough is not None
+                                                or not isinstance(event, ReasoningDelta)):
+                        yield event  # reasoning only to the fronts that frame it
         except (UpstreamProtocolError, UpstreamConnectError):  # transport failures (timeouts included)
             if end is None:  # a cut after message_stop loses nothing
                 raise
         except UpstreamStatusError as exc:
             raise self._http.scrub(exc) from None
+        finally:
+            await batches.aclose()
         if end is None:
             raise UpstreamProtocolError("anthropic stream ended without message_stop", provider=PROVIDER,
                                         model=model)
@@ -341,9 +380,7 @@ class AnthropicProvider:
         return await self._listing.get()
 
     async def available(self) -> Availability:
-        if self._key:
-            return Availability(True, "ANTHROPIC_API_KEY set")
-        return Availability(False, "ANTHROPIC_API_KEY not set")
+        return KEYED if self._key else UNKEYED
 
     def context_window(self, model: str) -> int:
         return self._catalog.context_window(PROVIDER, model)
@@ -351,6 +388,10 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+
+# The same-vendor pass-through builds on this module's parsers, so it is imported last (Python resolves the cycle
+# either way round); imported on each call instead, it cost ~5k instructions a request.
+from rhetor.providers import anthropic_passthrough  # noqa: E402
 
 __all__ = [
     "API_VERSION",
@@ -363,4 +404,6 @@ __all__ = [
     "error_event",
     "finish_reason",
     "parse_response",
+    "sse_event",
+    "sse_events",
 ]

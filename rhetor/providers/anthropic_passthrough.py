@@ -2,8 +2,8 @@
 Anthropic with the caller's body intact (thinking, cache_control, image/document blocks, service_tier, anything
 newer) — only `model` rewritten, Rhetor's additions (a component or template system prompt, stored history)
 spliced in, and the caller's `anthropic-beta` / `anthropic-version` headers forwarded. The answer comes back as
-received (the JSON body's bytes, or each SSE event's bytes as a `RawFrame`) while the usual parser still reads
-text, tool calls, stop reason and usage (cache reads and writes included) for contexts and the ledger.
+received (the JSON body's bytes, or the SSE events of each network read as one `RawFrame`) while the usual parser
+still reads text, tool calls, stop reason and usage (cache reads and writes included) for contexts and the ledger.
 
 Knows the Messages wire and `Passthrough`; nothing of routing, contexts or Rhetor's fronts.
 """
@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from rhetor.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from rhetor.providers.anthropic import SSEParser, StreamState, parse_response
+from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
+from rhetor.providers.anthropic import StreamState, parse_response, sse_events
+from rhetor.providers.base import add_relayed
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai_passthrough import spliced_messages, system_addition
 from rhetor.types import ChatRequest, ChatResponse, Message, Passthrough, ProviderEvent, RawFrame, StreamEnd
@@ -61,33 +62,47 @@ async def complete(http: HttpUpstream, request: ChatRequest, pt: Passthrough) ->
 
 
 async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> AsyncIterator[ProviderEvent]:
-    """Each upstream SSE event as one RawFrame (its lines as received), then the normalized event it carries."""
+    """Per network read, the upstream's SSE events (their lines as received) as one RawFrame, then the normalized
+    events they carry (a run of text as one TextDelta); then the StreamEnd (rhetor.providers.openai_passthrough
+    says why by read)."""
     state = StreamState(request.model)
-    parser = SSEParser()
-    lines: list[bytes] = []
+    pending: list[bytes] = []  # the lines of an event not yet complete
     end: StreamEnd | None = None
+    batches = http.stream_batches("/v1/messages", payload(request, pt, stream=True), model=request.model,
+                                  timeout_s=request.timeout_s, extra_headers=pt.headers)
     try:
-        async for line in http.stream_lines("/v1/messages", payload(request, pt, stream=True), model=request.model,
-                                            timeout_s=request.timeout_s, extra_headers=pt.headers):
+        async for batch in batches:
             if end is not None:
                 continue
-            if line:
-                lines.append(line)
-            sse = parser.feed(line.decode("utf-8", "replace"))
-            if sse is None:
-                continue
-            frame, lines = b"\n".join(lines) + b"\n\n", []
-            yield RawFrame(frame)
-            event = state.handle(*sse)
-            if isinstance(event, StreamEnd):
-                end = event
-            elif event is not None:
+            frames: list[bytes] = []
+            events: list[ProviderEvent] = []
+            failure: ProviderError | None = None
+            for text, sse in sse_events(batch, pending):
+                if end is not None:
+                    break
+                frames.append(text + b"\n\n")
+                try:
+                    event = state.handle(*sse)
+                except ProviderError as exc:
+                    failure = exc  # its own frame and the events before it still go out first
+                    break
+                if isinstance(event, StreamEnd):
+                    end = event
+                elif event is not None:
+                    add_relayed(events, event)
+            if frames:
+                yield RawFrame(b"".join(frames))
+            for event in events:
                 yield event
+            if failure is not None:
+                raise failure
     except (UpstreamProtocolError, UpstreamConnectError):
         if end is None:
             raise
     except UpstreamStatusError as exc:
         raise http.scrub(exc) from None
+    finally:
+        await batches.aclose()
     if end is None:
         raise UpstreamProtocolError("anthropic stream ended without message_stop", provider="anthropic",
                                     model=request.model)

@@ -65,7 +65,8 @@ class TokenCounter(Protocol):
 
 
 class LineDecoder(Protocol):
-    """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each line, drain `pending`
+    """A provider's pure parser for one line-framed stream (SSE or NDJSON): `feed` each non-blank line (blank ones
+    are skipped: SSE's separators carry nothing for a format of one `data:` line per event), drain `pending`
     (tool-call deltas) after each, and `end()` gives the one StreamEnd or raises if the stream may not end yet.
     `finished` says the terminator was seen, so a connection cut after it loses nothing."""
 
@@ -99,10 +100,20 @@ class AvailabilityCache:
         self._value = None
 
 
+def add_relayed(events: list[ProviderEvent], event: ProviderEvent) -> None:
+    """Append a relayed stream's normalized event, a run of text as one TextDelta. Only for pass-through streams,
+    whose front relays the RawFrames and reads these for the record (text, usage), never frames them."""
+    last = events[-1] if events else None
+    if isinstance(event, TextDelta) and isinstance(last, TextDelta):
+        last.text += event.text
+    else:
+        events.append(event)
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap, offline token estimate (~4 characters per token); used for trimming, never for billing."""
     return max(1, (len(text) + 3) // 4)
 
 
 __all__ = ["Availability", "AvailabilityCache", "EmbeddingProvider", "Embeddings", "LineDecoder", "Provider",
-           "TokenCounter", "estimate_tokens"]
+           "TokenCounter", "add_relayed", "estimate_tokens"]

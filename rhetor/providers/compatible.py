@@ -18,7 +18,7 @@ import orjson
 from rhetor.errors import ProviderError, UpstreamProtocolError
 from rhetor.providers.base import Availability, AvailabilityCache
 from rhetor.providers.listing import Listing, LiveModels, fetch_openai
-from rhetor.providers.openai import OpenAIProvider, StreamState, build_payload, parse_chunk, parse_response
+from rhetor.providers.openai import OpenAIProvider, StreamState, build_payload, parse_response
 from rhetor.providers.presets import Preset
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, TextDelta
@@ -74,12 +74,7 @@ class CompatStreamState(StreamState):
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError(f"{self._preset.name} sent an unparsable stream chunk", provider="openai",
                                         model=self.model) from None
-        chunk = parse_chunk(normalize(data, self._preset), self.model)
-        self.model = chunk.model or self.model
-        self.usage = chunk.usage or self.usage
-        self.finish = chunk.finish_reason or self.finish
-        self.pending.extend(chunk.tool_calls)
-        return TextDelta(chunk.text) if chunk.text else None
+        return self.fold(normalize(data, self._preset))
 
 
 class CompatibleProvider(OpenAIProvider):

@@ -9,7 +9,7 @@ sent only in the Authorization header and is scrubbed from every error message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from rhetor.types import (
     ProviderEvent,
     StreamEnd,
     TextDelta,
+    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -131,30 +132,32 @@ def error_event(err: Any, model: str = "") -> UpstreamStatusError:
 
 def parse_response(data: Any, model: str = "") -> ChatResponse:
     """A ChatResponse from a `chat.completion` object; UpstreamProtocolError if it is not one."""
-    if isinstance(data, dict) and data.get("error") and not data.get("choices"):
-        raise error_event(data["error"], model)
     choices = data.get("choices") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("error") and not choices:
+        raise error_event(data["error"], model)
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamProtocolError("openai answered with an unexpected body (no choices)", provider=PROVIDER,
                                     model=model)
     first = choices[0]
     message = first.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
+    content: Any = None
+    tool_calls: list[ToolCall] = []
+    reasoning: Any = None  # the visible reasoning OpenAI-compatible servers (vLLM, DeepSeek, Ollama) add
+    if isinstance(message, dict):
+        content = message.get("content")
+        if message.get("tool_calls"):
+            tool_calls = parse_tool_calls(message["tool_calls"])
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+    usage = data.get("usage")
     return ChatResponse(
         content=content if isinstance(content, str) else "",  # None when the model only called tools
         model=str(data.get("model") or model),
         provider=PROVIDER,
         finish_reason=finish_reason(first.get("finish_reason")),
-        usage=parse_usage(data.get("usage")) or Usage(),
-        tool_calls=parse_tool_calls(message.get("tool_calls")) if isinstance(message, dict) else [],
-        reasoning=_reasoning(message),
+        usage=(parse_usage(usage) if usage is not None else None) or Usage(),
+        tool_calls=tool_calls,
+        reasoning=reasoning if isinstance(reasoning, str) else "",
     )
-
-
-def _reasoning(message: Any) -> str:
-    """The visible reasoning OpenAI-compatible servers (vLLM, DeepSeek, Ollama) put beside the content."""
-    value = (message.get("reasoning_content") or message.get("reasoning")) if isinstance(message, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 def sse_data(line: str) -> str | None:
@@ -182,20 +185,22 @@ def parse_chunk(data: Any, model: str = "") -> Chunk:
         raise UpstreamProtocolError("openai sent a non-object stream chunk", provider=PROVIDER, model=model)
     if data.get("error"):
         raise error_event(data["error"], model)
-    chunk = Chunk(usage=parse_usage(data.get("usage")))
-    chunk.model = str(data["model"]) if data.get("model") else None
+    usage, name = data.get("usage"), data.get("model")
+    chunk = Chunk(usage=parse_usage(usage) if usage is not None else None, model=str(name) if name else None)
     choices = data.get("choices")
-    for choice in choices if isinstance(choices, list) else []:
+    for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue  # Rhetor asks for one choice
         delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str):
-            chunk.text = content
-        if isinstance(delta, dict) and delta.get("tool_calls"):
-            chunk.tool_calls = parse_tool_call_deltas(delta["tool_calls"])
-        if choice.get("finish_reason"):
-            chunk.finish_reason = finish_reason(choice["finish_reason"])
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if isinstance(content, str):
+                chunk.text = content
+            if delta.get("tool_calls"):
+                chunk.tool_calls = parse_tool_call_deltas(delta["tool_calls"])
+        reason = choice.get("finish_reason")
+        if reason:
+            chunk.finish_reason = finish_reason(reason)
     return chunk
 
 
@@ -218,16 +223,41 @@ class StreamState:
         if raw.strip() == "[DONE]":
             self.done = True
             return None
+        return self.fold(self.load(raw))
+
+    def feed_bytes(self, line: bytes) -> TextDelta | None:
+        """`feed` for a line as received (the pass-through's), decoded only if it is not UTF-8 JSON as it is."""
+        if self.done or not line.startswith(b"data:"):
+            return None
+        raw = line[5:]
+        if raw.strip() == b"[DONE]":
+            self.done = True
+            return None
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            data = self.load(raw.decode("utf-8", "replace"))
+        return self.fold(data)
+
+    def load(self, raw: str) -> Any:
+        """One chunk's JSON; UpstreamProtocolError if it is not JSON."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise UpstreamProtocolError("openai sent an unparsable stream chunk", provider=PROVIDER,
                                         model=self.model) from None
+
+    def fold(self, data: Any) -> TextDelta | None:
+        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`."""
         chunk = parse_chunk(data, self.model)
-        self.model = chunk.model or self.model
-        self.usage = chunk.usage or self.usage  # the last reported usage wins (the final usage chunk)
-        self.finish = chunk.finish_reason or self.finish
-        self.pending.extend(chunk.tool_calls)
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.usage:
+            self.usage = chunk.usage  # the last reported usage wins (the final usage chunk)
+        if chunk.finish_reason:
+            self.finish = chunk.finish_reason
+        if chunk.tool_calls:
+            self.pending.extend(chunk.tool_calls)
         return TextDelta(chunk.text) if chunk.text else None
 
     @property
@@ -258,6 +288,10 @@ def parse_embeddings(data: Any, model: str, count: int) -> Embeddings:
                       usage.input_tokens if usage else 0)
 
 
+# what available() says (frozen, so built once)
+KEYED, UNKEYED = Availability(True, "OPENAI_API_KEY set"), Availability(False, "OPENAI_API_KEY not set")
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -281,14 +315,16 @@ class OpenAIProvider:
         if not self._key:
             raise ProviderUnavailableError("OPENAI_API_KEY not set", provider=PROVIDER, model=model)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        model = request.model
-        self._require_key(model)
+    def complete(self, request: ChatRequest) -> Coroutine[Any, Any, ChatResponse]:
+        """The answer to `request` (a plain function returning the call's coroutine: no layer of its own)."""
+        self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "openai" and pt.forward:  # same vendor: the caller's body, relayed answer
-            from rhetor.providers import openai_passthrough
+            return openai_passthrough.complete(self._http, request, pt)
+        return self._complete(request)
 
-            return await openai_passthrough.complete(self._http, request, pt)
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        model = request.model
         data = await self._http.request_json("POST", "/chat/completions", build_payload(request), model=model,
                                              timeout_s=request.timeout_s)
         try:
@@ -300,8 +336,6 @@ class OpenAIProvider:
         self._require_key(request.model)
         pt = request.passthrough
         if pt is not None and pt.api == "openai" and pt.forward:  # same vendor: the caller's body, relayed events
-            from rhetor.providers import openai_passthrough
-
             return openai_passthrough.stream(self._http, request, pt)
         return self._http.events("/chat/completions", build_payload(request, stream=True),
                                  StreamState(request.model), model=request.model, timeout_s=request.timeout_s)
@@ -333,9 +367,7 @@ class OpenAIProvider:
         return parse_embeddings(data, name, len(tokens))
 
     async def available(self) -> Availability:
-        if self._key:
-            return Availability(True, "OPENAI_API_KEY set")
-        return Availability(False, "OPENAI_API_KEY not set")
+        return KEYED if self._key else UNKEYED
 
     def context_window(self, model: str) -> int:
         return self._catalog.context_window(PROVIDER, model)
@@ -343,6 +375,10 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+
+# The same-vendor pass-through builds on this module's parsers, so it is imported last (Python resolves the cycle
+# either way round); imported on each call instead, it cost ~5k instructions a request.
+from rhetor.providers import openai_passthrough  # noqa: E402
 
 __all__ = [
     "Chunk",

@@ -152,8 +152,13 @@ class CircuitBreaker:
 
     def record_success(self, key: Key) -> None:
         """Closes a half-open circuit (fresh window); while open, a call that started earlier changes nothing."""
-        circuit = self._circuit(key)
+        circuit = self._circuits.get(key)  # acquire() made it; closed (the usual case): count it, reset the run
         now = self._clock()
+        if circuit is not None and circuit.opened_at is None:  # (trial_at and opened_by are None while closed)
+            circuit.window.add(now, False)
+            circuit.failures = 0
+            return
+        circuit = self._circuit(key)
         state = self._state(circuit, now)
         if state == "open":
             circuit.window.add(now, False)

@@ -21,7 +21,6 @@ deployments serving it, in its strategy's order; breakers and cool-downs then co
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,6 +49,7 @@ from rhetor.timing import add_upstream_wait
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, StreamError, StreamEvent
 
 T = TypeVar("T")
+A = TypeVar("A")
 RequestBuilder = Callable[[Target, Provider], ChatRequest]
 
 
@@ -126,73 +126,94 @@ class FallbackRunner:
                 return True
         return False
 
-    async def _with_retries(self, route: Route, index: int, info: RunInfo, call: Callable[[], Awaitable[T]]) -> T:
-        target = route.targets[index]
-        key = target.key
-        balancer, name = self.balancer, key[0]
+    def _try(self, target: Target, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A,
+             retry: int) -> Awaitable[T]:
+        """One attempt; with tracing on, inside its `chat {model}` CLIENT span. A plain function returning the
+        attempt's coroutine, so tracing off costs no coroutine layer of its own."""
+        if tracing.active() is None:
+            return self._attempt(target, info, call, arg)
+        return self._traced(target, info, call, arg, retry)
 
-        async def one_try() -> T:
-            with tracing.span(f"chat {target.model}", kind="client") as span:  # a no-op when tracing is off
-                if span is not None:
-                    span.set_attributes({**genai.target_attrs(*key), "rhetor.attempt.retry": retry})
-                result = await attempt()
-                if span is not None and isinstance(result, ChatResponse):
-                    span.set_attributes(genai.response_attrs(result))
-                return result
-
-        async def attempt() -> T:
-            started = time.perf_counter()
-            self._breaker.acquire(key)
-            if balancer is not None:
-                balancer.started(name)
-            try:
-                result = await call()
-            except ProviderError as exc:
-                elapsed = time.perf_counter() - started
-                add_upstream_wait(elapsed)
-                info.attempts.append(_failed(target, exc, elapsed))
-                if self.observer is not None:
-                    self.observer.attempt(info.attempts[-1])
-                if exc.retryable:
-                    self._breaker.record_failure(key)
-                raise
-            finally:
-                self._breaker.release(key)
-                if balancer is not None:
-                    balancer.finished(name)
-            elapsed = time.perf_counter() - started
-            add_upstream_wait(elapsed)
-            if balancer is not None:
-                balancer.measured(name, elapsed)
-            info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000,
-                                         deployment=target.deployment))
-            if self.observer is not None:
-                self.observer.attempt(info.attempts[-1])
-            self._breaker.record_success(key)
+    async def _traced(self, target: Target, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A,
+                      retry: int) -> T:
+        with tracing.span(f"chat {target.model}", kind="client") as span:
+            if span is not None:
+                span.set_attributes({**genai.target_attrs(*target.key), "rhetor.attempt.retry": retry})
+            result = await self._attempt(target, info, call, arg)
+            if span is not None and isinstance(result, ChatResponse):
+                span.set_attributes(genai.response_attrs(result))
             return result
 
+    async def _attempt(self, target: Target, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A) -> T:
+        """`call(arg)` counted in flight, timed, reported to the breaker, the balancer and the observer."""
+        key = target.key
+        balancer = self.balancer
+        started = time.perf_counter()
+        self._breaker.acquire(key)
+        if balancer is not None:
+            balancer.started(key[0])
+        try:
+            result = await call(arg)
+        except ProviderError as exc:
+            elapsed = time.perf_counter() - started
+            add_upstream_wait(elapsed)
+            info.attempts.append(_failed(target, exc, elapsed))
+            if self.observer is not None:
+                self.observer.attempt(info.attempts[-1])
+            if exc.retryable:
+                self._breaker.record_failure(key)
+            raise
+        finally:
+            self._breaker.release(key)
+            if balancer is not None:
+                balancer.finished(key[0])
+        elapsed = time.perf_counter() - started
+        add_upstream_wait(elapsed)
+        if balancer is not None:
+            balancer.measured(key[0], elapsed)
+        info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000,
+                                     deployment=target.deployment))
+        if self.observer is not None:
+            self.observer.attempt(info.attempts[-1])
+        self._breaker.record_success(key)
+        return result
+
+    async def _run(self, route: Route, index: int, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A) -> T:
+        """Target `index`'s first attempt, then (only after a failure) its retries."""
+        target = route.targets[index]
+        try:
+            return await self._try(target, info, call, arg, 0)
+        except ProviderError as exc:
+            return await self._retried(route, index, info, call, arg, exc)
+
+    async def _retried(self, route: Route, index: int, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A,
+                       exc: ProviderError) -> T:
+        """The retries after a failed first attempt (`exc`), while they are allowed; raises the last failure."""
+        target = route.targets[index]
+        key = target.key
         retry = 0
         while True:
+            if not exc.retryable:
+                raise exc
+            asked = exc.retry_after if isinstance(exc, UpstreamStatusError) else None
+            if asked:
+                self.cooldowns.note(key, min(asked, self._max_retry_after))
+            if retry >= target.retries:
+                raise exc
+            retry += 1
+            wait = self._wait(exc, retry)
+            if wait > self._max_wait and await self._has_alternative(route, index):
+                raise self._skip(target, info, CoolingDownError(
+                    f"asked to wait {wait:g}s, over the {self._max_wait:g}s budget: moved on",
+                    provider=target.provider, model=target.model)) from exc
+            await asyncio.sleep(wait)
+            if not self._breaker.allow(key):
+                raise self._skip(target, info, CircuitOpenError(
+                    "circuit open: retry not attempted", provider=target.provider, model=target.model)) from exc
             try:
-                return await one_try()
-            except ProviderError as exc:
-                if not exc.retryable:
-                    raise
-                asked = exc.retry_after if isinstance(exc, UpstreamStatusError) else None
-                if asked:
-                    self.cooldowns.note(key, min(asked, self._max_retry_after))
-                if retry >= target.retries:
-                    raise
-                retry += 1
-                wait = self._wait(exc, retry)
-                if wait > self._max_wait and await self._has_alternative(route, index):
-                    raise self._skip(target, info, CoolingDownError(
-                        f"asked to wait {wait:g}s, over the {self._max_wait:g}s budget: moved on",
-                        provider=target.provider, model=target.model)) from exc
-                await asyncio.sleep(wait)
-                if not self._breaker.allow(key):
-                    raise self._skip(target, info, CircuitOpenError(
-                        "circuit open: retry not attempted", provider=target.provider, model=target.model)) from exc
+                return await self._try(target, info, call, arg, retry)
+            except ProviderError as failure:
+                exc = failure
 
     def _skip(self, target: Target, info: RunInfo, skip: ProviderError) -> ProviderError:
         info.attempts.append(Attempt(target.provider, target.model, "skipped", skip.type, skip.message,
@@ -233,8 +254,7 @@ class FallbackRunner:
                 continue
             request = build(target, provider)
             try:
-                response = await self._with_retries(route, index, info,
-                                                    functools.partial(provider.complete, request))
+                response = await self._run(route, index, info, provider.complete, request)
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
@@ -258,7 +278,7 @@ class FallbackRunner:
             request = build(target, provider)
             holder: list[AsyncIterator[ProviderEvent]] = []
 
-            async def first_event(p: Provider = provider, r: ChatRequest = request,
+            async def first_event(r: ChatRequest, p: Provider = provider,
                                   h: list[AsyncIterator[ProviderEvent]] = holder) -> ProviderEvent:
                 gen = p.stream(r)
                 h[:] = [gen]
@@ -272,7 +292,7 @@ class FallbackRunner:
                     raise
 
             try:
-                first = await self._with_retries(route, index, info, first_event)
+                first = await self._run(route, index, info, first_event, request)
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
