@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from rhetor.catalog import load_catalog
@@ -96,18 +96,13 @@ class Gateway:
         # The one check of `options` for every front, before routing or I/O (rhetor.routing.options). In place:
         # the input is this request's own, the check is idempotent, and a copy of ChatInput costs ~4.5 µs.
         inp.options = request_options(inp.options)
-        with tracing.span("rhetor.route") as route_span:
-            # route(), pinned(), the key's allowed providers and models, then the catalogue: a retired model is a
-            # 400 naming its successor, Tekton's legacy callers get the successor instead (rhetor.routing.lifecycle)
-            identity = inp.identity
-            rt = self.routes.route(self.config, self.catalog, defaults=self.defaults,
-                                   deployments=self.deployment_kinds, listed=self.listed_models,
-                                   task_type=inp.task_type, component=inp.component, context_id=inp.context_id,
-                                   provider_id=inp.provider_id, model_id=inp.model_id, options=inp.options,
-                                   pinned=inp.pinned, upgrade_retired=inp.front.startswith("legacy"),
-                                   permitted=identity.permitted if identity is not None and identity.restricted
-                                   else None)
-            chat_span.routed(route_span, rt)
+        traced = tracing.active() is not None  # read once: with tracing off, no span call below is made
+        if not traced:
+            rt = self._route(inp)
+        else:
+            with tracing.span("rhetor.route") as route_span:
+                rt = self._route(inp)
+                chat_span.routed(route_span, rt)
         caller_system, message, messages, template_system = inp.system_prompt, inp.message, inp.messages, None
         stored: list[StoredMessage] = []
         if inp.template_id is not None:
@@ -147,8 +142,21 @@ class Gateway:
                 except StoreUnavailableError as exc:  # answered without it, and said so
                     self.persistence.lost(inp, exc)
                 tracing.set_attributes(load_span, {"rhetor.context.messages": len(history)})
-        chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
+        if traced:
+            chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
         return Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
+
+    def _route(self, inp: ChatInput) -> Route:
+        # route(), pinned(), the key's allowed providers and models, then the catalogue: a retired model is a
+        # 400 naming its successor, Tekton's legacy callers get the successor instead (rhetor.routing.lifecycle)
+        identity = inp.identity
+        return self.routes.route(self.config, self.catalog, defaults=self.defaults,
+                                 deployments=self.deployment_kinds, listed=self.listed_models,
+                                 task_type=inp.task_type, component=inp.component, context_id=inp.context_id,
+                                 provider_id=inp.provider_id, model_id=inp.model_id, options=inp.options,
+                                 pinned=inp.pinned, upgrade_retired=inp.front.startswith("legacy"),
+                                 permitted=identity.permitted if identity is not None and identity.restricted
+                                 else None)
 
     async def _window(self, rt: Route, context_id: str, text: str,
                       system: str | None) -> tuple[list[Message], Recall | None]:
@@ -239,9 +247,15 @@ class Gateway:
         if self.gate is not None:
             prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
 
-    async def chat(self, inp: ChatInput) -> ChatOutcome:
-        span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
-        if span is None:
+    def chat(self, inp: ChatInput) -> Coroutine[Any, Any, ChatOutcome]:
+        """The chat, to be awaited. With tracing off, `_chat`'s own coroutine: no wrapper layer per request."""
+        if tracing.active() is None:
+            return self._chat(inp)
+        return self._traced_chat(inp)
+
+    async def _traced_chat(self, inp: ChatInput) -> ChatOutcome:
+        span = chat_span.start(inp.front, inp.request_id, inp.context_id)
+        if span is None:  # not reached: tracing is active (the type allows None)
             return await self._chat(inp)
         with chat_span.using(span):
             try:
@@ -279,9 +293,15 @@ class Gateway:
         await self._record(prepared, response.content, "complete")
         return ChatOutcome(response, info, inp.context_id, time.time(), recall=prepared.recall, notes=inp.notes)
 
-    async def open_stream(self, inp: ChatInput) -> StreamSession:
-        """Resolve and open a stream; raises (nothing committed) if every target fails before its first event."""
-        span = chat_span.start(inp.front, inp.request_id, inp.context_id)  # None when tracing is off
+    def open_stream(self, inp: ChatInput) -> Coroutine[Any, Any, StreamSession]:
+        """Resolve and open a stream, to be awaited; raises (nothing committed) if every target fails before its
+        first event. With tracing off, `_open_stream`'s own coroutine: no wrapper layer per request."""
+        if tracing.active() is None:
+            return self._open_stream(inp, None)
+        return self._traced_open_stream(inp)
+
+    async def _traced_open_stream(self, inp: ChatInput) -> StreamSession:
+        span = chat_span.start(inp.front, inp.request_id, inp.context_id)
         if span is None:
             return await self._open_stream(inp, None)
         with chat_span.using(span):

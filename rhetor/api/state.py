@@ -10,7 +10,8 @@ from rhetor.gateway import Gateway
 
 
 def gateway(conn: HTTPConnection) -> Gateway:
-    gw: Gateway = conn.app.state.gateway
+    # State's dict itself, not `app.state.gateway`: that goes through State.__getattr__, a Python frame per read
+    gw: Gateway = conn.scope["app"].state._state["gateway"]
     return gw
 
 

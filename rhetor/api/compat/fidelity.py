@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from rhetor.api.compat.common import header
+from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
 from rhetor.types import Image, Passthrough, RawFrame, StreamError, StreamEvent, Usage
@@ -30,7 +31,7 @@ _ENCODED = {api: tuple((name, name.encode()) for name in names)
 
 def passthrough(request: Request, api: str, body: dict[str, Any], system: str | None,
                 parts: list[str]) -> Passthrough:
-    settings = request.app.state.gateway.settings
+    settings = gateway(request).settings
     names = _ENCODED[api] + (_ENCODED["org"] if api == "openai" and settings.forward_openai_org else ())
     headers = {name: value for name, raw in names if (value := header(request, raw))}
     if api == "anthropic" and "anthropic-beta" in headers:
