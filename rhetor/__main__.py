@@ -1,9 +1,5 @@
-"""`python -m rhetor` — see rhetor.cli. The collector is held off while start-up imports and builds (rhetor.heap)."""
+"""`python -m rhetor` — see rhetor.cli."""
 
-from rhetor import heap
-
-heap.hold()
-
-from rhetor.cli import main  # noqa: E402
+from rhetor.cli import main
 
 raise SystemExit(main())

@@ -1,7 +1,6 @@
 """Heavy libraries imported on first use, so start-up does not pay for them: NumPy (~0.1-0.2 s of CPU and its
-BLAS thread pool, before any vector is touched), aiohttp (with attrs, yarl and multidict, ~30% of start-up's
-import time, before the first upstream request) and httpx (the Hermes and Engram clients, only when configured:
-with its command-line extras rich, pygments and click installed, ~240M instructions, ~10% of start-up).
+BLAS thread pool, before any vector is touched) and aiohttp (with attrs, yarl and multidict, ~30% of start-up's
+import time, before the first upstream request).
 
 A module that needs NumPy only inside functions writes
 
@@ -39,6 +38,5 @@ class LazyModule:
 
 numpy = LazyModule("numpy")
 aiohttp = LazyModule("aiohttp")
-httpx = LazyModule("httpx")
 
-__all__ = ["LazyModule", "aiohttp", "httpx", "numpy"]
+__all__ = ["LazyModule", "aiohttp", "numpy"]
