@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import TypeVar
 from rhetor.errors import ConfigError, RhetorError
 
 T = TypeVar("T")
+OPEN_PATIENCE = 15.0  # seconds another process may hold the file while this one opens it
 Migrations = Sequence[Sequence[str]]
 
 
@@ -74,11 +76,7 @@ class SqliteWorker:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open {self._label} {self.path}: {exc}") from exc
         try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate(conn)
+            _settle(conn, self._migrate)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -122,6 +120,32 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # also covers a failed COMMIT, so the connection stays usable
             conn.execute("ROLLBACK")
         raise
+
+
+def _settle(conn: sqlite3.Connection, migrate: Callable[[sqlite3.Connection], None]) -> None:
+    """Pragmas then migrations, retried while another process holds the file (bounded: OPEN_PATIENCE seconds).
+
+    Two workers of one server open the same file at the same moment; switching a new file to WAL or reading the
+    schema during the other's switch answers SQLITE_BUSY at once (SQLite skips the busy handler where waiting
+    could deadlock), so the whole sequence is retried — every step is idempotent.
+    """
+    deadline, pause = time.monotonic() + OPEN_PATIENCE, 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() + pause > deadline:
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def _user_version(conn: sqlite3.Connection) -> int:
