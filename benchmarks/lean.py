@@ -1,11 +1,14 @@
 """Lean-and-fast figures (issue 13): install size, start-up, the local embedder's memory and speed, and a soak.
 
     .venv/bin/python benchmarks/lean.py [all|venv|startup|embed|rss|soak] [--runs 5] [--minutes 10] [--requests N]
+    .venv/bin/python benchmarks/lean.py startup --instructions   # start-up's instructions, counted by callgrind
 
 - `venv`: the size of .venv on disk and whether PyTorch is in it;
 - `startup`: `python -m rhetor` (Hermes off, default embedder) from exec to its first `GET /ready` 200, median of
   `--runs`, and its CPU time by then (steadier on a shared machine); and the modules imported by then that a lean
-  start must not load (torch, tokenizers, numpy, aiohttp: they load on first use);
+  start must not load (torch, tokenizers, numpy, aiohttp: they load on first use); with `--instructions`, instead,
+  the instructions the process ran from exec to its first `/ready` 200, counted by valgrind's callgrind (one run: the
+  figure repeats to ~1% however loaded the machine is, where CPU time swings ±30%);
 - `embed`: the local model in this process, one core, BLAS on one thread (set before NumPy loads): first embedding
   after the start of load, and texts/s batched (the evaluation set's messages, ~17.5 tokens; whole turns, ~35),
   for the NumPy runtime and, when installed, the PyTorch one;
@@ -59,13 +62,14 @@ def bench_venv() -> None:
     print(f"venv {venv}: {du(venv) / 2**20:.0f} MiB on disk; torch installed: {(site / 'torch').exists()}")
 
 
-def serve(env_extra: dict[str, str], cpu: int | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
+def serve(env_extra: dict[str, str], cpu: int | None = None,
+          wrap: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
     port, data_dir = free_port(), tempfile.mkdtemp(prefix="rhetor-lean-")
     env = {**os.environ, "RHETOR_PORT": str(port), "RHETOR_DATA_DIR": data_dir, "RHETOR_HERMES": "0",
            "RHETOR_LOG_LEVEL": "warning", "OLLAMA_HOST": "http://127.0.0.1:9", **env_extra}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         env.pop(key, None)
-    argv = [PY, "-m", "rhetor"]
+    argv = [*(wrap or []), PY, "-m", "rhetor"]
     proc = subprocess.Popen(pinned(cpu, argv) if cpu is not None else argv, env=env, cwd=ROOT)
     return proc, port, data_dir
 
@@ -112,7 +116,24 @@ def bench_startup(runs: int) -> None:
         finally:
             stop(proc, data_dir)
     print(f"start-up to first /ready 200: median {statistics.median(times):.2f} s, min {min(times):.2f} s "
-          f"over {runs} runs (CPU time by then: median {statistics.median(cpu):.2f} s); "
+          f"over {runs} runs (CPU time by then: median {statistics.median(cpu):.2f} s, min {min(cpu):.2f} s); "
+          f"heavy modules loaded at ready: {loaded or 'none'}")
+
+
+def bench_startup_instructions() -> None:
+    out = Path(tempfile.mkdtemp(prefix="rhetor-lean-cg-")) / "callgrind.out"
+    proc, port, data_dir = serve({}, wrap=["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}"])
+    try:
+        wait_ready(port, deadline_s=600)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=False)
+        loaded = [m for m in HEAVY if _imported(proc.pid, m)]
+    finally:
+        stop(proc, data_dir)
+    dumps = [f for f in out.parent.glob("callgrind.out*") if f.name != out.name]  # the dump taken at ready
+    total = max(int(line.split()[1]) for f in dumps for line in f.read_text(errors="replace").splitlines()
+                if line.startswith(("summary:", "totals:")))
+    shutil.rmtree(out.parent, ignore_errors=True)
+    print(f"start-up to first /ready 200: {total / 1e6:,.0f}M instructions (callgrind); "
           f"heavy modules loaded at ready: {loaded or 'none'}")
 
 
@@ -244,10 +265,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--requests", type=int, default=10**9)
+    ap.add_argument("--instructions", action="store_true", help="startup: count instructions (callgrind) instead")
     args = ap.parse_args()
     if args.what in ("all", "venv"):
         bench_venv()
-    if args.what in ("all", "startup"):
+    if args.what == "startup" and args.instructions:
+        bench_startup_instructions()
+    elif args.what in ("all", "startup"):
         bench_startup(args.runs)
     if args.what in ("all", "embed"):
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()

@@ -12,11 +12,14 @@ to call what (that is `registration.py`). Failures raise `HermesError` (a `Rheto
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from rhetor.errors import RhetorError
+
+if TYPE_CHECKING:
+    import httpx
+else:  # httpx loads with the first client (rhetor.lazy): a start with Hermes off never imports it
+    from rhetor.lazy import httpx
 
 TOKEN_HEADER = "X-Authentication-Token"
 

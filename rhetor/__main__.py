@@ -1,5 +1,9 @@
-"""`python -m rhetor` — see rhetor.cli."""
+"""`python -m rhetor` — see rhetor.cli. The collector is held off while start-up imports and builds (rhetor.heap)."""
 
-from rhetor.cli import main
+from rhetor import heap
+
+heap.hold()
+
+from rhetor.cli import main  # noqa: E402
 
 raise SystemExit(main())

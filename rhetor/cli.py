@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from rhetor import heap
 from rhetor.errors import ConfigError, RhetorError
 from rhetor.governance import keys_cli
 from rhetor.settings import Settings
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command not in (None, "serve"):
+        heap.release()  # only a server keeps the collector held until it has started (rhetor.heap)
     try:
         settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level, workers=args.workers)
         if args.command == "check-config":
@@ -198,6 +201,7 @@ def _serve(settings: Settings) -> int:
     if settings.workers > 1 and worker is None:
         if settings.database_url is not None or settings.redis_url is not None:
             _check_engines(settings)  # once, before N workers would each say the same
+        heap.release()  # the supervisor serves nothing itself: its collector as usual
         return supervise(settings)  # N workers on one port, Hermes once, /metrics summed (rhetor.workers)
     if settings.database_url is not None or settings.redis_url is not None:
         settings = _check_engines(settings)
@@ -231,6 +235,7 @@ def _serve(settings: Settings) -> int:
             raise ConfigError(f"worker {worker.index}: cannot bind {settings.host}:{settings.port}: {exc}") from None
         watch(worker, server)
         server.run(sockets=[sock])
+    heap.release()  # a server that never started did not settle (rhetor.heap)
     return 0 if server.started else 3
 
 

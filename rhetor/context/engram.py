@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from rhetor.context.store import ContextStore, ContextSummary, NewMessage, StoredMessage, utc_now
+
+if TYPE_CHECKING:
+    import httpx
+else:  # httpx loads with the first client (rhetor.lazy): a start without ENGRAM_URL never imports it
+    from rhetor.lazy import httpx
 
 log = logging.getLogger("rhetor.engram")
 NAMESPACE = "rhetor_contexts"
