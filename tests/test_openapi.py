@@ -67,11 +67,19 @@ def test_the_document_is_valid_openapi(tmp_path: Path) -> None:
     assert refs["/api/v1/chat"]["$ref"].endswith("/NativeError")
 
 
-def test_governance_bodies_mirror_the_models_the_handlers_use() -> None:
-    budgets = pytest.importorskip("rhetor.governance.budgets")
-    keys = pytest.importorskip("rhetor.governance.keys")
-    assert set(BudgetPut.model_fields) == set(budgets.Budget.model_fields)
-    assert set(KeyBody.model_fields) == set(keys.KeySpec.model_fields)
+def test_governance_bodies_are_the_models_the_handlers_use() -> None:
+    from rhetor.governance.budget import Budget
+    from rhetor.governance.keys import KeySpec
+
+    assert issubclass(BudgetPut, Budget) and issubclass(KeyBody, KeySpec)
+    assert set(BudgetPut.model_fields) == set(Budget.model_fields)
+    assert set(KeyBody.model_fields) == set(KeySpec.model_fields)
+    # The documented bounds are the enforced ones: a name the pattern refuses is refused by the handlers' model.
+    for bad in ({"name": "-x"}, {"rpm": 0}, {"nope": 1}):
+        with pytest.raises(ValueError):
+            KeySpec.model_validate(bad)
+        with pytest.raises(ValueError):
+            KeyBody.model_validate(bad)
 
 
 def test_openapi_json_and_docs_are_served(served: str) -> None:

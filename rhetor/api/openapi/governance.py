@@ -1,17 +1,19 @@
 """OpenAPI declarations of the governance routes: the usage API over the ledger (rhetor.api.usage), budgets
 (rhetor.api.budgets, and R1's `/budget`), the caller-key admin API (rhetor.api.keys) and the live reload
 (rhetor.api.admin). The budget and key
-bodies mirror rhetor.governance.budgets.Budget and rhetor.governance.keys.KeySpec (the handlers validate with
-those; tests/test_openapi.py checks the field lists agree). Declarations only.
+bodies are rhetor.governance.budget.Budget and rhetor.governance.keys.KeySpec themselves (what the handlers
+validate with), documented under their API names. Declarations only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rhetor.api.openapi.common import NATIVE, Op, Open, Param, Resp, errors, resp
+from rhetor.governance.budget import BUDGET_ID, Budget
+from rhetor.governance.keys import NAME, KeySpec
 
 TAG = "governance"
 _GROUPS = "component,model,provider,key,task,day,hour,minute,front,status"
@@ -49,52 +51,21 @@ class Budgets(Open):
     error: str | None = None
 
 
-Usd = Annotated[float, Field(ge=0, le=1e9)]
-Tokens = Annotated[int, Field(ge=0, le=10**15)]
-Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=256)]
-
-
-class BudgetPut(BaseModel):
+class BudgetPut(Budget):
     """A budget definition; on PUT the path gives the id. At least one limit; a scope other than global names
     its target; the downgrade policy needs `downgrade_to` (provider/model)."""
 
-    model_config = ConfigDict(extra="forbid")
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = None
-    scope: Literal["global", "component", "key", "task"] = "global"
-    target: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    daily_usd: Usd | None = None
-    weekly_usd: Usd | None = None
-    monthly_usd: Usd | None = None
-    daily_tokens: Tokens | None = None
-    weekly_tokens: Tokens | None = None
-    monthly_tokens: Tokens | None = None
-    policy: Literal["warn", "downgrade", "block"] = "warn"
-    downgrade_to: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/\S+$", max_length=256)] | None = None
-    warn_at: Annotated[float, Field(gt=0, le=1)] = 0.8
-    description: Annotated[str, Field(max_length=1000)] | None = None
+    id: Annotated[str, Field(pattern=BUDGET_ID.pattern)] | None = None  # type: ignore[assignment]
 
 
-class BudgetBody(BudgetPut):
+class BudgetBody(Budget):
     """A budget definition with its id (POST)."""
 
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
-
-class KeyBody(BaseModel):
+class KeyBody(KeySpec):
     """A caller key's definition (create: `name` required; update: any subset). Unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,127}$")] | None = None
-    component: str | None = None
-    allowed_providers: Names | None = None
-    allowed_models: Names | None = None
-    allowed_routes: Names | None = None
-    rpm: Annotated[int, Field(ge=1, le=10**9)] | None = None
-    tpm: Annotated[int, Field(ge=1, le=10**12)] | None = None
-    budget_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    cache: Literal["use", "refresh", "off"] | None = None
-    expires_at: float | None = None
-    metadata: dict[str, Any] | None = None
+    name: Annotated[str, Field(pattern=NAME.pattern)] | None = None  # KeySpec checks it in a validator
 
 
 class BudgetDeleted(Open):
