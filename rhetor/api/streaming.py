@@ -60,7 +60,9 @@ class ClosingStreamingResponse(StreamingResponse):
                 await super().__call__(scope, receive, send)
         finally:
             aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
+            # An async generator that ran to its end (ag_frame gone) has nothing left to close: skip the shielded
+            # scope, whose anyio machinery was ~6 syscalls and ~60 Python calls per stream (cProfile, strace -c).
+            if aclose is not None and getattr(self.body_iterator, "ag_frame", True) is not None:
                 # shielded: also when this very task is being cancelled; bounded: every wait has a timeout
                 with anyio.move_on_after(CLOSE_BUDGET_S, shield=True):
                     try:
