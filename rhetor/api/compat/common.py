@@ -10,6 +10,8 @@ gateway's input type, never providers.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -122,8 +124,27 @@ def sse_response(frames: AsyncIterator[bytes],
     return response
 
 
+class _Ids:
+    """Reply ids: a random per-process half and a counter (24 hex digits, as uuid4().hex[:24] gave) — unique,
+    without uuid4's getrandom syscall per reply (strace -c: one per OpenAI-front request; timeit 4.3 -> 0.6 us).
+    Re-seeded in a forked child, so workers never share a sequence."""
+
+    def __init__(self) -> None:
+        self.seed()
+
+    def seed(self) -> None:
+        self.head, self.count = uuid.uuid4().hex[:12], itertools.count(int.from_bytes(os.urandom(5)))
+
+    def next(self, prefix: str) -> str:
+        return f"{prefix}{self.head}{next(self.count) & 0xFFFFFFFFFFFF:012x}"
+
+
+_IDS = _Ids()
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def new_id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:24]
+    return _IDS.next(prefix)
 
 
 def unix_now() -> int:
