@@ -53,6 +53,9 @@ def _dep(name: str, fake: FakeOpenAI, **kw: Any) -> dict[str, Any]:
 async def _gateway(tmp_path: Path, deployments: list[dict[str, Any]], strategy: str | None = None,
                    **settings: Any) -> Gateway:
     deps = parse_deployments({"strategy": strategy or "least-inflight", "deployments": deployments})
+    # 20 connections opened at once to an in-process fake on a loaded machine can take over the usual 1 s: a
+    # timeout then opens a breaker and skews the counts (every deployment here refuses or answers at once).
+    settings = {"connect_timeout_s": 10.0, **settings}
     providers = Providers(settings_for(tmp_path, **settings), deps)
     config = parse_config({"default": {"provider": "openai", "model": MODEL, "simulated_fallback": False}},
                           deployments=providers.deployment_kinds())
