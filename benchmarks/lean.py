@@ -11,7 +11,8 @@
   figure repeats to ~1% however loaded the machine is, where CPU time swings ±30%);
 - `embed`: the local model in this process, one core, BLAS on one thread (set before NumPy loads): first embedding
   after the start of load, and texts/s batched (the evaluation set's messages, ~17.5 tokens; whole turns, ~35),
-  for the NumPy runtime and, when installed, the PyTorch one;
+  median of `--runs`, by wall-clock and by CPU time (steadier on a shared machine), for the NumPy runtime and,
+  when installed, the PyTorch one;
 - `rss`: a Rhetor process with the local embedder: resident memory once ready, then after a search made it load
   the model and embed (total for the process, split into anonymous and file-backed pages: the model's weights
   are a mapped file, clean and shared);
@@ -151,7 +152,7 @@ def corpus() -> tuple[list[str], list[str]]:
     return messages, turns
 
 
-def bench_embed() -> None:
+def bench_embed(runs: int) -> None:
     from rhetor.context import embedder_local
 
     messages, turns = corpus()
@@ -166,9 +167,14 @@ def bench_embed() -> None:
         rates = []
         for label, texts in (("sentences", messages), ("turns", turns)):
             model.encode(texts[:16])
-            t0 = time.perf_counter()
-            model.encode(texts)
-            rates.append(f"{len(texts) / (time.perf_counter() - t0):6.0f} {label}/s ({len(texts)})")
+            wall, cpu = [], []
+            for _ in range(runs):
+                t0, c0 = time.perf_counter(), time.process_time()
+                model.encode(texts)
+                wall.append(len(texts) / (time.perf_counter() - t0))
+                cpu.append(len(texts) / (time.process_time() - c0))
+            rates.append(f"{statistics.median(wall):6.0f} {label}/s ({len(texts)}; "
+                         f"{statistics.median(cpu):.0f}/s by CPU time)")
         rss = psutil.Process().memory_info().rss / 2**20
         print(f"{runtime:5} runtime: first embedding {first:.2f} s after the start of load; {'; '.join(rates)}; "
               f"this process {rss:.0f} MiB")
@@ -277,7 +283,7 @@ def main() -> None:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         if len(cpus) > 1:
             os.sched_setaffinity(0, {min(cpus)})  # one core
-        bench_embed()
+        bench_embed(args.runs)
         if len(cpus) > 1:
             os.sched_setaffinity(0, cpus)
     if args.what in ("all", "rss"):
