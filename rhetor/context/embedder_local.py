@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -66,6 +64,9 @@ def _trimmed(result: Any) -> Any:
     """
     global _malloc_trim
     if _malloc_trim is None:
+        import ctypes  # with the first batch: ctypes at start-up was ~2% of its imports
+        import ctypes.util
+
         try:
             _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
         except (OSError, AttributeError):
