@@ -1,11 +1,11 @@
 """FastAPI, imported with its OpenAPI models built on first use instead of at import.
 
 `import fastapi` defines some forty pydantic models describing an OpenAPI document (fastapi.openapi.models) and
-builds their validators at once, three of them explicitly (`model_rebuild`): ~370M instructions, ~18% of
-Rhetor's start-up (callgrind of `import fastapi` after pydantic is warm, 1,274M -> 905M). Rhetor's routes are
-plain Starlette routes and its OpenAPI document is built on the first request for /openapi.json or /docs
-(rhetor.api.openapi), which is where those models are first used: that request builds them too (measured in
-benchmarks/README.md). The document is the same, byte for byte.
+builds their validators at once, three of them explicitly (`model_rebuild`). Deferred, Rhetor's start-up ran
+1,982M -> 1,765M instructions (-11%, `benchmarks/lean.py startup --instructions`). Rhetor's routes are plain
+Starlette routes and its OpenAPI document is built on the first request for /openapi.json or /docs
+(rhetor.api.openapi), where those models are first used: that request builds them too, +53M instructions
+(595M -> 648M, ~25 ms, callgrind of the first `app.openapi()`). The document is the same, byte for byte.
 
 `load()` imports FastAPI with pydantic's `defer_build` default on and `model_rebuild` a no-op, for the duration of
 that import only (a model used during it is built as usual); both are restored after it. If FastAPI is already
