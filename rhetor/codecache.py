@@ -80,7 +80,7 @@ def _patch(cache: dict[str, Any], record: dict[str, Any] | None) -> None:
         txt = f" def {name}({joined}){return_annotation}:\n{lines}"
         local_vars = ", ".join(locals.keys())
         txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-        code = cache.get(txt)
+        code = cache.pop(txt, None)  # each used once: the cache does not stay in memory once the server runs
         if code is None:
             code = compile(txt, "<string>", "exec", dont_inherit=True)  # what exec(txt) compiled there
             if record is not None:
