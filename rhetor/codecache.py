@@ -6,9 +6,10 @@ dataclasses, ~550 such methods: parsing and compiling them was ~295M instruction
 of the serving imports with and without this cache, 1,799M -> 1,504M). `build()` (run by ./setup.sh, after
 byte-compiling) imports what the server imports and saves the code objects compiled from each text, keyed by
 the text, in `__pycache__` beside this module; `install()` (python -m rhetor) loads that file and makes
-`_create_fn` execute the cached code object for a text it knows. A text it does not know (changed code, another
-library) is compiled as before, so a stale or missing file changes nothing but the time: the code object for a
-text is exactly what `exec` of that text compiles. The file is only used by the Python that wrote it.
+`_create_fn` execute the cached code object for a text it knows, until `release()` (rhetor.heap.settle, once
+serving). A text it does not know (changed code, another library) is compiled as before, so a stale or missing
+file changes nothing but the time: the code object for a text is exactly what `exec` of that text compiles. The
+file is only used by the Python that wrote it.
 Knows nothing of Rhetor but which modules the server imports (`SERVER_MODULES`).
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 SERVER_MODULES = ("rhetor.cli", "uvicorn", "rhetor.api.admin", "rhetor.api.app", "rhetor.api.health",
                   "rhetor.api.protocols", "rhetor.observability.logs", "rhetor.workers")  # rhetor.cli._serve's
 PATH = Path(__file__).parent / "__pycache__" / f"dataclass-code.{sys.implementation.cache_tag}.marshal"
+_loaded: dict[str, Any] = {}  # what install() loaded, until release()
 _ARGS = ("name", "args", "body", "globals", "locals", "return_type")  # _create_fn's parameters in 3.11
 
 
@@ -44,8 +46,14 @@ def install(path: Path = PATH) -> int:
         return 0
     if version != sys.version or not isinstance(cache, dict):
         return 0
-    _patch(cache, None)
+    _loaded.update(cache)
+    _patch(_loaded, None)
     return len(cache)
+
+
+def release() -> None:
+    """Start-up is over (its dataclasses are made): drop the loaded code objects; later texts compile as before."""
+    _loaded.clear()
 
 
 def build(path: Path = PATH, modules: tuple[str, ...] = SERVER_MODULES) -> int:
@@ -80,7 +88,7 @@ def _patch(cache: dict[str, Any], record: dict[str, Any] | None) -> None:
         txt = f" def {name}({joined}){return_annotation}:\n{lines}"
         local_vars = ", ".join(locals.keys())
         txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-        code = cache.pop(txt, None)  # each used once: the cache does not stay in memory once the server runs
+        code = cache.get(txt)
         if code is None:
             code = compile(txt, "<string>", "exec", dont_inherit=True)  # what exec(txt) compiled there
             if record is not None:
@@ -92,4 +100,4 @@ def _patch(cache: dict[str, Any], record: dict[str, Any] | None) -> None:
     dataclasses._create_fn = create_fn  # type: ignore[attr-defined]
 
 
-__all__ = ["PATH", "SERVER_MODULES", "build", "install", "supported"]
+__all__ = ["PATH", "SERVER_MODULES", "build", "install", "release", "supported"]

@@ -34,7 +34,10 @@ PROBE = textwrap.dedent("""
         frozen = "assignable"
     except dataclasses.FrozenInstanceError as exc:
         frozen = type(exc).__name__
-    print(json.dumps({"loaded": loaded, "compiled": len(compiled), "repr": repr(a), "eq": a == b,
+    held = len(codecache._loaded)
+    codecache.release()
+    print(json.dumps({"loaded": loaded, "held": held, "released": len(codecache._loaded),
+                      "compiled": len(compiled), "repr": repr(a), "eq": a == b,
                       "hash": hash(a) == hash(b), "frozen": frozen, "message": repr(Message(role="user", content="hi")),
                       "usage": repr(Usage()), "patched": dataclasses._create_fn.__module__}))
 """)
@@ -58,7 +61,8 @@ def test_cached_methods_behave_as_compiled_ones_and_compile_nothing(tmp_path: Pa
     assert build(path) > 10  # rhetor.types' dataclasses: __init__, __repr__, __eq__, ... each
     plain, cached = probe("-"), probe(str(path))
     assert plain["patched"] == "dataclasses" and cached["patched"] == "rhetor.codecache"
-    assert cached["loaded"] == build(path) and cached["compiled"] == 0
+    assert cached["loaded"] == cached["held"] == build(path) and cached["compiled"] == 0
+    assert cached["released"] == 0  # rhetor.heap.settle drops them once serving
     for key in ("repr", "eq", "hash", "frozen", "message", "usage"):
         assert cached[key] == plain[key], key
 
