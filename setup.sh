@@ -41,10 +41,4 @@ fi
 # Byte-compile Rhetor's own modules (the editable install leaves them as sources): start-up then reads .pyc files
 # instead of compiling ~150 modules, even where PYTHONDONTWRITEBYTECODE is set. Only changed files are redone.
 .venv/bin/python -m compileall -q rhetor hermes_integration >/dev/null || true
-# And the methods dataclasses generate at every start (rhetor/codecache.py: ~17% of start-up's instructions), redone
-# only when a module or the install changed since (a stale entry is merely compiled as before).
-cache=$(ls rhetor/__pycache__/dataclass-code.*.marshal 2>/dev/null | head -n 1 || true)
-if [ -z "$cache" ] || [ "$stamp" -nt "$cache" ] || [ -n "$(find rhetor -name '*.py' -newer "$cache" -print -quit)" ]; then
-  .venv/bin/python -c "from rhetor import codecache; codecache.build()" >/dev/null 2>&1 || true
-fi
 mkdir -p "${RHETOR_DATA_DIR:-$HOME/.tekton/data/rhetor}" "$HOME/.tekton/logs"

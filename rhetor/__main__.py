@@ -1,5 +1,4 @@
-"""`python -m rhetor` — see rhetor.cli. The collector is held off while start-up imports and builds (rhetor.heap),
-and dataclasses' generated methods come from the code cache ./setup.sh wrote, if any (rhetor.codecache).
+"""`python -m rhetor` — see rhetor.cli. The collector is held off while start-up imports and builds (rhetor.heap).
 
 Pydantic's plugin discovery is off unless the operator sets PYDANTIC_DISABLE_PLUGINS: Rhetor uses no pydantic
 plugin, and discovering them scans every installed distribution's entry points when the first model is built
@@ -10,10 +9,9 @@ import os
 
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
 
-from rhetor import codecache, heap
+from rhetor import heap
 
 heap.hold()
-codecache.install()
 
 from rhetor.cli import main  # noqa: E402
 

@@ -33,9 +33,6 @@ def release() -> None:
 
 def settle() -> None:
     """Call once, after start-up, in the serving process."""
-    from rhetor import codecache
-
-    codecache.release()  # the start-up's dataclasses are made: their cached code need not stay in memory
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
