@@ -9,6 +9,8 @@ attribute check per request. Health and readiness are exempt, and so are CORS pr
 caller's API format: Anthropic's under /v1/messages, OpenAI's under the rest of /v1, the LLM Adapter's `{error}`
 on the legacy routes, the native envelope elsewhere; a WebSocket is accepted, sent one ERROR frame (readable by
 both WebSocket protocols) and closed with 1008. Limits on a WebSocket apply per request frame (`FrameGate`).
+An admitted HTTP request's x-ratelimit-* headers are left in the scope state (LIMIT_HEADERS) for
+GatewayMiddleware, the outer layer, to add to the response.
 Keys are compared as SHA-256 digests, never logged or echoed. Knows nothing of handlers, providers or the gateway.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rhetor.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, RhetorError
 from rhetor.governance.access import Access, Admission
@@ -30,6 +32,7 @@ from rhetor.governance.keys import Identity, digest
 EXEMPT = frozenset({"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"})
 UI_PREFIX = "/ui"  # the dashboard checks the key itself (rhetor.ui.routes): a browser's page load sends no header
 LEGACY = frozenset({"/message", "/chat", "/stream", "/provider", "/providers", "/api/provider", "/api/providers"})
+LIMIT_HEADERS = "rhetor_limit_headers"  # scope state: the x-ratelimit-* headers of the response (GatewayMiddleware)
 MESSAGE = ("invalid or missing API key: send a Rhetor key as 'Authorization: Bearer <key>', 'x-api-key' "
            "or ?api_key= (WebSocket)")
 
@@ -170,15 +173,11 @@ class ApiKeyMiddleware:
         if admission.refused_by is not None:
             await _refuse(scope, receive, send, refusal(admission, identity), admission.verdict.headers)
             return
-        extra = admission.verdict.headers
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
+        # The limit headers ride in the scope state to GatewayMiddleware's one send wrapper (rhetor.api.middleware),
+        # which adds them to the response: no second wrapper and message copy per request (benchmarks/instructions.py)
+        scope.setdefault("state", {})[LIMIT_HEADERS] = admission.verdict.headers
         try:
-            await self.app(scope, receive, send_with_limits)
+            await self.app(scope, receive, send)
         finally:
             self.access.release(admission)
 
@@ -237,5 +236,5 @@ def _read(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | N
     return (key if key is not None else bearer), component, max(size, 0)
 
 
-__all__ = ["EXEMPT", "ApiKeyMiddleware", "FrameGate", "api_of", "digest", "error_body", "key_matches",
+__all__ = ["EXEMPT", "LIMIT_HEADERS", "ApiKeyMiddleware", "FrameGate", "api_of", "digest", "error_body", "key_matches",
            "presented_key", "query_key", "refusal", "ws_error_frame"]
