@@ -171,8 +171,17 @@ class Tee:
         self.sinks = sinks
 
     def record(self, rec: UsageRecord) -> None:
-        for sink in self.sinks:
-            sink.record(rec)
+        for record in self._records:
+            record(rec)
+
+    @property
+    def sinks(self) -> tuple[UsageSink, ...]:
+        return self._sinks
+
+    @sinks.setter
+    def sinks(self, sinks: tuple[UsageSink, ...]) -> None:
+        # the bound `record` methods, looked up once, not per record
+        self._sinks, self._records = sinks, tuple(sink.record for sink in sinks)
 
 
 def _spec(spec: KeySpec, current: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,19 @@ sqlite3.register_adapter(type(None), _AS_NULL.get)
 _SUMS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
+# The record's fields in COLUMNS' order, read in C: one call instead of 25 attribute loads (~7.3k -> ~3k instructions
+# a record with the JSON and flags below, callgrind). `attempts` and the flags are then put in their stored form.
+_FIELDS = attrgetter(*COLUMNS)
+assert COLUMNS[8] == "attempts" and [COLUMNS[i] for i in (14, 16, 20, 22)] == ["estimated", "unpriced", "fallback",
+                                                                               "cache_hit"]
+
+
 def _row(r: UsageRecord) -> tuple[Any, ...]:
-    return (r.ts, r.request_id, r.key_id, r.component, r.task_type, r.front, r.provider, r.model,
-            orjson.dumps(r.attempts).decode(), r.input_tokens, r.output_tokens, r.cached_tokens,
-            r.cache_write_tokens, r.reasoning_tokens, int(r.estimated), r.cost_usd, int(r.unpriced), r.latency_ms,
-            r.ttft_ms, r.status, int(r.fallback), r.context_id, int(r.cache_hit), r.saved_usd, r.downgraded_from)
+    v = _FIELDS(r)
+    # (ts .. model, attempts as JSON, input_tokens .. reasoning_tokens, estimated, cost_usd, unpriced, latency_ms,
+    #  ttft_ms, status, fallback, context_id, cache_hit, saved_usd, downgraded_from); flags as 0/1 integers
+    return (*v[:8], orjson.dumps(v[8]).decode(), *v[9:14], 1 if v[14] else 0, v[15], 1 if v[16] else 0, *v[17:20],
+            1 if v[20] else 0, v[21], 1 if v[22] else 0, v[23], v[24])
 
 
 def _record(row: Sequence[Any]) -> UsageRecord:
