@@ -61,16 +61,19 @@ class MemorySpend:
         """Spend of a request that started at `ts`, added to every period of each tracked subject among `subjects`
         (the others are skipped); the subjects it was added to. One call per usage record."""
         added: list[Subject] = []
+        tracked = self._windows.get
         for subject in subjects:
-            slots = self._windows.get(subject)
+            slots = tracked(subject)
             if slots is None:
                 continue
-            for i, w in enumerate(slots):
+            i = 0
+            for w in slots:
                 if w is None or ts >= w.end:
                     w = self.window(subject, PERIODS[i], ts)  # type: ignore[arg-type]
                 if ts >= w.start:  # a request started in an earlier period is that period's spend
                     w.usd += usd
                     w.tokens += tokens
+                i += 1
             added.append(subject)
         return added
 
