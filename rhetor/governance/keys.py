@@ -261,21 +261,20 @@ class KeyRing:
         self._virtual: dict[bytes, Identity] = {}
         self._keys = dict(self._static)  # static, then virtual keys over them: one dict hit per request
         self._any_virtual = False
+        # Callers must present a key: static keys are configured or a virtual key was ever created (revoked and
+        # expired ones count: creating a key closes the open door for good; revoking them never reopens it).
+        # An attribute, set by load(): read on every request.
+        self.required = bool(self._static)
         self._by_id: dict[str, Identity] = {}
         self._digests: dict[bytes, bytes] = {}  # presented secret -> digest, for secrets that resolved (DIGEST_MEMO)
 
     def load(self, records: list[KeyRecord]) -> None:
         live = [r for r in records if r.revoked_at is None]
         self._any_virtual = bool(records)
+        self.required = bool(self._static) or self._any_virtual
         self._virtual = {r.digest: Identity.of(r) for r in live}
         self._keys = {**self._static, **self._virtual}
         self._by_id = {i.key_id: i for i in self._virtual.values()}
-
-    @property
-    def required(self) -> bool:
-        """Callers must present a key: static keys are configured or a virtual key was ever created (revoked and
-        expired ones count: creating a key closes the open door for good; revoking them never reopens it)."""
-        return bool(self._static) or self._any_virtual
 
     def resolve(self, secret: bytes) -> tuple[Identity, bytes] | None:
         """(identity, digest) of a presented secret, or None (unknown, revoked or expired)."""
