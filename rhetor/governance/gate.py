@@ -189,7 +189,7 @@ class Gate:
                 if admission is not None and (admission.warnings or admission.downgrade is not None):
                     self._noted(prepared, notes, rec, admission)
         if key is None:
-            # a budget's reservation only: the Ticket's cache parts stay unset (None class attributes)
+            # a budget's reservation only: a Reservation, the Ticket without its cache slots
             return None if hold is None else Reservation(hold)
         return Ticket(hold, self.cache, key, first if prepared.route is rt else None, builder, providers)
 
