@@ -4,6 +4,8 @@ OpenAI's x-ratelimit-* headers and Retry-After, and the key definitions' validat
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +133,49 @@ def test_component_limits_setting() -> None:
     assert s.component_limits == {"ergon": {"rpm": 60, "tpm": 1000}}
     with pytest.raises(ConfigError, match=r"ergon\.rps"):
         Settings.from_env({"RHETOR_COMPONENT_LIMITS": '{"ergon": {"rps": 1}}'})
+
+
+async def test_key_store_polls_read_the_database_only_after_its_files_changed(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from rhetor.governance import keystore
+    from rhetor.governance.keys import KeyRecord, digest
+
+    monkeypatch.setattr(keystore, "RACY_NS", 0)  # timestamps trusted at once (the default waits 2 s)
+    mine, theirs = keystore.SqliteKeyStore(tmp_path / "keys.db"), keystore.SqliteKeyStore(tmp_path / "keys.db")
+    await mine.open()
+    await theirs.open()
+    try:
+        first = await mine.generation()
+        reads = 0
+        run = mine._db.run
+
+        async def counted(fn: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await run(fn)
+
+        monkeypatch.setattr(mine._db, "run", counted)
+        assert await mine.generation() == first and reads == 0  # nothing changed: no trip to the SQLite thread
+        await theirs.create(KeyRecord(id="key_x", name="x", digest=digest(b"x"), hint="x", created_at=time.time()))
+        assert await mine.generation() == first + 1 and reads == 1  # another process's write is read at once
+        assert await mine.generation() == first + 1 and reads == 1
+        monkeypatch.setattr(keystore, "RACY_NS", 10**18)  # a recently modified file is never trusted
+        assert await mine.generation() == first + 1 and reads == 2
+    finally:
+        await mine.close()
+        await theirs.close()
+
+
+def test_ring_memo_of_digests_never_outlives_a_key() -> None:
+    from rhetor.governance.keys import KeyRecord, digest
+
+    ring = KeyRing()
+    rec = KeyRecord(id="key_m", name="m", digest=digest(b"secret-m"), hint="m", created_at=0.0)
+    ring.load([rec])
+    assert ring.resolve(b"secret-m") is not None and ring.resolve(b"secret-m") is not None  # the second: memo
+    ring.load([KeyRecord(id="key_m", name="m", digest=rec.digest, hint="m", created_at=0.0, revoked_at=1.0)])
+    assert ring.resolve(b"secret-m") is None  # revoked: refused although its digest is remembered
+    ring.load([KeyRecord(id="key_m", name="m", digest=rec.digest, hint="m", created_at=0.0,
+                         spec={"expires_at": time.time() - 1})])
+    assert ring.resolve(b"secret-m") is None  # expired
+    assert ring.resolve(b"never-a-key") is None and b"never-a-key" not in ring._digests  # unknown: not remembered

@@ -9,6 +9,8 @@ attribute check per request. Health and readiness are exempt, and so are CORS pr
 caller's API format: Anthropic's under /v1/messages, OpenAI's under the rest of /v1, the LLM Adapter's `{error}`
 on the legacy routes, the native envelope elsewhere; a WebSocket is accepted, sent one ERROR frame (readable by
 both WebSocket protocols) and closed with 1008. Limits on a WebSocket apply per request frame (`FrameGate`).
+An admitted HTTP request's x-ratelimit-* headers are left in the scope state (LIMIT_HEADERS) for
+GatewayMiddleware, the outer layer, to add to the response.
 Keys are compared as SHA-256 digests, never logged or echoed. Knows nothing of handlers, providers or the gateway.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rhetor.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, RhetorError
 from rhetor.governance.access import Access, Admission
@@ -30,6 +32,7 @@ from rhetor.governance.keys import Identity, digest
 EXEMPT = frozenset({"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"})
 UI_PREFIX = "/ui"  # the dashboard checks the key itself (rhetor.ui.routes): a browser's page load sends no header
 LEGACY = frozenset({"/message", "/chat", "/stream", "/provider", "/providers", "/api/provider", "/api/providers"})
+LIMIT_HEADERS = "rhetor_limit_headers"  # scope state: the x-ratelimit-* headers of the response (GatewayMiddleware)
 MESSAGE = ("invalid or missing API key: send a Rhetor key as 'Authorization: Bearer <key>', 'x-api-key' "
            "or ?api_key= (WebSocket)")
 
@@ -163,22 +166,20 @@ class ApiKeyMiddleware:
                                    and component not in self.component_limits):
             await self.app(scope, receive, send)
             return
-        admission = await self.access.admit(identity, component, size // 4)
+        access = self.access
+        admission = access.check(identity, component, size // 4) if access.answers_at_once else \
+            await access.admit(identity, component, size // 4)
         if admission is None:
             await self.app(scope, receive, send)
             return
         if admission.refused_by is not None:
             await _refuse(scope, receive, send, refusal(admission, identity), admission.verdict.headers)
             return
-        extra = admission.verdict.headers
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
+        # The limit headers ride in the scope state to GatewayMiddleware's one send wrapper (rhetor.api.middleware),
+        # which adds them to the response: no second wrapper and message copy per request (benchmarks/instructions.py)
+        scope.setdefault("state", {})[LIMIT_HEADERS] = admission.verdict.headers
         try:
-            await self.app(scope, receive, send_with_limits)
+            await self.app(scope, receive, send)
         finally:
             self.access.release(admission)
 
@@ -214,8 +215,27 @@ class FrameGate:
 
 
 def _read(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None, int]:
-    """(the presented key as `presented_key` finds it, the `x-rhetor-component` header, the declared body size)
-    in one pass over the headers instead of three."""
+    """(the presented key as `presented_key` finds it, the `x-rhetor-component` header, the declared body size)."""
+    if type(headers) is list:
+        found = dict(headers)  # built in C: ~90 fewer bytecodes than the loop below (callgrind: ~5k instructions)
+        if len(found) == len(headers):  # no header repeated: which one counts does not arise
+            key = found.get(b"x-api-key")
+            if key is not None:
+                key = key.strip() or None
+            if key is None:
+                auth = found.get(b"authorization")
+                if auth is not None and auth[:7].lower() == b"bearer ":
+                    key = auth[7:].strip() or None
+            named = found.get(b"x-rhetor-component")
+            length = found.get(b"content-length")
+            return (key, named.decode("latin-1").strip().lower() or None if named is not None else None,
+                    (int(length) if length.isdigit() else 0) if length is not None else 0)
+    return _read_each(headers)
+
+
+def _read_each(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None, int]:
+    """`_read` in one pass over the headers (some repeated): the first x-api-key with a value, else the last
+    Bearer token; the first x-rhetor-component and content-length."""
     key: bytes | None = None
     bearer: bytes | None = None
     component: str | None = None
@@ -237,5 +257,5 @@ def _read(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | N
     return (key if key is not None else bearer), component, max(size, 0)
 
 
-__all__ = ["EXEMPT", "ApiKeyMiddleware", "FrameGate", "api_of", "digest", "error_body", "key_matches",
+__all__ = ["EXEMPT", "LIMIT_HEADERS", "ApiKeyMiddleware", "FrameGate", "api_of", "digest", "error_body", "key_matches",
            "presented_key", "query_key", "refusal", "ws_error_frame"]

@@ -1,5 +1,6 @@
 """Pure-ASGI middleware (no BaseHTTPMiddleware: it costs ~100 µs a request), one layer for everything per
-request: request ids, the `x-rhetor-overhead-ms` header, the request-body size cap, and the request counters.
+request: request ids, the `x-rhetor-overhead-ms` header (and the headers inner layers leave in the scope state: the
+key's rate limits, governance's notes), the request-body size cap, and the request counters.
 Knows nothing of routes or providers.
 """
 
@@ -72,9 +73,11 @@ class GatewayMiddleware:
                 overhead = clock.overhead_ms()
                 if slot is not None:
                     slot.overhead_ms = overhead
-                headers = [*message.get("headers", ()), (b"x-request-id", rid_bytes),
+                state = scope["state"]
+                limits = state.get("rhetor_limit_headers", ())  # x-ratelimit-* of the caller key (rhetor.api.auth)
+                headers = [*message.get("headers", ()), *limits, (b"x-request-id", rid_bytes),
                            (b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode())]
-                notes = scope["state"].get("rhetor_notes")  # cache / budget headers (rhetor.api.attribution)
+                notes = state.get("rhetor_notes")  # cache / budget headers (rhetor.api.attribution)
                 if notes is not None and notes.headers:
                     headers += notes.headers
                 message = {**message, "headers": headers}

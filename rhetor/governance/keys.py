@@ -31,6 +31,10 @@ SECRET_PREFIX = "rk-"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,127}$")
 COMPONENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_METADATA_BYTES = 4096
+# Presented secrets of live keys -> their SHA-256, so a returning caller is not hashed again (~6k instructions a
+# request under callgrind, benchmarks/instructions.py). Only digests: the identity is looked up anew every time, so
+# a revoked, rotated or expired key is refused as before. Bounded; emptied when full. Never logged or listed.
+DIGEST_MEMO = 1024
 
 
 class _Target(Protocol):
@@ -257,26 +261,41 @@ class KeyRing:
         self._virtual: dict[bytes, Identity] = {}
         self._keys = dict(self._static)  # static, then virtual keys over them: one dict hit per request
         self._any_virtual = False
+        # Callers must present a key: static keys are configured or a virtual key was ever created (revoked and
+        # expired ones count: creating a key closes the open door for good; revoking them never reopens it).
+        # An attribute, set by load(): read on every request.
+        self.required = bool(self._static)
         self._by_id: dict[str, Identity] = {}
+        self._digests: dict[bytes, bytes] = {}  # presented secret -> digest, for secrets that resolved (DIGEST_MEMO)
 
     def load(self, records: list[KeyRecord]) -> None:
         live = [r for r in records if r.revoked_at is None]
         self._any_virtual = bool(records)
+        self.required = bool(self._static) or self._any_virtual
         self._virtual = {r.digest: Identity.of(r) for r in live}
         self._keys = {**self._static, **self._virtual}
         self._by_id = {i.key_id: i for i in self._virtual.values()}
 
-    @property
-    def required(self) -> bool:
-        """Callers must present a key: static keys are configured or a virtual key was ever created (revoked and
-        expired ones count: creating a key closes the open door for good; revoking them never reopens it)."""
-        return bool(self._static) or self._any_virtual
-
     def resolve(self, secret: bytes) -> tuple[Identity, bytes] | None:
         """(identity, digest) of a presented secret, or None (unknown, revoked or expired)."""
-        d = hashlib.sha256(secret).digest()
-        found = self.lookup(d)
-        return None if found is None else (found, d)
+        memo = self._digests
+        d = memo.get(secret)
+        if d is None:
+            d = hashlib.sha256(secret).digest()
+            found = self.lookup(d)
+            if found is None:
+                return None  # unknown secrets are not remembered: the memo holds live callers only
+            if len(memo) >= DIGEST_MEMO:
+                memo.clear()
+            memo[secret] = d
+            return found, d
+        found = self._keys.get(d)  # lookup(), inlined: the same answer as it stands now
+        if found is None:
+            return self._admin(d)
+        return (found, d) if found.expires_at is None or time.time() < found.expires_at else None
+
+    def _admin(self, d: bytes) -> tuple[Identity, bytes] | None:
+        return (ADMIN, d) if self.admin_digest is not None and secrets.compare_digest(d, self.admin_digest) else None
 
     def lookup(self, d: bytes) -> Identity | None:
         """The identity of a secret's digest as it stands now (a socket re-checks its key per request)."""

@@ -1,11 +1,13 @@
 """Where caller keys live: the `KeyStore` protocol and its SQLite default (`$RHETOR_DATA_DIR/keys.db`, WAL, on the
 shared one-thread SqliteWorker). Only a key's SHA-256 is stored, never its secret. Every write bumps a
 generation counter, so other processes (another worker, `python -m rhetor keys`) see a change by polling one
-row. Knows SQL and KeyRecord; nothing of HTTP, the ring or the gateway.
+row — read only when the files changed (`generation`). Knows SQL and KeyRecord; nothing of HTTP, the ring or the
+gateway.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ MIGRATIONS: Migrations = [
 ]
 _COLUMNS = "id, name, digest, hint, spec, created_at, updated_at, revoked_at"
 _BUMP = "UPDATE keys_generation SET value = value + 1 WHERE id = 1"
+RACY_NS = 2_000_000_000  # a file modified this recently may change again without its timestamp moving
 
 
 class KeyStore(Protocol):
@@ -62,6 +65,9 @@ def _get(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
 class SqliteKeyStore:
     def __init__(self, path: Path) -> None:
         self._db = SqliteWorker(path, MIGRATIONS, label="key store")
+        self._files = (str(path), str(path) + "-wal")
+        self._stamp_seen: tuple[tuple[int, int, int] | None, ...] | None = None
+        self._generation: int | None = None  # as last read, while the files' stamp stays _stamp_seen
 
     async def open(self) -> None:
         await self._db.open()
@@ -114,11 +120,38 @@ class SqliteKeyStore:
                                           "WHERE id = ? AND revoked_at IS NULL", (digest, hint, time.time()))
 
     async def generation(self) -> int:
+        """The generation counter. Polled twice a second: while neither keys.db nor its WAL has changed (size, inode,
+        modification time) the last one read is answered without a trip to the SQLite thread (~55k instructions a
+        poll under callgrind, ~40k a request of an idle-ish server). A file modified less than RACY_S ago is not
+        trusted (its timestamp may not move within one clock tick), so a change is always read within a poll."""
+        stamp = self._stamp()  # before the read: a write after it changes the stamp for the next poll
+        if stamp is not None and stamp == self._stamp_seen and self._generation is not None:
+            return self._generation
+
         def read(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT value FROM keys_generation WHERE id = 1").fetchone()
             return int(row[0]) if row else 0
 
-        return await self._db.run(read)
+        generation = await self._db.run(read)
+        self._stamp_seen, self._generation = stamp, generation
+        return generation
+
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...] | None:
+        """(size, inode, mtime) of keys.db and of its WAL (None: no WAL); None when it cannot be trusted."""
+        now_ns = time.time_ns()
+        out: list[tuple[int, int, int] | None] = []
+        for path in self._files:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                out.append(None)
+                continue
+            except OSError:
+                return None
+            if now_ns - st.st_mtime_ns < RACY_NS:
+                return None
+            out.append((st.st_size, st.st_ino, st.st_mtime_ns))
+        return tuple(out)
 
 
 __all__ = ["KeyStore", "SqliteKeyStore"]

@@ -176,7 +176,13 @@ class Ledger:
             while left > 0 and self._buffer:
                 if not await self._ensure_open():
                     return
-                batch = [self._buffer.popleft() for _ in range(min(self.batch_max, left, len(self._buffer)))]
+                buffer = self._buffer
+                size = min(self.batch_max, left, len(buffer))
+                if size == len(buffer):  # all of it (the usual flush): taken in C, not one popleft per record
+                    batch = list(buffer)
+                    buffer.clear()
+                else:
+                    batch = [buffer.popleft() for _ in range(size)]
                 left -= len(batch)
                 try:
                     await self.store.write(batch)

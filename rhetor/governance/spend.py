@@ -61,37 +61,45 @@ class MemorySpend:
         """Spend of a request that started at `ts`, added to every period of each tracked subject among `subjects`
         (the others are skipped); the subjects it was added to. One call per usage record."""
         added: list[Subject] = []
+        tracked = self._windows.get
         for subject in subjects:
-            slots = self._windows.get(subject)
+            slots = tracked(subject)
             if slots is None:
                 continue
-            for i, w in enumerate(slots):
+            i = 0
+            for w in slots:
                 if w is None or ts >= w.end:
                     w = self.window(subject, PERIODS[i], ts)  # type: ignore[arg-type]
                 if ts >= w.start:  # a request started in an earlier period is that period's spend
                     w.usd += usd
                     w.tokens += tokens
+                i += 1
             added.append(subject)
         return added
 
 
 class Hold:
-    """The estimates a request reserved; released (once) when its record arrives or it ends."""
+    """The estimate a request reserved on each of its windows (the same amount on each); released (once) when its
+    record arrives or it ends."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("tokens", "usd", "windows")
 
-    def __init__(self, parts: list[tuple[Window, float, int]] | None = None) -> None:
-        self.parts = parts if parts is not None else []
+    def __init__(self, windows: list[Window] | None = None, usd: float = 0.0, tokens: int = 0) -> None:
+        self.windows, self.usd, self.tokens = windows, usd, tokens
 
     def __del__(self) -> None:  # a stream dropped before it was read never runs its end: free its reservation
-        if self.parts:
+        if self.windows:
             self.release()
 
     def release(self) -> None:
-        parts, self.parts = self.parts, []
-        for w, usd, tokens in parts:
-            w.held_usd = max(0.0, w.held_usd - usd)
-            w.held_tokens = max(0, w.held_tokens - tokens)
+        windows, self.windows = self.windows, None
+        if windows:
+            usd, tokens = self.usd, self.tokens
+            for w in windows:
+                left = w.held_usd - usd
+                w.held_usd = left if left > 0.0 else 0.0
+                left_tokens = w.held_tokens - tokens
+                w.held_tokens = left_tokens if left_tokens > 0 else 0
 
 
 class Releasable(Protocol):

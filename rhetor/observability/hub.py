@@ -17,6 +17,7 @@ from collections.abc import MutableMapping
 from contextvars import Token
 from typing import Any
 
+from rhetor.governance.access import Tee
 from rhetor.governance.ledger import UsageRecord, UsageSink
 from rhetor.governance.meter import Meter
 from rhetor.governance.prices import PriceTable
@@ -59,6 +60,8 @@ class Observability:
         meter = gateway.meter
         if meter is None:
             gateway.meter = Meter(self, prices)
+        elif isinstance(meter.sink, Tee):  # one flat fan-out: no second dispatch layer per record
+            meter.sink = Tee(*meter.sink.sinks, self)
         else:
             meter.sink = Fanout(meter.sink, self)
 
