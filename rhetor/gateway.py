@@ -112,13 +112,24 @@ class Gateway:
                                                                           inp.template_version, inp.variables,
                                                                           message, messages)
         if messages is not None:
-            systems = [m.content for m in messages if m.role == "system"]
-            convo = [m for m in messages if m.role != "system"]
+            # one pass (three comprehensions and a generator before: ~4k instructions a request, callgrind)
+            systems: list[str] = []
+            convo: list[Message] = []
+            cut = 0  # the new turn: the messages after the last assistant message
+            for m in messages:
+                if m.role == "system":
+                    systems.append(m.content)
+                else:
+                    convo.append(m)
+                    if m.role == "assistant":
+                        cut = len(convo)
             if not convo:
                 raise InvalidRequestError("messages must contain at least one non-system message",
                                           param="messages")
-            caller_system = "\n\n".join([*([caller_system] if caller_system else []), *systems]) or None
-            cut = max((i + 1 for i, m in enumerate(convo) if m.role == "assistant"), default=0)
+            if systems:
+                caller_system = "\n\n".join([caller_system, *systems] if caller_system else systems) or None
+            else:
+                caller_system = caller_system or None
             history, new_turn = convo[:cut], convo[cut:]
         else:
             assert message is not None
@@ -132,7 +143,10 @@ class Gateway:
                         self.persistence.lost(inp, exc)
                 history = [stored_message(m.role, m.content, m.metadata) for m in stored
                            if m.role in ("user", "assistant")]
-        system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
+        if rt.component:
+            system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
+        else:  # no component prompt to look up: the same combination rule, without the store's two coroutines
+            system = self.templates.builtin_system_prompt(None, template_system, caller_system)
         recall = None
         if self.memory is not None and messages is None and message is not None and inp.context_id:
             # only what can fit: a bounded tail of the stored turns, never the whole history (rhetor.context.retrieval)
