@@ -37,6 +37,7 @@ from rhetor.timing import current_clock
 from rhetor.types import ProviderEvent
 
 MAX_TIMEOUTS = 64  # distinct read limits kept (a route's timeout_s values: a handful)
+MAX_URLS = 64  # distinct paths kept per upstream (an API's endpoints: a handful)
 MAX_LINE = 2**21  # bytes of one stream line, as aiohttp's own readline allowed (twice read_bufsize)
 
 
@@ -53,6 +54,7 @@ class HttpUpstream:
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # per read limit: immutable, so shared
+        self._urls: dict[str, Any] = {}  # path -> its parsed (yarl) URL: immutable, so shared
         url = urlsplit(self.base_url)
         self._server = {"server.address": url.hostname or "", "server.port": url.port or (443 if url.scheme ==
                                                                                           "https" else 80)}
@@ -74,6 +76,23 @@ class HttpUpstream:
             timeout = self._timeouts[limit] = aiohttp.ClientTimeout(total=None, sock_connect=min(limit,
                                                                     self._connect_s), sock_read=limit)
         return timeout
+
+    def _url(self, path: str) -> Any:
+        """`base_url + path` as aiohttp's URL, parsed once per path (aiohttp takes a URL as is, a string it parses
+        per request); a string yarl refuses goes to aiohttp as given, for its own error."""
+        url = self._urls.get(path)
+        if url is None:
+            from yarl import URL  # loaded with aiohttp (rhetor.lazy), by the time a request is sent
+
+            full = self.base_url + path
+            try:
+                url = URL(full)
+            except (ValueError, TypeError):
+                return full
+            if len(self._urls) >= MAX_URLS:
+                self._urls.clear()
+            self._urls[path] = url
+        return url
 
     def scrub(self, err: ProviderError) -> ProviderError:
         """Belt and braces: an upstream could echo the key back in an error body."""
@@ -136,9 +155,13 @@ class HttpUpstream:
                     timeout_s: float | None, model: str, span: Any) -> bytes:
         # `await` + `read()` rather than `async with`: read() releases the connection at the body's end and
         # closes it on any failure, so the context manager's exit only repeated that (~18k instructions/request).
+        # session, timeout and URL looked up inline on the hot path (three calls, ~4k instructions a request)
+        session = self._session
+        if session is None or session.closed:
+            session = self._get_session()
+        timeout = self._timeouts.get(self._timeout_s if timeout_s is None else timeout_s) or self._timeout(timeout_s)
         try:
-            response = await self._get_session().request(method, self.base_url + path, data=data,
-                                                          timeout=self._timeout(timeout_s), headers=headers)
+            response = await session.request(method, self._url(path), data=data, timeout=timeout, headers=headers)
             if span is not None:
                 span.set_attribute("http.response.status_code", response.status)
             body = await response.read()
@@ -168,7 +191,7 @@ class HttpUpstream:
         failure: Exception | None = None
         try:
             async with self._get_session().post(
-                self.base_url + path, data=data, timeout=self._timeout(timeout_s), headers=headers,
+                self._url(path), data=data, timeout=self._timeout(timeout_s), headers=headers,
             ) as response:
                 if span is not None:
                     span.set_attribute("http.response.status_code", response.status)
