@@ -248,7 +248,36 @@ class StreamState:
                                         model=self.model) from None
 
     def fold(self, data: Any) -> TextDelta | None:
-        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`."""
+        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`.
+
+        A chunk without an error or tool calls is read here as parse_chunk reads it, without building its Chunk
+        (an 8-event stream: ~20k instructions, callgrind); any other takes parse_chunk itself."""
+        if type(data) is not dict or data.get("error"):
+            return self._fold(data)
+        choices, text, finish = data.get("choices"), "", None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if delta.get("tool_calls"):
+                    return self._fold(data)
+                content = delta.get("content")
+                if isinstance(content, str):
+                    text = content
+            reason = choice.get("finish_reason")
+            if reason:
+                finish = finish_reason(reason)
+        name, usage = data.get("model"), data.get("usage")
+        if name:
+            self.model = str(name)
+        if usage is not None and (parsed := parse_usage(usage)) is not None:
+            self.usage = parsed  # the last reported usage wins (the final usage chunk)
+        if finish:
+            self.finish = finish
+        return TextDelta(text) if text else None
+
+    def _fold(self, data: Any) -> TextDelta | None:
         chunk = parse_chunk(data, self.model)
         if chunk.model:
             self.model = chunk.model
