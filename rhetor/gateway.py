@@ -145,7 +145,9 @@ class Gateway:
                            if m.role in ("user", "assistant")]
         if rt.component:
             system = await self.templates.system_prompt(rt.component, template_system, caller_system)  # rhetor.prompts
-        else:  # no component prompt to look up: the same combination rule, without the store's two coroutines
+        elif template_system is None:  # the combination rule of nothing but the caller's part
+            system = caller_system or None
+        else:  # no component prompt to look up: the same rule, without the store's two coroutines
             system = self.templates.builtin_system_prompt(None, template_system, caller_system)
         recall = None
         if self.memory is not None and messages is None and message is not None and inp.context_id:
