@@ -95,7 +95,8 @@ class Gateway:
     async def _prepare(self, inp: ChatInput) -> Prepared:
         # The one check of `options` for every front, before routing or I/O (rhetor.routing.options). In place:
         # the input is this request's own, the check is idempotent, and a copy of ChatInput costs ~4.5 µs.
-        inp.options = request_options(inp.options)
+        if inp.options or type(inp.options) is not dict:  # an empty dict: nothing to check (it would answer {})
+            inp.options = request_options(inp.options)
         traced = tracing.active() is not None  # read once: with tracing off, no span call below is made
         if not traced:
             rt = self._route(inp)
@@ -289,7 +290,7 @@ class Gateway:
 
     async def _chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
-        info = RunInfo()
+        info = RunInfo([])
         metered = self._metered(inp, prepared, info)
         build = self._builder(prepared)
         self.drain.calls += 1

@@ -171,8 +171,8 @@ class FallbackRunner:
         add_upstream_wait(elapsed)
         if balancer is not None:
             balancer.measured(key[0], elapsed)
-        info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000,
-                                     deployment=target.deployment))
+        info.attempts.append(Attempt(target.provider, target.model, "ok", None, None, None, elapsed * 1000,
+                                     target.deployment))
         if self.observer is not None:
             self.observer.attempt(info.attempts[-1])
         self._breaker.record_success(key)

@@ -57,7 +57,7 @@ class RouteMemo:
         if len(basis) != 5 or basis[0] is not config or basis[1] is not catalog or basis[2] is not defaults \
                 or basis[3] is not deployments or basis[4] is not listed:
             self._basis, self._known = (config, catalog, defaults, deployments, listed), {}
-        comp = component_of(component, context_id)
+        comp = component_of(component, context_id) if component or context_id else None
         routing = () if ROUTING_OPTION_KEYS.isdisjoint(options) else tuple([options.get(k) for k in _ROUTING])
         key = (task_type, comp, provider_id, model_id, routing, pinned, upgrade_retired)
         try:
@@ -75,7 +75,7 @@ class RouteMemo:
                 self._known[key] = known
         base = known.base
         if pinned:  # the caller's own options only (rhetor.routing.models.pinned)
-            opts = pinned_options(options)
+            opts = pinned_options(options) if options else {}
         else:
             opts = merged_options(base.options, options)
         if permitted is not None:
