@@ -192,9 +192,12 @@ class HttpUpstream:
         self._outbound(headers, span)
         failure: Exception | None = None
         try:
-            async with self._get_session().post(
-                self._url(path), data=data, timeout=self._timeout(timeout_s), headers=headers,
-            ) as response:
+            session = self._session
+            if session is None or session.closed:
+                session = self._get_session()
+            timeout = self._timeouts.get(self._timeout_s if timeout_s is None else timeout_s) \
+                or self._timeout(timeout_s)
+            async with session.post(self._url(path), data=data, timeout=timeout, headers=headers) as response:
                 if span is not None:
                     span.set_attribute("http.response.status_code", response.status)
                 if response.status >= 400:
@@ -204,13 +207,14 @@ class HttpUpstream:
                 started = True
                 rest = b""
                 async for chunk in response.content.iter_any():
-                    lines = (rest + chunk if rest else chunk).split(b"\n")
+                    buffer = rest + chunk if rest else chunk
+                    lines = buffer.split(b"\n")
                     rest = lines.pop()
                     if len(rest) > MAX_LINE:
                         raise UpstreamProtocolError(f"{self.provider} sent a line over {MAX_LINE} bytes",
                                                     provider=self.provider, model=model)
-                    if lines:
-                        yield [line.rstrip(b"\r") for line in lines]
+                    if lines:  # (CRLF line endings only when there is a CR: no comprehension otherwise)
+                        yield [line.rstrip(b"\r") for line in lines] if b"\r" in buffer else lines
                 if rest:
                     yield [rest.rstrip(b"\r")]
         except (TimeoutError, aiohttp.ClientError) as exc:
