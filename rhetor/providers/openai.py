@@ -105,8 +105,8 @@ def parse_usage(value: Any) -> Usage | None:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0,
-                 cached_input_tokens=cached if isinstance(cached, int) else 0,
-                 reasoning_tokens=reasoning if isinstance(reasoning, int) else 0)
+                 cached if isinstance(cached, int) else 0, 0,  # cached_input_tokens, cache_write_tokens
+                 reasoning if isinstance(reasoning, int) else 0)
 
 
 def error_event(err: Any, model: str = "") -> UpstreamStatusError:
@@ -149,14 +149,17 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
             tool_calls = parse_tool_calls(message["tool_calls"])
         reasoning = message.get("reasoning_content") or message.get("reasoning")
     usage = data.get("usage")
+    # positionally, in ChatResponse's field order (keywords: ~3k instructions a request, callgrind)
     return ChatResponse(
-        content=content if isinstance(content, str) else "",  # None when the model only called tools
-        model=str(data.get("model") or model),
-        provider=PROVIDER,
-        finish_reason=finish_reason(first.get("finish_reason")),
-        usage=(parse_usage(usage) if usage is not None else None) or Usage(),
-        tool_calls=tool_calls,
-        reasoning=reasoning if isinstance(reasoning, str) else "",
+        content if isinstance(content, str) else "",  # None when the model only called tools
+        str(data.get("model") or model),
+        PROVIDER,
+        finish_reason(first.get("finish_reason")),
+        (parse_usage(usage) if usage is not None else None) or Usage(),
+        False,  # simulated
+        tool_calls,
+        None,  # stop_sequence
+        reasoning if isinstance(reasoning, str) else "",
     )
 
 
