@@ -161,7 +161,7 @@ class Gateway:
                 tracing.set_attributes(load_span, {"rhetor.context.messages": len(history)})
         if traced:
             chat_span.prepared(system, [*history, *new_turn])  # the prompt on the span: only with content capture on
-        return Prepared(rt, system, history, new_turn, inp.context_id, inp, recall=recall)
+        return Prepared(rt, system, history, new_turn, inp.context_id, inp, recall)
 
     def _route(self, inp: ChatInput) -> Route:
         # route(), pinned(), the key's allowed providers and models, then the catalogue: a retired model is a
@@ -313,7 +313,7 @@ class Gateway:
             prepared.ticket.answered(response, info)
         if prepared.context_id is not None:  # nothing to record without a context (no coroutine for it)
             await self._record(prepared, response.content, "complete")
-        return ChatOutcome(response, info, inp.context_id, time.time(), recall=prepared.recall, notes=inp.notes)
+        return ChatOutcome(response, info, inp.context_id, time.time(), prepared.recall, inp.notes)  # (positional)
 
     def open_stream(self, inp: ChatInput) -> Coroutine[Any, Any, StreamSession]:
         """Resolve and open a stream, to be awaited; raises (nothing committed) if every target fails before its

@@ -39,9 +39,13 @@ def spliced_messages(request: ChatRequest, pt: Passthrough, *, system_roles: tup
     """The caller's own message dicts, in order, with Rhetor's additions (turns without a `raw_index`, built by
     `build`) where the gateway put them. The caller's system messages stay where they were."""
     raw: list[Any] = pt.body.get("messages") or []
+    if len(request.messages) == len(raw):  # the caller's turns, each once and in order: nothing spliced in
+        for i, m in enumerate(request.messages):  # (a loop, not two lists compared: ~1.5k instructions less)
+            if m.raw_index != i:
+                break
+        else:
+            return list(raw)
     indices = [m.raw_index for m in request.messages]
-    if indices == list(range(len(raw))):  # the caller's turns, each once and in order: nothing spliced in
-        return list(raw)
     if raw and request.messages and all(i is None for i in indices):  # the single-message context form
         last = max((i for i, m in enumerate(raw) if isinstance(m, dict) and m.get("role") not in system_roles),
                    default=None)

@@ -53,9 +53,9 @@ def header(request: HTTPConnection, name: bytes) -> str | None:
 
 def resolve(request: Request, model: str) -> ModelRoute:
     gw = gateway(request)
-    return gw.model_names.resolve(model, aliases=gw.settings.model_aliases,
-                                  task_header=header(request, b"x-rhetor-task"),
-                                  deployments=gw.deployment_kinds, listed=gw.listed_models)  # providers file names
+    # (aliases, task header, then the providers file's names: positionally, as ModelNames.resolve takes them)
+    return gw.model_names.resolve(model, gw.settings.model_aliases, header(request, b"x-rhetor-task"),
+                                  gw.deployment_kinds, gw.listed_models)
 
 
 def chat_input(request: Request, route: ModelRoute, messages: list[Message], system: str | None,
