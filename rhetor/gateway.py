@@ -262,11 +262,6 @@ class Gateway:
                                                                 [*prepared.history, *prepared.new_turn]),
                                 requested=(rt.targets[0].provider, rt.targets[0].model) if rt.targets else (None, None))
 
-    async def _admit(self, prepared: Prepared, build: Any, metered: Metered) -> None:
-        """Cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)."""
-        if self.gate is not None:
-            prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
-
     def chat(self, inp: ChatInput) -> Coroutine[Any, Any, ChatOutcome]:
         """The chat, to be awaited. With tracing off, `_chat`'s own coroutine: no wrapper layer per request."""
         if tracing.active() is None:
@@ -294,7 +289,8 @@ class Gateway:
         build = self._builder(prepared)
         self.drain.calls += 1
         try:
-            if self.gate is not None:  # `_admit` inline: one coroutine fewer per request
+            # cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)
+            if self.gate is not None:  # inline, not a coroutine of its own (one fewer per request)
                 prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 response = prepared.ticket.serve(info)
@@ -339,7 +335,8 @@ class Gateway:
         metered = self._metered(inp, prepared, info)
         build = self._builder(prepared)
         try:
-            await self._admit(prepared, build, metered)
+            if self.gate is not None:  # as in _chat
+                prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 prepared.ticket.serve(info)
                 events = prepared.ticket.hit.replay()
