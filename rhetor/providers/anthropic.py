@@ -141,7 +141,7 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
     blocks = data["content"]
     texts: list[str] = []
     thoughts: list[str] = []
-    for b in blocks:  # one loop, not two generators (~3k instructions a request, callgrind)
+    for b in blocks:  # one loop, not two generators (with the positional ChatResponse: an 805k -> 797k)
         if isinstance(b, dict):
             kind = b.get("type")
             if kind == "text":

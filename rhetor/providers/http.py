@@ -157,7 +157,7 @@ class HttpUpstream:
                     timeout_s: float | None, model: str, span: Any) -> bytes:
         # `await` + `read()` rather than `async with`: read() releases the connection at the body's end and
         # closes it on any failure, so the context manager's exit only repeated that (~18k instructions/request).
-        # session, timeout and URL looked up inline on the hot path (three calls, ~4k instructions a request)
+        # session, timeout and URL looked up inline (three calls fewer; with this commit's other trims oa 829k -> 815k)
         session = self._session
         if session is None or session.closed:
             session = self._get_session()

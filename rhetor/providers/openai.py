@@ -149,7 +149,7 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
             tool_calls = parse_tool_calls(message["tool_calls"])
         reasoning = message.get("reasoning_content") or message.get("reasoning")
     usage = data.get("usage")
-    # positionally, in ChatResponse's field order (keywords: ~3k instructions a request, callgrind)
+    # positionally, in ChatResponse's field order (~0.5k instructions a keyword, callgrind)
     return ChatResponse(
         content if isinstance(content, str) else "",  # None when the model only called tools
         str(data.get("model") or model),
@@ -254,7 +254,8 @@ class StreamState:
         """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`.
 
         A chunk without an error or tool calls is read here as parse_chunk reads it, without building its Chunk
-        (an 8-event stream: ~20k instructions, callgrind); any other takes parse_chunk itself."""
+        (with the pass-through loop's inlining, an 8-event stream: 1382k -> 1345k instructions, callgrind); any
+        other takes parse_chunk itself."""
         if type(data) is not dict or data.get("error"):
             return self._fold(data)
         choices, text, finish = data.get("choices"), "", None

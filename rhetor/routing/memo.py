@@ -53,7 +53,8 @@ class RouteMemo:
               options: dict[str, Any], pinned: bool, upgrade_retired: bool,
               permitted: Callable[[Sequence[Target]], tuple[Target, ...]] | None = None) -> Route:
         """The request's admitted route (`permitted`: a restricted caller key's filter of the targets). The
-        gateway passes every argument positionally (14 keywords were ~7k instructions a request, callgrind)."""
+        gateway passes every argument positionally (~0.5k instructions a keyword, callgrind: ChatRequest's 17
+        keywords 12.9k, positionally 4.6k)."""
         basis = self._basis
         if len(basis) != 5 or basis[0] is not config or basis[1] is not catalog or basis[2] is not defaults \
                 or basis[3] is not deployments or basis[4] is not listed:

@@ -172,10 +172,10 @@ def to_messages(body: CountTokensBody, others: list[str] | None = None) -> list[
     return out
 
 
-# The common small body (`model`, `max_tokens`, plain-text turns, a text `system`, `stream`) is checked here
-# instead of by pydantic: validating MessagesBody cost ~30k instructions a request (callgrind, the `an` body), this
-# ~3k. Any other body takes the full validation, so what is accepted, refused and how is unchanged; every other
-# knob keeps its default (`_DEFAULTS`).
+# The common small body (`model`, `max_tokens`, plain-text turns, a text `system`, `stream`) is checked here instead
+# of by pydantic: `model_validate` of the `an` body alone cost ~23k instructions (callgrind), this check with its
+# Messages built ~12k (the `an` request: 922k -> 863k). Any other body takes the full validation, so what is accepted,
+# refused and how is unchanged; every other knob keeps its default (`_DEFAULTS`).
 _QUICK_FIELDS = frozenset({"model", "max_tokens", "messages", "system", "stream"})
 _QUICK_TURN = frozenset({"role", "content"})
 _DEFAULTS = MessagesBody.model_construct(model="", messages=[], max_tokens=1)

@@ -164,9 +164,10 @@ def to_messages(body: ChatCompletionBody, others: list[str] | None = None) -> tu
 
 
 # The common small body (`model`, plain-text `messages`, `stream`) is checked here instead of by pydantic:
-# validating ChatCompletionBody cost ~28k instructions a request (callgrind, `model_validate` of the `oa` body),
-# this check ~3k. Any other body (another field, a content part list, a tool turn) takes the full validation, so
-# what is accepted, refused and how is unchanged; every other knob keeps its default (`_DEFAULTS`).
+# `model_validate` of the `oa` body alone cost ~28k instructions (callgrind), this check with its Messages built ~11k
+# (the `oa` request: 899k -> 829k with the gateway's one-pass messages). Any other body (another field, a content part
+# list, a tool turn) takes the full validation, so what is accepted, refused and how is unchanged; every other knob
+# keeps its default (`_DEFAULTS`).
 _QUICK_FIELDS = frozenset({"model", "messages", "stream"})
 _QUICK_TURN = frozenset({"role", "content"})
 _DEFAULTS = ChatCompletionBody.model_construct(model="", messages=[])
