@@ -130,8 +130,7 @@ def _int(value: Any) -> int:
 def usage_of(usage: dict[str, Any]) -> Usage:
     """Anthropic counts cache reads and writes apart from `input_tokens`; the normalized Usage counts them in it."""
     read, write = _int(usage.get("cache_read_input_tokens")), _int(usage.get("cache_creation_input_tokens"))
-    return Usage(_int(usage.get("input_tokens")) + read + write, _int(usage.get("output_tokens")),
-                 cached_input_tokens=read, cache_write_tokens=write)
+    return Usage(_int(usage.get("input_tokens")) + read + write, _int(usage.get("output_tokens")), read, write)
 
 
 def parse_response(data: Any, model: str = "") -> ChatResponse:
@@ -140,19 +139,27 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
         raise UpstreamProtocolError("anthropic answered with an unexpected body (no content list)",
                                     provider=PROVIDER, model=model)
     blocks = data["content"]
-    text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    thinking = "".join(str(b.get("thinking", "")) for b in blocks
-                       if isinstance(b, dict) and b.get("type") == "thinking")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for b in blocks:  # one loop, not two generators (with the positional ChatResponse: an 805k -> 797k)
+        if isinstance(b, dict):
+            kind = b.get("type")
+            if kind == "text":
+                texts.append(str(b.get("text", "")))
+            elif kind == "thinking":
+                thoughts.append(str(b.get("thinking", "")))
     usage = _obj(data, "usage")
+    # positionally, in ChatResponse's field order (keywords: ~0.5k instructions each, callgrind)
     return ChatResponse(
-        content=text,
-        model=str(data.get("model") or model),
-        provider=PROVIDER,
-        finish_reason=finish_reason(data.get("stop_reason")),
-        usage=usage_of(usage),
-        tool_calls=parse_tool_uses(blocks),
-        stop_sequence=data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
-        reasoning=thinking,
+        "".join(texts),  # content
+        str(data.get("model") or model),
+        PROVIDER,
+        finish_reason(data.get("stop_reason")),
+        usage_of(usage),
+        False,  # simulated
+        parse_tool_uses(blocks),
+        data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
+        "".join(thoughts),  # reasoning
     )
 
 

@@ -105,8 +105,8 @@ def parse_usage(value: Any) -> Usage | None:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0,
-                 cached_input_tokens=cached if isinstance(cached, int) else 0,
-                 reasoning_tokens=reasoning if isinstance(reasoning, int) else 0)
+                 cached if isinstance(cached, int) else 0, 0,  # cached_input_tokens, cache_write_tokens
+                 reasoning if isinstance(reasoning, int) else 0)
 
 
 def error_event(err: Any, model: str = "") -> UpstreamStatusError:
@@ -149,14 +149,17 @@ def parse_response(data: Any, model: str = "") -> ChatResponse:
             tool_calls = parse_tool_calls(message["tool_calls"])
         reasoning = message.get("reasoning_content") or message.get("reasoning")
     usage = data.get("usage")
+    # positionally, in ChatResponse's field order (~0.5k instructions a keyword, callgrind)
     return ChatResponse(
-        content=content if isinstance(content, str) else "",  # None when the model only called tools
-        model=str(data.get("model") or model),
-        provider=PROVIDER,
-        finish_reason=finish_reason(first.get("finish_reason")),
-        usage=(parse_usage(usage) if usage is not None else None) or Usage(),
-        tool_calls=tool_calls,
-        reasoning=reasoning if isinstance(reasoning, str) else "",
+        content if isinstance(content, str) else "",  # None when the model only called tools
+        str(data.get("model") or model),
+        PROVIDER,
+        finish_reason(first.get("finish_reason")),
+        (parse_usage(usage) if usage is not None else None) or Usage(),
+        False,  # simulated
+        tool_calls,
+        None,  # stop_sequence
+        reasoning if isinstance(reasoning, str) else "",
     )
 
 
@@ -248,7 +251,37 @@ class StreamState:
                                         model=self.model) from None
 
     def fold(self, data: Any) -> TextDelta | None:
-        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`."""
+        """Take in one parsed chunk: its text as a TextDelta (None if it has none), its tool calls to `pending`.
+
+        A chunk without an error or tool calls is read here as parse_chunk reads it, without building its Chunk
+        (with the pass-through loop's inlining, an 8-event stream: 1382k -> 1345k instructions, callgrind); any
+        other takes parse_chunk itself."""
+        if type(data) is not dict or data.get("error"):
+            return self._fold(data)
+        choices, text, finish = data.get("choices"), "", None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if delta.get("tool_calls"):
+                    return self._fold(data)
+                content = delta.get("content")
+                if isinstance(content, str):
+                    text = content
+            reason = choice.get("finish_reason")
+            if reason:
+                finish = finish_reason(reason)
+        name, usage = data.get("model"), data.get("usage")
+        if name:
+            self.model = str(name)
+        if usage is not None and (parsed := parse_usage(usage)) is not None:
+            self.usage = parsed  # the last reported usage wins (the final usage chunk)
+        if finish:
+            self.finish = finish
+        return TextDelta(text) if text else None
+
+    def _fold(self, data: Any) -> TextDelta | None:
         chunk = parse_chunk(data, self.model)
         if chunk.model:
             self.model = chunk.model

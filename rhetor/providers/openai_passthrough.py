@@ -16,11 +16,10 @@ from typing import Any
 import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError
-from rhetor.providers.base import add_relayed
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai import StreamState, max_tokens_key, parse_response
 from rhetor.providers.openai_tools import message_dict
-from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame
+from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame, TextDelta
 
 SYSTEM_ROLES = ("system", "developer")
 
@@ -40,9 +39,13 @@ def spliced_messages(request: ChatRequest, pt: Passthrough, *, system_roles: tup
     """The caller's own message dicts, in order, with Rhetor's additions (turns without a `raw_index`, built by
     `build`) where the gateway put them. The caller's system messages stay where they were."""
     raw: list[Any] = pt.body.get("messages") or []
+    if len(request.messages) == len(raw):  # the caller's turns, each once and in order: nothing spliced in
+        for i, m in enumerate(request.messages):  # (a loop, not two lists built and compared)
+            if m.raw_index != i:
+                break
+        else:
+            return list(raw)
     indices = [m.raw_index for m in request.messages]
-    if indices == list(range(len(raw))):  # the caller's turns, each once and in order: nothing spliced in
-        return list(raw)
     if raw and request.messages and all(i is None for i in indices):  # the single-message context form
         last = max((i for i, m in enumerate(raw) if isinstance(m, dict) and m.get("role") not in system_roles),
                    default=None)
@@ -136,10 +139,15 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
                 except ProviderError as exc:
                     failure = exc  # the events before it still go out first, as they would one by one
                     break
-                if relay_usage or not _usage_only(line):
+                # kept back: the usage-only chunk (no choices, a usage object) Rhetor asked for on its own account
+                if relay_usage or b'"choices":[]' not in line or b'"usage":{' not in line:
                     frames.append(line)
-                if delta is not None:
-                    add_relayed(events, delta)
+                if delta is not None:  # add_relayed inline: a run of text is one TextDelta
+                    last = events[-1] if events else None
+                    if type(last) is TextDelta:
+                        last.text += delta.text
+                    else:
+                        events.append(delta)
                 if state.pending:
                     events.extend(state.pending)
                     state.pending.clear()
@@ -157,10 +165,6 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
     finally:
         await batches.aclose()
     yield state.end()
-
-
-def _usage_only(line: bytes) -> bool:
-    return b'"choices":[]' in line and b'"usage":{' in line
 
 
 __all__ = ["complete", "payload", "spliced_messages", "stream", "system_addition", "wants_usage"]

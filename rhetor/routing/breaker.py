@@ -127,10 +127,12 @@ class CircuitBreaker:
     def allow(self, key: Key) -> bool:
         """May a call to `key` go ahead now? In half_open, True for one trial at a time."""
         circuit = self._circuits.get(key)
-        now = self._clock()
-        state = self._state(circuit, now)
         if circuit is None:
             return True
+        if circuit.opened_at is None:  # closed (the usual case), read without the clock and `_state`
+            return circuit.failures == 0 or circuit.failures + circuit.in_flight < self._threshold
+        now = self._clock()
+        state = self._state(circuit, now)
         if state == "closed":
             # after a failure, calls in flight count as probable failures
             return circuit.failures == 0 or circuit.failures + circuit.in_flight < self._threshold

@@ -171,24 +171,17 @@ class FallbackRunner:
         add_upstream_wait(elapsed)
         if balancer is not None:
             balancer.measured(key[0], elapsed)
-        info.attempts.append(Attempt(target.provider, target.model, "ok", elapsed_ms=elapsed * 1000,
-                                     deployment=target.deployment))
+        info.attempts.append(Attempt(target.provider, target.model, "ok", None, None, None, elapsed * 1000,
+                                     target.deployment))
         if self.observer is not None:
             self.observer.attempt(info.attempts[-1])
         self._breaker.record_success(key)
         return result
 
-    async def _run(self, route: Route, index: int, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A) -> T:
-        """Target `index`'s first attempt, then (only after a failure) its retries."""
-        target = route.targets[index]
-        try:
-            return await self._try(target, info, call, arg, 0)
-        except ProviderError as exc:
-            return await self._retried(route, index, info, call, arg, exc)
-
     async def _retried(self, route: Route, index: int, info: RunInfo, call: Callable[[A], Awaitable[T]], arg: A,
                        exc: ProviderError) -> T:
-        """The retries after a failed first attempt (`exc`), while they are allowed; raises the last failure."""
+        """The retries after a failed first attempt (`exc`), while they are allowed; raises the last failure.
+        (A target's first attempt is `_try(..., 0)`, run by `complete`/`open_stream` themselves.)"""
         target = route.targets[index]
         key = target.key
         retry = 0
@@ -253,8 +246,11 @@ class FallbackRunner:
             if provider is None:
                 continue
             request = build(target, provider)
-            try:
-                response = await self._run(route, index, info, provider.complete, request)
+            try:  # `_run` inline: one coroutine fewer per request
+                try:
+                    response = await self._try(target, info, provider.complete, request, 0)
+                except ProviderError as exc:
+                    response = await self._retried(route, index, info, provider.complete, request, exc)
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0
@@ -291,8 +287,11 @@ class FallbackRunner:
                     await _aclose(gen)
                     raise
 
-            try:
-                first = await self._run(route, index, info, first_event, request)
+            try:  # `_run` inline: one coroutine fewer per stream
+                try:
+                    first = await self._try(target, info, first_event, request, 0)
+                except ProviderError as exc:
+                    first = await self._retried(route, index, info, first_event, request, exc)
             except ProviderError:
                 continue
             info.target, info.fallback = target, index > 0

@@ -47,17 +47,19 @@ class RouteMemo:
         self._basis: tuple[object, ...] = ()
         self._known: dict[tuple[Any, ...], _Known] = {}
 
-    def route(self, config: TaskConfig, catalog: Catalog, *, defaults: Mapping[str, str],
+    def route(self, config: TaskConfig, catalog: Catalog, defaults: Mapping[str, str],
               deployments: Mapping[str, str], listed: Mapping[str, str], task_type: str | None,
               component: str | None, context_id: str | None, provider_id: str | None, model_id: str | None,
               options: dict[str, Any], pinned: bool, upgrade_retired: bool,
               permitted: Callable[[Sequence[Target]], tuple[Target, ...]] | None = None) -> Route:
-        """The request's admitted route (`permitted`: a restricted caller key's filter of the targets)."""
+        """The request's admitted route (`permitted`: a restricted caller key's filter of the targets). The
+        gateway passes every argument positionally (~0.5k instructions a keyword, callgrind: ChatRequest's 17
+        keywords 12.9k, positionally 4.6k)."""
         basis = self._basis
         if len(basis) != 5 or basis[0] is not config or basis[1] is not catalog or basis[2] is not defaults \
                 or basis[3] is not deployments or basis[4] is not listed:
             self._basis, self._known = (config, catalog, defaults, deployments, listed), {}
-        comp = component_of(component, context_id)
+        comp = component_of(component, context_id) if component or context_id else None
         routing = () if ROUTING_OPTION_KEYS.isdisjoint(options) else tuple([options.get(k) for k in _ROUTING])
         key = (task_type, comp, provider_id, model_id, routing, pinned, upgrade_retired)
         try:
@@ -75,7 +77,7 @@ class RouteMemo:
                 self._known[key] = known
         base = known.base
         if pinned:  # the caller's own options only (rhetor.routing.models.pinned)
-            opts = pinned_options(options)
+            opts = pinned_options(options) if options else {}
         else:
             opts = merged_options(base.options, options)
         if permitted is not None:
@@ -86,8 +88,8 @@ class RouteMemo:
 
 
 def _with(base: Route, targets: tuple[Target, ...], options: dict[str, Any]) -> Route:
-    return Route(key=base.key, component=base.component, task_type=base.task_type, targets=targets,
-                 options=options, strategy=base.strategy)
+    # positionally, in Route's field order (six keywords: ~3k instructions a request, callgrind)
+    return Route(base.key, base.component, base.task_type, targets, options, base.strategy)
 
 
 __all__ = ["SIZE", "RouteMemo"]

@@ -103,8 +103,9 @@ class ModelNames:
         self._basis: tuple[object, ...] = ()
         self._known: dict[tuple[str, str | None], ModelRoute] = {}
 
-    def resolve(self, model: str, *, aliases: Mapping[str, str], task_header: str | None,
+    def resolve(self, model: str, aliases: Mapping[str, str], task_header: str | None,
                 deployments: Mapping[str, str], listed: Mapping[str, str]) -> ModelRoute:
+        # (positional or keyword: the compat fronts pass them positionally, ~0.5k instructions a keyword)
         basis = self._basis
         if len(basis) != 3 or basis[0] is not aliases or basis[1] is not deployments or basis[2] is not listed:
             self._basis, self._known = (aliases, deployments, listed), {}

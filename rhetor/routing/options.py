@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Strict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rhetor.errors import InvalidRequestError
-from rhetor.routing.config import Options
+from rhetor.routing.config import MAX_TOKENS_LIMIT, Options
 
 RequestText = Annotated[str, Strict()] | None
 
@@ -68,15 +68,33 @@ def _problem(exc: ValidationError, where: str) -> InvalidRequestError:
     return InvalidRequestError("; ".join(described) or f"{where} is invalid", param=param)
 
 
+def _plain(raw: Mapping[str, Any]) -> bool:
+    """Are the known keys of `raw` only `max_tokens` (an int), `temperature` and `top_p` (floats), in range, or
+    null? RequestOptions would answer them unchanged; checked here instead (~3k instructions where its validation
+    took ~18k, callgrind, the `an` front's `{"max_tokens": 64}`). Anything else it validates."""
+    for key, value in raw.items():
+        if value is None or key not in KNOWN:
+            continue
+        if key == "max_tokens":
+            if type(value) is not int or not 0 < value <= MAX_TOKENS_LIMIT:
+                return False
+        elif key == "temperature":
+            if type(value) is not float or not 0 <= value <= 2:
+                return False
+        elif key != "top_p" or type(value) is not float or not 0 <= value <= 1:
+            return False
+    return True
+
+
 def request_options(raw: Any, where: str = "options") -> dict[str, Any]:
     """`raw` checked and normalized: known keys typed (`stop` always a list), null kept as "not set", unknown
     keys as given. Raises InvalidRequestError(param=`options.<field>`) on the first bad field."""
     if raw is None:
         return {}
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # (a dict first: the ABC check costs ~2.5k)
         raise InvalidRequestError(f"{where} must be an object, got {type(raw).__name__}", param=where)
-    if not KNOWN.intersection(raw):
-        return dict(raw)  # the hot path: nothing Rhetor interprets
+    if not KNOWN.intersection(raw) or _plain(raw):
+        return dict(raw)  # the hot path: nothing Rhetor interprets, or only well-typed sampling values
     try:
         parsed = RequestOptions.model_validate(dict(raw))
     except ValidationError as exc:

@@ -38,8 +38,8 @@ def passthrough(request: Request, api: str, body: dict[str, Any], system: str | 
         parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
     lenient = (header(request, b"x-rhetor-lenient") or "").strip().lower() in ("1", "true", "yes") \
         or settings.lenient_fields
-    return Passthrough(api, body, headers, system=system, parts=parts, lenient=lenient,  # type: ignore[arg-type]
-                       forward=settings.passthrough)
+    # positionally, in Passthrough's field order (api, body, headers, system, parts, lenient, dropped, forward)
+    return Passthrough(api, body, headers, system, parts, lenient, [], settings.passthrough)  # type: ignore[arg-type]
 
 
 def fidelity_header_list(pt: Passthrough, relayed: bool) -> list[tuple[bytes, bytes]]:

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from rhetor.api.attribution import attribute
 from rhetor.api.context_scope import Scope, annotate, scope_input
 from rhetor.api.native import shapes
-from rhetor.api.native.schemas import ChatBody, GenerateBody
+from rhetor.api.native.schemas import ChatBody, GenerateBody, quick_input
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
@@ -77,7 +77,8 @@ async def models(request: Request) -> Response:
 
 
 async def _answer(request: Request, body: ChatBody, stream: bool) -> Response:
-    """Over HTTP a shared context id (`ergon`, `default`) is stateless: rhetor.api.context_scope."""
+    """Over HTTP a shared context id (`ergon`, `default`) is stateless: rhetor.api.context_scope. (`chat` has
+    this inline.)"""
     gw = gateway(request)
     inp = attribute(body.to_input(), request, "native")
     scope = scope_input(gw, inp)
@@ -87,10 +88,22 @@ async def _answer(request: Request, body: ChatBody, stream: bool) -> Response:
 
 
 async def chat(request: Request) -> Response:
-    body = await _body(request)
-    if isinstance(body, Response):
-        return body
-    return await _answer(request, body, body.streaming)
+    data = parse_json(await request.body())
+    quick = quick_input(data)  # the common small body, checked without pydantic (rhetor.api.native.schemas)
+    if quick is not None:
+        inp, stream = quick
+    else:
+        try:
+            body = ChatBody.model_validate(data)
+        except ValidationError as exc:
+            return invalid(list(exc.errors()))
+        inp, stream = body.to_input(), body.streaming
+    # `_answer` inline: one coroutine fewer on the hot route
+    gw = gateway(request)
+    scope = scope_input(gw, attribute(inp, request, "native"))
+    if stream:
+        return sse(await gw.open_stream(inp), scope=scope)
+    return json_response(annotate(shapes.result(await gw.chat(inp)), scope))
 
 
 async def chat_stream(request: Request) -> Response:
