@@ -70,6 +70,7 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
     end: StreamEnd | None = None
     batches = http.stream_batches("/v1/messages", payload(request, pt, stream=True), model=request.model,
                                   timeout_s=request.timeout_s, extra_headers=pt.headers)
+    first = True  # the stream's first event goes out alone (rhetor.providers.openai_passthrough says why)
     try:
         async for batch in batches:
             if end is not None:
@@ -80,6 +81,12 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
             for text, sse in sse_events(batch, pending):
                 if end is not None:
                     break
+                if first and frames:
+                    first = False
+                    yield RawFrame(b"".join(frames))
+                    for ready in events:
+                        yield ready
+                    frames, events = [], []
                 frames.append(text + b"\n\n")
                 try:
                     event = state.handle(*sse)
