@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rhetor.api.anthropic import messages as anthropic_messages
 from rhetor.api.openai import chat as openai_chat
 from rhetor.gateway import ChatOutcome
-from rhetor.providers import anthropic, anthropic_passthrough, openai, openai_passthrough
+from rhetor.providers import anthropic, anthropic_passthrough, openai, openai_passthrough, openai_reply
 from rhetor.routing.fallback import RunInfo
 from rhetor.types import ChatRequest, Message, Passthrough
 
@@ -82,13 +82,13 @@ def main() -> None:
 
     def oa_pass() -> bytes:
         orjson.dumps(openai_passthrough.payload(oa, oa.passthrough, stream=False))  # type: ignore[arg-type]
-        r = openai.parse_response(orjson.loads(OA_REPLY), "gpt-5.4-mini")
+        r = openai_reply.parse_response(orjson.loads(OA_REPLY), "gpt-5.4-mini")
         r.raw = OA_REPLY
         return r.raw
 
     def oa_translated() -> bytes:
         orjson.dumps(openai.build_payload(oa))
-        r = openai.parse_response(orjson.loads(OA_REPLY), "gpt-5.4-mini")
+        r = openai_reply.parse_response(orjson.loads(OA_REPLY), "gpt-5.4-mini")
         return orjson.dumps(openai_chat.completion(ChatOutcome(r, info, None, ""), "chatcmpl-x"))
 
     def an_pass() -> bytes:
@@ -102,14 +102,14 @@ def main() -> None:
         return orjson.dumps(anthropic_messages.message(ChatOutcome(r, info, None, ""), "msg_x"))
 
     def oa_stream_pass() -> None:  # each line: read for Rhetor, relayed as received
-        state = openai.StreamState("m")
+        state = openai_reply.StreamState("m")
         for line in OA_LINES:
             state.feed(line.decode())
             _ = line + b"\n\n"
         state.end()
 
     def oa_stream_translated() -> None:  # each line: read, then framed again as a chunk (rhetor.api.openai.chat_stream)
-        state = openai.StreamState("m")
+        state = openai_reply.StreamState("m")
         head = b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":0,"model":"openai/m","choices":'
         for line in OA_LINES:
             delta = state.feed(line.decode())

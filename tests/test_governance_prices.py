@@ -11,7 +11,7 @@ import pytest
 from rhetor.errors import ConfigError
 from rhetor.governance.prices import load_prices
 from rhetor.providers.anthropic import parse_response
-from rhetor.providers.openai import parse_usage
+from rhetor.providers.openai_reply import parse_usage
 from rhetor.types import Usage
 
 

@@ -21,16 +21,8 @@ from rhetor.errors import (
 )
 from rhetor.providers import load
 from rhetor.providers.base import Provider
-from rhetor.providers.openai import (
-    OpenAIProvider,
-    StreamState,
-    build_payload,
-    error_event,
-    finish_reason,
-    parse_chunk,
-    parse_response,
-    sse_data,
-)
+from rhetor.providers.openai import OpenAIProvider, build_payload
+from rhetor.providers.openai_reply import StreamState, error_event, finish_reason, parse_chunk, parse_response, sse_data
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, Message, ProviderEvent, StreamEnd, TextDelta
 from tests.fakes.openai import FakeOpenAI, running_fake_openai

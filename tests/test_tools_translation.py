@@ -7,7 +7,7 @@ import pytest
 
 from rhetor.errors import ConfigError, InvalidRequestError, ModelNotFoundError
 from rhetor.providers import anthropic as anth
-from rhetor.providers import ollama, openai
+from rhetor.providers import ollama, openai, openai_reply
 from rhetor.providers.simulated_tools import arguments_for
 from rhetor.routing.models import ModelRoute, resolve_model_name, validate_aliases
 from rhetor.settings import Settings
@@ -33,10 +33,10 @@ def test_openai_payload_and_parsing() -> None:
     assert p["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert p["parallel_tool_calls"] is False and p["seed"] == 3 and p["user"] == "u"
     calls = [{"id": "c9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    r = openai.parse_response({"choices": [{"message": {"content": None, "tool_calls": calls},
+    r = openai_reply.parse_response({"choices": [{"message": {"content": None, "tool_calls": calls},
                                             "finish_reason": "tool_calls"}]})
     assert r.tool_calls == [ToolCall("c9", "f", "{}")] and r.finish_reason == "tool_calls" and r.content == ""
-    state = openai.StreamState("m")
+    state = openai_reply.StreamState("m")
     state.feed('data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function",'
                '"function":{"name":"f","arguments":""}}]}}]}')
     state.feed('data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}')

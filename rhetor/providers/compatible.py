@@ -18,7 +18,8 @@ import orjson
 from rhetor.errors import ProviderError, UpstreamProtocolError
 from rhetor.providers.base import Availability, AvailabilityCache
 from rhetor.providers.listing import Listing, LiveModels, fetch_openai
-from rhetor.providers.openai import OpenAIProvider, StreamState, build_payload, parse_response
+from rhetor.providers.openai import OpenAIProvider, build_payload
+from rhetor.providers.openai_reply import StreamState, parse_response
 from rhetor.providers.presets import Preset
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, ChatResponse, ProviderEvent, TextDelta

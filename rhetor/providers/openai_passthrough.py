@@ -17,7 +17,8 @@ import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError
 from rhetor.providers.http import HttpUpstream
-from rhetor.providers.openai import StreamState, max_tokens_key, parse_response
+from rhetor.providers.openai import max_tokens_key
+from rhetor.providers.openai_reply import StreamState, parse_response
 from rhetor.providers.openai_tools import message_dict
 from rhetor.types import ChatRequest, ChatResponse, Passthrough, ProviderEvent, RawFrame, TextDelta
 
