@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rhetor.api.anthropic import messages as anthropic_messages
 from rhetor.api.openai import chat as openai_chat
 from rhetor.gateway import ChatOutcome
-from rhetor.providers import anthropic, anthropic_passthrough, openai, openai_passthrough, openai_reply
+from rhetor.providers import anthropic, anthropic_passthrough, anthropic_reply, openai, openai_passthrough, openai_reply
 from rhetor.routing.fallback import RunInfo
 from rhetor.types import ChatRequest, Message, Passthrough
 
@@ -93,12 +93,12 @@ def main() -> None:
 
     def an_pass() -> bytes:
         orjson.dumps(anthropic_passthrough.payload(an, an.passthrough, stream=False))  # type: ignore[arg-type]
-        anthropic.parse_response(orjson.loads(AN_REPLY), "claude-sonnet-5-5")
+        anthropic_reply.parse_response(orjson.loads(AN_REPLY), "claude-sonnet-5-5")
         return AN_REPLY
 
     def an_translated() -> bytes:
         orjson.dumps(anthropic.build_payload(an))
-        r = anthropic.parse_response(orjson.loads(AN_REPLY), "claude-sonnet-5-5")
+        r = anthropic_reply.parse_response(orjson.loads(AN_REPLY), "claude-sonnet-5-5")
         return orjson.dumps(anthropic_messages.message(ChatOutcome(r, info, None, ""), "msg_x"))
 
     def oa_stream_pass() -> None:  # each line: read for Rhetor, relayed as received

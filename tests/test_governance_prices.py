@@ -10,7 +10,7 @@ import pytest
 
 from rhetor.errors import ConfigError
 from rhetor.governance.prices import load_prices
-from rhetor.providers.anthropic import parse_response
+from rhetor.providers.anthropic_reply import parse_response
 from rhetor.providers.openai_reply import parse_usage
 from rhetor.types import Usage
 

@@ -21,15 +21,8 @@ from rhetor.errors import (
     UpstreamTimeoutError,
 )
 from rhetor.providers import load
-from rhetor.providers.anthropic import (
-    DEFAULT_MAX_TOKENS,
-    LEADING_USER_PLACEHOLDER,
-    AnthropicProvider,
-    SSEParser,
-    StreamState,
-    build_payload,
-    parse_response,
-)
+from rhetor.providers.anthropic import DEFAULT_MAX_TOKENS, LEADING_USER_PLACEHOLDER, AnthropicProvider, build_payload
+from rhetor.providers.anthropic_reply import SSEParser, StreamState, parse_response
 from rhetor.providers.base import Provider
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, Message, ProviderEvent, StreamEnd, TextDelta

@@ -7,7 +7,7 @@ import pytest
 
 from rhetor.errors import ConfigError, InvalidRequestError, ModelNotFoundError
 from rhetor.providers import anthropic as anth
-from rhetor.providers import ollama, openai, openai_reply
+from rhetor.providers import anthropic_reply, ollama, openai, openai_reply
 from rhetor.providers.simulated_tools import arguments_for
 from rhetor.routing.models import ModelRoute, resolve_model_name, validate_aliases
 from rhetor.settings import Settings
@@ -57,7 +57,7 @@ def test_anthropic_turns_blocks_and_stream() -> None:
     with pytest.raises(InvalidRequestError):
         anth.build_payload(ChatRequest(model="m", messages=[Message("assistant", "", tool_calls=[
             ToolCall("x", "f", "not json")])]))
-    s = anth.StreamState("m")
+    s = anthropic_reply.StreamState("m")
     start = s.handle("content_block_start", '{"type":"content_block_start","index":1,'
                      '"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}')
     part = s.handle("content_block_delta", '{"type":"content_block_delta","index":1,'

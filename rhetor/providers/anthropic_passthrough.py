@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from rhetor.errors import ProviderError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from rhetor.providers.anthropic import StreamState, parse_response, sse_events
+from rhetor.providers.anthropic_reply import StreamState, parse_response, sse_events
 from rhetor.providers.base import add_relayed
 from rhetor.providers.http import HttpUpstream
 from rhetor.providers.openai_passthrough import spliced_messages, system_addition
