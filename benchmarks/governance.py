@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PY, ROOT, free_port, measured, pinned, seed_bench_key, wait_ready
+from run import PY, ROOT, free_port, measured, pinned, seed_bench_key, start_upstream, wait_ready
 
 BODIES = {"/api/v1/chat": '{"message": "hi"}',
           "/v1/chat/completions": '{"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}'}
@@ -49,10 +49,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})
-    upstream_port = free_port()
-    upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(upstream_port)]))
+    upstream, upstream_port = start_upstream()
     servers = {"on": start(upstream_port, {"RHETOR_BUDGET_POLICY": "warn", "RHETOR_BUDGET_DAILY_LIMIT": "1e9"}, True),
                "off": start(upstream_port, {"RHETOR_USAGE_LEDGER": "0", "RHETOR_BUDGET_POLICY": "ignore"}, False)}
     body = BODIES[args.path]

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instructions import environment, request_of
 from load import run_load
-from run import PY, ROOT, free_port, measured, pinned, wait_ready
+from run import PY, ROOT, free_port, measured, pinned, start_upstream, wait_ready
 
 KEYS = ("rps", "p50_ms", "ttfb_p50_ms", "cpu_us")
 
@@ -36,10 +36,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})
-    up = free_port()
-    upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(up)]))
+    upstream, up = start_upstream()
     ports = {"rhetor": free_port(), "floor": free_port()}
     env = {**os.environ, **environment(up, Path(tempfile.mkdtemp(prefix="rhetor-ratio-")), {}),
            "RHETOR_PORT": str(ports["rhetor"])}

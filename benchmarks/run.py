@@ -77,6 +77,14 @@ async def seed_bench_key(data_dir: Path) -> None:
         await store.close()
 
 
+def start_upstream() -> tuple[subprocess.Popen[bytes], int]:
+    """The zero-delay upstream on CPU 1, where this process (the load generator) moves too; servers go on CPU 0."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    port = free_port()
+    return subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(port)])), port
+
+
 def cpu_s(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
