@@ -167,16 +167,30 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         access = self.access
-        admission = access.check(identity, component, size // 4) if access.answers_at_once else \
-            await access.admit(identity, component, size // 4)
+        tokens = size // 4
+        if access.answers_at_once and component not in self.component_limits:
+            # The common case: the key's own limits alone, in process (identity is the limited key here): no
+            # Verdict or Admission built. The headers ride in the scope state to GatewayMiddleware's one send
+            # wrapper (rhetor.api.middleware), which adds them to the response: no second wrapper and message
+            # copy per request (benchmarks/instructions.py)
+            assert identity is not None
+            headers = access.take(identity, tokens)
+            if headers is not None:
+                scope["state"][LIMIT_HEADERS] = headers  # (set above, with the identity)
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    access.give_back(identity, tokens)
+                return
+            # refused, nothing counted: `check` builds the refusal (or admits, if a slot freed meanwhile)
+        admission = access.check(identity, component, tokens) if access.answers_at_once else \
+            await access.admit(identity, component, tokens)
         if admission is None:
             await self.app(scope, receive, send)
             return
         if admission.refused_by is not None:
             await _refuse(scope, receive, send, refusal(admission, identity), admission.verdict.headers)
             return
-        # The limit headers ride in the scope state to GatewayMiddleware's one send wrapper (rhetor.api.middleware),
-        # which adds them to the response: no second wrapper and message copy per request (benchmarks/instructions.py)
         scope.setdefault("state", {})[LIMIT_HEADERS] = admission.verdict.headers
         try:
             await self.app(scope, receive, send)

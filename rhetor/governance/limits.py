@@ -135,21 +135,25 @@ class InProcessLimiter:
         s = self._subjects.get(subject)
         if s is None or s.requests.second != now_s:
             s = self._subject(subject, now_s)
+        headers = _admit(s, now, now_s, rpm, tpm, tokens)
+        if headers is not None:
+            return Verdict(True, headers, None, 0, 0.0, 0 if tpm is None else tokens)
         requests = s.requests
         if rpm is not None and requests.total >= rpm:
             return self._refused(s, "requests", rpm, tpm, requests.frees_in(now), now)
-        used = s.tokens.total + s.reserved
-        if tpm is not None and used > 0 and used + tokens > tpm:
-            wait = s.tokens.frees_in(now) or 1.0  # only reservations in the way: they end soon
-            return self._refused(s, "tokens", rpm, tpm, wait, now)
-        # Window.add(1), inlined (the hot path: one admitted request)
-        requests.counts[now_s % WINDOW] += 1
-        requests.total += 1
-        requests.last = now_s
-        if tpm is None:
-            return Verdict(True, _headers(s, rpm, tpm, now))
-        s.reserved += tokens
-        return Verdict(True, _headers(s, rpm, tpm, now), None, 0, 0.0, tokens)
+        wait = s.tokens.frees_in(now) or 1.0  # only reservations in the way: they end soon
+        return self._refused(s, "tokens", rpm, tpm, wait, now)
+
+    def take(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> list[tuple[bytes, bytes]] | None:
+        """`check` without its Verdict: an admitted request's headers (`tokens` reserved when there is a TPM
+        limit), or None when refused, having counted nothing (`check` then says why). The hot path of a key's
+        own limits: a Verdict and its Admission cost ~5k instructions a request (benchmarks/instructions.py)."""
+        now = self._clock()
+        now_s = int(now)
+        s = self._subjects.get(subject)
+        if s is None or s.requests.second != now_s:
+            s = self._subject(subject, now_s)
+        return _admit(s, now, now_s, rpm, tpm, tokens)
 
     def _refused(self, s: _Subject, kind: str, rpm: int | None, tpm: int | None, wait: float,
                  now: float) -> Verdict:
@@ -179,28 +183,59 @@ class InProcessLimiter:
             w.last = now_s
 
 
+def _admit(s: _Subject, now: float, now_s: int, rpm: int | None, tpm: int | None,
+           tokens: int) -> list[tuple[bytes, bytes]] | None:
+    """Count one request in (reserving `tokens` under a TPM limit) and answer its headers; None if over a limit
+    (nothing counted). `s` is advanced to `now_s`."""
+    requests = s.requests
+    if rpm is not None and requests.total >= rpm:
+        return None
+    if tpm is not None:
+        used = s.tokens.total + s.reserved
+        if used > 0 and used + tokens > tpm:
+            return None
+        s.reserved += tokens
+    # Window.add(1), inlined (the hot path: one admitted request)
+    requests.counts[now_s % WINDOW] += 1
+    requests.total += 1
+    requests.last = now_s
+    return _headers(s, rpm, tpm, now)
+
+
 def _headers(s: _Subject, rpm: int | None, tpm: int | None, now: float) -> list[tuple[bytes, bytes]]:
-    # b"%d" (~1.1k instructions) rather than str().encode() (~1.8k), and Window.reset inlined: built for every
-    # admitted request of a limited key (callgrind, benchmarks/instructions.py --bench-key)
+    # Built for every admitted request of a limited key: the limit and reset headers are tuples made once (per
+    # limit value; per whole second to reset), only the two remaining counts are formatted, with b"%d" (~1.1k
+    # instructions, where str().encode() costs ~1.8k); Window.reset inlined (callgrind, instructions.py --bench-key)
     out: list[tuple[bytes, bytes]] = []
     if rpm is not None:
         w = s.requests
         gap = w.last + WINDOW - w.second
         remaining = rpm - w.total
-        out += [(b"x-ratelimit-limit-requests", b"%d" % rpm),
+        out += [_LIMIT_REQUESTS.get(rpm) or _limit(_LIMIT_REQUESTS, b"x-ratelimit-limit-requests", rpm),
                 (b"x-ratelimit-remaining-requests", b"%d" % remaining if remaining > 0 else b"0"),
-                (b"x-ratelimit-reset-requests", _RESET[gap] if gap >= 2 else w.reset(now))]
+                _RESET_REQUESTS[gap] if gap >= 2 else (b"x-ratelimit-reset-requests", w.reset(now))]
     if tpm is not None:
         w = s.tokens
         gap = w.last + WINDOW - w.second
         remaining = tpm - w.total - s.reserved
-        out += [(b"x-ratelimit-limit-tokens", b"%d" % tpm),
+        out += [_LIMIT_TOKENS.get(tpm) or _limit(_LIMIT_TOKENS, b"x-ratelimit-limit-tokens", tpm),
                 (b"x-ratelimit-remaining-tokens", b"%d" % remaining if remaining > 0 else b"0"),
-                (b"x-ratelimit-reset-tokens", _RESET[gap] if gap >= 2 else w.reset(now))]
+                _RESET_TOKENS[gap] if gap >= 2 else (b"x-ratelimit-reset-tokens", w.reset(now))]
     return out
 
 
+def _limit(made: dict[int, tuple[bytes, bytes]], name: bytes, limit: int) -> tuple[bytes, bytes]:
+    if len(made) >= 1024:  # bounded: limits are set per key and component, few distinct values
+        made.clear()
+    header = made[limit] = (name, b"%d" % limit)
+    return header
+
+
 _RESET = [duration(seconds).encode() for seconds in range(WINDOW + 1)]  # whole seconds -> OpenAI's reset text
+_RESET_REQUESTS = [(b"x-ratelimit-reset-requests", text) for text in _RESET]
+_RESET_TOKENS = [(b"x-ratelimit-reset-tokens", text) for text in _RESET]
+_LIMIT_REQUESTS: dict[int, tuple[bytes, bytes]] = {}  # limit -> its x-ratelimit-limit-* header
+_LIMIT_TOKENS: dict[int, tuple[bytes, bytes]] = {}
 
 
 __all__ = ["InProcessLimiter", "RateLimiter", "Verdict", "Window", "duration"]
