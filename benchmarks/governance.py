@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PY, ROOT, free_port, measured, pinned, seed_bench_key, start_upstream, wait_ready
+from run import GOVERNANCE_ENV, PY, ROOT, free_port, measured, pinned, seed_bench_key, start_upstream, wait_ready
 
 BODIES = {"/api/v1/chat": '{"message": "hi"}',
           "/v1/chat/completions": '{"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}'}
@@ -50,8 +50,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     upstream, upstream_port = start_upstream()
-    servers = {"on": start(upstream_port, {"RHETOR_BUDGET_POLICY": "warn", "RHETOR_BUDGET_DAILY_LIMIT": "1e9"}, True),
-               "off": start(upstream_port, {"RHETOR_USAGE_LEDGER": "0", "RHETOR_BUDGET_POLICY": "ignore"}, False)}
+    servers = {name: start(upstream_port, GOVERNANCE_ENV[name], name == "on") for name in ("on", "off")}
     body = BODIES[args.path]
     try:
         wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")

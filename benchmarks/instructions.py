@@ -18,6 +18,11 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
 
     .venv/bin/python benchmarks/instructions.py oa an native [--where server] [--target floor] [--env VAR=VALUE]
     .venv/bin/python benchmarks/instructions.py oa --profile [--top 40]
+    .venv/bin/python benchmarks/instructions.py oa native --governance on off   # issue 9: each, then on - off
+
+`--governance on|off` sets Rhetor up as benchmarks/governance.py does (run.py's GOVERNANCE_ENV; `on` with the
+caller key `bench`, limits set but never reached) and, given both, prints the difference per kind. Counted in
+process, the SQLite ledger's worker thread included (callgrind counts every thread). Use `--n 1000`: ±1k.
 
 Kinds: native, native-stream, oa, oa-stream, oaanth, oaanth-stream, an, an-stream (as in run.py's table).
 """
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PY, ROOT, free_port, seed_bench_key, wait_ready
+from run import GOVERNANCE_ENV, PY, ROOT, free_port, seed_bench_key, wait_ready
 
 OA = {"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}
 AN = {"model": "anthropic/claude-sonnet-5-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
@@ -224,6 +229,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32, help="connections (server)")
     ap.add_argument("--env", nargs="*", default=[], metavar="VAR=VALUE", help="extra environment for Rhetor")
     ap.add_argument("--bench-key", action="store_true", help="require the caller key 'bench' (as run.py's)")
+    ap.add_argument("--governance", nargs="+", default=[], choices=sorted(GOVERNANCE_ENV),
+                    help="issue 9's governance on / off, as benchmarks/governance.py (both: and their difference)")
     ap.add_argument("--profile", action="store_true", help="cProfile in process instead of counting")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -235,19 +242,28 @@ def main() -> None:
     if args.profile:
         args.n, args.warm = max(args.n, 2000), max(args.warm, 300)
     args.upstream = free_port()
-    data = Path(tempfile.mkdtemp(prefix="rhetor-instr-"))
-    env = environment(args.upstream, data, dict(kv.split("=", 1) for kv in args.env))
-    if args.bench_key:
-        asyncio.run(seed_bench_key(data))
     upstream = subprocess.Popen([PY, str(ROOT / "benchmarks" / "upstream.py"), str(args.upstream)])
     try:
         wait_ready(f"http://127.0.0.1:{args.upstream}/v1/chat/completions")
-        for kind in args.kinds:
-            n = (count_server if args.where == "server" else count_app)(kind, args, env)
-            if not args.profile:
-                print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request"
-                      f"{'  ' + ' '.join(args.env) if args.env else ''}{'  bench-key' if args.bench_key else ''}",
-                      flush=True)
+        counted: dict[tuple[str, str], float] = {}
+        for setup in args.governance or [""]:
+            data = Path(tempfile.mkdtemp(prefix="rhetor-instr-"))
+            extra = {**GOVERNANCE_ENV.get(setup, {}), **dict(kv.split("=", 1) for kv in args.env)}
+            env = environment(args.upstream, data, extra)
+            if args.bench_key or setup == "on":
+                asyncio.run(seed_bench_key(data))
+            for kind in args.kinds:
+                n = counted[setup, kind] = (count_server if args.where == "server" else count_app)(kind, args, env)
+                if not args.profile:
+                    label = f"  governance {setup}" if setup else ""
+                    print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request{label}"
+                          f"{'  ' + ' '.join(args.env) if args.env else ''}"
+                          f"{'  bench-key' if args.bench_key else ''}", flush=True)
+        if len(args.governance) == 2 and not args.profile:
+            for kind in args.kinds:
+                on, off = counted["on", kind], counted["off", kind]
+                print(f"{kind:14} governance on - off: {(on - off) / 1e3:+.0f} k instructions/request "
+                      f"({100 * (on / off - 1):+.1f}%)", flush=True)
     finally:
         upstream.kill()
 

@@ -63,6 +63,12 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+# Issue 9's governance on and off, as benchmarks/governance.py and instructions.py --governance set them up: `on`
+# also needs the caller key (seed_bench_key), with RPM/TPM limits set but never reached
+GOVERNANCE_ENV = {"on": {"RHETOR_BUDGET_POLICY": "warn", "RHETOR_BUDGET_DAILY_LIMIT": "1e9"},
+                  "off": {"RHETOR_USAGE_LEDGER": "0", "RHETOR_BUDGET_POLICY": "ignore"}}
+
+
 async def seed_bench_key(data_dir: Path) -> None:
     """A virtual key for the secret `bench` (what benchmarks/load.py sends), limits set but never reached."""
     from rhetor.governance.keys import KeyRecord, digest
