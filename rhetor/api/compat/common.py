@@ -34,6 +34,7 @@ B = TypeVar("B", bound=BaseModel)
 _HEADERS = "rhetor.headers"  # scope key: the request's headers as a dict (`header`)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _SSE_HEADER_LIST = [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]
+_SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")  # as Starlette writes it
 
 
 async def read_body(request: Request, model: type[B]) -> B:
@@ -120,9 +121,7 @@ def sse_response(frames: AsyncIterator[bytes],
     where Starlette puts a headers dict (see EncodedResponse)."""
     if not isinstance(headers, list):
         return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
-    response = ClosingStreamingResponse(frames, media_type="text/event-stream")
-    response.raw_headers[:0] = headers
-    return response
+    return ClosingStreamingResponse.encoded(frames, headers, _SSE_CONTENT_TYPE)
 
 
 class _Ids:
