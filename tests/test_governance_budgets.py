@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from websockets.sync.client import connect
 
 from rhetor.errors import BudgetExceededError, InvalidRequestError
-from rhetor.governance.budgets import Budget, BudgetBook, parse_budget
+from rhetor.governance.budgets import GLOBAL, Budget, BudgetBook, parse_budget
 from rhetor.settings import Settings
 from tests.conftest import running_rhetor
 from tests.conftest import test_settings as base_settings
@@ -247,3 +248,16 @@ def test_a_reservation_never_released_is_freed_when_dropped() -> None:
     applicable = book.applicable(None, None, None)
     book.admit(applicable, 0.0, 90)  # a stream whose body was never read: its ticket is dropped, not released
     assert book.admit(applicable, 0.0, 90).hold is not None  # the dropped reservation no longer holds the budget
+
+
+def test_only_block_and_downgrade_budgets_hold_an_estimate() -> None:
+    book = BudgetBook()
+    book.put(Budget(id="w", daily_tokens=100, policy="warn"))
+    applicable = book.applicable(None, None, None)
+    assert book.admit(applicable, 0.0, 90).hold is None  # a warn budget only speaks: nothing reserved ...
+    assert not book.admit(applicable, 0.0, 90).warnings  # ... so requests in flight do not warn the next one
+    book.put(Budget(id="d", daily_tokens=1000, policy="downgrade", downgrade_to="openai/gpt-5.4-nano"))
+    applicable = book.applicable(None, None, None)
+    held = book.admit(applicable, 0.0, 90)  # the downgrade budget holds its window, which the warn budget shares
+    assert held.hold is not None and book.counters.window(GLOBAL, "daily", time.time()).held_tokens == 90
+    assert "budget 'w'" in book.admit(applicable, 0.0, 90).warnings[0]  # 90 held + 90 held >= 80% of 100

@@ -1,10 +1,14 @@
 """The budget book: the budgets in force (rhetor.governance.budget) and what they admit. The ledger's records feed
 it (`record`, called by the meter when a request ends, with its real cost) into the running spend
 (rhetor.governance.spend: one window per subject and period, rolled over at the period's UTC boundary); `admit`
-reserves an estimate for each admitted request until it ends, so concurrent requests overshoot a `block` budget
-by at most those already in flight when it was crossed. Admission and recording are dict lookups — no I/O.
+reserves an estimate for each admitted request until it ends on the windows a `block` or `downgrade` budget
+judges, so concurrent requests overshoot a `block` budget (or a `downgrade` budget at the dear target) by at
+most those already in flight when it was crossed; a `warn` budget only speaks, so its windows hold nothing (its
+warnings count the spend recorded, and the estimates others hold on the same window). Admission and recording
+are dict lookups — no I/O.
 With a `SharedSpend` (Redis, rhetor.storage.redis_budgets) `reserve` checks and reserves on the shared windows in
-one atomic call instead — one budget for every replica — and the local windows become a mirror of them
+one atomic call instead — one budget for every replica; there every window checked holds the estimate, the round
+trip being made either way — and the local windows become a mirror of them
 (refreshed by `refresh`), which `admit` judges against while the shared store is unreachable. Knows nothing of
 HTTP, fronts, SQL, Redis or providers.
 """
@@ -41,7 +45,8 @@ from rhetor.governance.spend import (
 )
 
 APPLICABLE_MEMO = 4096  # memoized (component, key, task, key budget) combinations
-Plan = tuple[Period, float | None, int | None, float, float]  # (period, usd, tokens, usd at warn_at, tokens at warn_at)
+# (period, usd, tokens, usd at warn_at, tokens at warn_at, whether an admitted request holds an estimate on it)
+Plan = tuple[Period, float | None, int | None, float, float, bool]
 
 
 @dataclass(slots=True)
@@ -60,7 +65,7 @@ class BudgetBook:
         self._remote_held: dict[tuple[Subject, str], tuple[float, int]] = {}  # in flight on every replica
         self.budgets: dict[str, Budget] = {}
         self._by_subject: dict[Subject, list[Budget]] = {}
-        # budget id -> its limits: (period, usd, tokens, usd at warn_at, tokens at warn_at), computed once
+        # budget id -> its limits as Plans, computed once
         self._plans: dict[str, tuple[Plan, ...]] = {}
         self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
         # (component, key id, task, key's budget) -> `applicable`'s answer; emptied by every change of the budgets
@@ -83,8 +88,8 @@ class BudgetBook:
         for b in self.budgets.values():
             index.setdefault(b.subject, []).append(b)
         inf = float("inf")
-        self._plans = {b.id: tuple((p, u, t, inf if u is None else u * b.warn_at, inf if t is None else t * b.warn_at)
-                                   for p, u, t in b.limits()) for b in self.budgets.values()}
+        self._plans = {b.id: tuple((p, u, t, inf if u is None else u * b.warn_at, inf if t is None else t * b.warn_at,
+                                    b.policy != "warn") for p, u, t in b.limits()) for b in self.budgets.values()}
         self._by_subject = index
         self._applicable = {}
 
@@ -121,7 +126,8 @@ class BudgetBook:
 
     def admit(self, applicable: Iterable[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
               now: float | None = None) -> Admission:
-        """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window checked."""
+        """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window a `block` or
+        `downgrade` budget checks (no hold when only `warn` budgets apply)."""
         result, hold = self.judge(applicable, estimate_usd, estimate_tokens, now)
         if result is None:
             result = Admission()
@@ -131,7 +137,8 @@ class BudgetBook:
     def judge(self, applicable: Iterable[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
               now: float | None = None) -> tuple[Admission | None, Hold | None]:
         """`admit` as (its warnings or downgrade — None when there is nothing to say —, its hold): the gate's call,
-        which builds no Admission for the common request no budget has a word about (~4k instructions, callgrind)."""
+        which builds no Admission for the common request no budget has a word about (~4k instructions, callgrind),
+        and no Hold when only `warn` budgets apply (~9k: the Hold, the gate's Reservation, their release)."""
         now = time.time() if now is None else now
         result: Admission | None = None
         window, plans = self.counters.window, self._plans
@@ -143,11 +150,12 @@ class BudgetBook:
                     if result is None:
                         result = Admission()
                     _weigh(budget, subject, plan, w, result)  # at the warning threshold or over the limit
-                for h in held:  # each window once, in the order met
-                    if h is w:
-                        break
-                else:
-                    held.append(w)
+                if plan[5]:
+                    for h in held:  # each window once, in the order met
+                        if h is w:
+                            break
+                    else:
+                        held.append(w)
         if not held:
             return result, None
         for w in held:
@@ -176,7 +184,7 @@ class BudgetBook:
         refs: list[WindowRef] = []
         blocks: list[tuple[float | None, int | None]] = []
         for budget, subject in applicable:
-            for period, limit_usd, limit_tokens, _, _ in self._plans[budget.id]:
+            for period, limit_usd, limit_tokens, *_ in self._plans[budget.id]:
                 i = index.get((subject, period))
                 if i is None:
                     w = self.counters.window(subject, period, now)
