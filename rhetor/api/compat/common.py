@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 
+from rhetor.api.auth import HEADER_DICT as _HEADERS  # the request's headers as a dict (`header`)
 from rhetor.api.responses import parse_json
 from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
@@ -31,7 +32,6 @@ from rhetor.routing.models import ModelRoute
 from rhetor.types import Message
 
 B = TypeVar("B", bound=BaseModel)
-_HEADERS = "rhetor.headers"  # scope key: the request's headers as a dict (`header`)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _SSE_HEADER_LIST = [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 _SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")  # as Starlette writes it
