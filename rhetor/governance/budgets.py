@@ -16,7 +16,6 @@ HTTP, fronts, SQL, Redis or providers.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +48,18 @@ APPLICABLE_MEMO = 4096  # memoized (component, key, task, key budget) combinatio
 Plan = tuple[Period, float | None, int | None, float, float, bool]
 
 
+class Applicable(list[tuple[Budget, Subject]]):
+    """`applicable`'s answer: the budgets that cap a request, each with the subject whose spend it counts; with
+    the (budget, subject, plan) rows `judge` walks, made once, and whether any of them holds an estimate."""
+
+    __slots__ = ("holds", "rows")
+
+    def __init__(self, found: list[tuple[Budget, Subject]], plans: dict[str, tuple[Plan, ...]]) -> None:
+        super().__init__(found)
+        self.rows = tuple((budget, subject, plan) for budget, subject in found for plan in plans[budget.id])
+        self.holds = any(plan[5] for _, _, plan in self.rows)
+
+
 @dataclass(slots=True)
 class Admission:
     warnings: list[str] = field(default_factory=list)
@@ -69,7 +80,7 @@ class BudgetBook:
         self._plans: dict[str, tuple[Plan, ...]] = {}
         self.sources: dict[str, str] = {}  # budget id -> "env" | "api"
         # (component, key id, task, key's budget) -> `applicable`'s answer; emptied by every change of the budgets
-        self._applicable: dict[tuple[str | None, ...], list[tuple[Budget, Subject]]] = {}
+        self._applicable: dict[tuple[str | None, ...], Applicable] = {}
 
     # -- definitions --------------------------------------------------------------------------------------------
     def put(self, budget: Budget, source: str = "api") -> None:
@@ -98,15 +109,15 @@ class BudgetBook:
 
     # -- hot path ---------------------------------------------------------------------------------------------
     def applicable(self, component: str | None, key_id: str | None, task: str | None,
-                   key_budget: str | None = None) -> list[tuple[Budget, Subject]]:
+                   key_budget: str | None = None) -> Applicable:
         """The budgets that cap a request, each with the subject whose spend it counts (not to be modified)."""
         memo = self._applicable
         found = memo.get((component, key_id, task, key_budget))
         if found is None:
             if len(memo) >= APPLICABLE_MEMO:  # bounded: components, keys and tasks are many only under abuse
                 memo.clear()
-            found = memo[(component, key_id, task, key_budget)] = self._applicable_to(component, key_id, task,
-                                                                                     key_budget)
+            found = memo[(component, key_id, task, key_budget)] = Applicable(
+                self._applicable_to(component, key_id, task, key_budget), self._plans)
         return found
 
     def _applicable_to(self, component: str | None, key_id: str | None, task: str | None,
@@ -124,7 +135,7 @@ class BudgetBook:
             out.append((named, ("key", key_id)))  # a key's budget_id: those limits, on that key's own spend
         return out
 
-    def admit(self, applicable: Iterable[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
+    def admit(self, applicable: Applicable, estimate_usd: float, estimate_tokens: int,
               now: float | None = None) -> Admission:
         """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window a `block` or
         `downgrade` budget checks (no hold when only `warn` budgets apply)."""
@@ -134,28 +145,27 @@ class BudgetBook:
         result.hold = hold
         return result
 
-    def judge(self, applicable: Iterable[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
+    def judge(self, applicable: Applicable, estimate_usd: float, estimate_tokens: int,
               now: float | None = None) -> tuple[Admission | None, Hold | None]:
         """`admit` as (its warnings or downgrade — None when there is nothing to say —, its hold): the gate's call,
         which builds no Admission for the common request no budget has a word about (~4k instructions, callgrind),
         and no Hold when only `warn` budgets apply (~9k: the Hold, the gate's Reservation, their release)."""
         now = time.time() if now is None else now
         result: Admission | None = None
-        window, plans = self.counters.window, self._plans
+        window = self.counters.window
         held: list[Window] = []
-        for budget, subject in applicable:
-            for plan in plans[budget.id]:
-                w = window(subject, plan[0], now)
-                if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
-                    if result is None:
-                        result = Admission()
-                    _weigh(budget, subject, plan, w, result)  # at the warning threshold or over the limit
-                if plan[5]:
-                    for h in held:  # each window once, in the order met
-                        if h is w:
-                            break
-                    else:
-                        held.append(w)
+        for budget, subject, plan in applicable.rows:
+            w = window(subject, plan[0], now)
+            if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
+                if result is None:
+                    result = Admission()
+                _weigh(budget, subject, plan, w, result)  # at the warning threshold or over the limit
+            if plan[5]:
+                for h in held:  # each window once, in the order met
+                    if h is w:
+                        break
+                else:
+                    held.append(w)
         if not held:
             return result, None
         for w in held:
@@ -163,16 +173,13 @@ class BudgetBook:
             w.held_tokens += estimate_tokens
         return result, Hold(held, estimate_usd, estimate_tokens)
 
-    def _judge(self, applicable: Iterable[tuple[Budget, Subject]], views: dict[tuple[Subject, Period], Window],
-               result: Admission) -> None:
-        plans = self._plans
-        for budget, subject in applicable:
-            for plan in plans[budget.id]:
-                w = views[(subject, plan[0])]
-                if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
-                    _weigh(budget, subject, plan, w, result)
+    def _judge(self, applicable: Applicable, views: dict[tuple[Subject, Period], Window], result: Admission) -> None:
+        for budget, subject, plan in applicable.rows:
+            w = views[(subject, plan[0])]
+            if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
+                _weigh(budget, subject, plan, w, result)
 
-    async def reserve(self, applicable: list[tuple[Budget, Subject]], estimate_usd: float, estimate_tokens: int,
+    async def reserve(self, applicable: Applicable, estimate_usd: float, estimate_tokens: int,
                       now: float | None = None) -> Admission:
         """`admit` on the shared windows (one atomic round trip); `admit` itself without them or while the
         shared store is unreachable (then this process counts against its mirror of the last shared figures)."""
@@ -237,8 +244,7 @@ class BudgetBook:
         tokens = rec.input_tokens + rec.output_tokens
         if rec.cost_usd == 0 and tokens == 0:
             return
-        added = self.counters.add((GLOBAL, ("component", rec.component), ("key", rec.key_id), ("task", rec.task_type)),
-                                  rec.ts, rec.cost_usd, tokens)
+        added = self.counters.add((rec.component, rec.key_id, rec.task_type), rec.ts, rec.cost_usd, tokens)
         shared = self.shared
         if shared is not None:
             for scope, name in added:  # the shared windows of the period the request started in
@@ -320,6 +326,6 @@ def _near(budget: Budget, subject: Subject, period: Period, w: Window, over: dic
             f"resets at {over['resets_at']}")
 
 
-__all__ = ["BUDGET_ID", "GLOBAL", "PERIODS", "Admission", "Budget", "BudgetBook", "Figures", "Hold", "MemorySpend",
-           "Period", "Releasable", "Scope", "SharedSpend", "SpendCounters", "Subject", "Window", "WindowRef", "iso",
-           "parse_budget", "period_bounds"]
+__all__ = ["BUDGET_ID", "GLOBAL", "PERIODS", "Admission", "Applicable", "Budget", "BudgetBook", "Figures", "Hold",
+           "MemorySpend", "Period", "Releasable", "Scope", "SharedSpend", "SpendCounters", "Subject", "Window",
+           "WindowRef", "iso", "parse_budget", "period_bounds"]

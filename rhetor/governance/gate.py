@@ -178,7 +178,9 @@ class Gate:
         if budgets is not None:
             applicable = budgets.applicable(rt.component, inp.key_id or ANONYMOUS, rt.task_type, notes.key_budget)
             if applicable and rt.targets:
-                usd, tokens = self._estimate(prepared, rt)
+                # the estimate is what a request holds: none to make when only warn budgets apply in process
+                usd, tokens = self._estimate(prepared, rt) if applicable.holds or budgets.shared is not None \
+                    else (0.0, 0)
                 # `block` raises; in-process spend (no Redis) is judged without a coroutine, and no Admission is
                 # built when no budget has a word to say (BudgetBook.judge)
                 if budgets.shared is None:

@@ -6,13 +6,14 @@ counts against one spend. Knows budget periods and subjects; nothing of budgets'
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from rhetor.governance.budget import PERIODS, Period, Subject, period_bounds
+from rhetor.governance.budget import GLOBAL, PERIODS, Period, Subject, period_bounds
 
 _SLOT: dict[str, int] = {period: i for i, period in enumerate(PERIODS)}
+SCOPES = ("component", "key", "task")  # a usage record's subjects besides the global one, in `add`'s order
+_ONLY_GLOBAL: tuple[Subject, ...] = (GLOBAL,)
 
 
 @dataclass(slots=True)
@@ -34,7 +35,8 @@ class SpendCounters(Protocol):
 
     def tracked(self, subject: Subject) -> bool: ...
 
-    def add(self, subjects: Iterable[Subject], ts: float, usd: float, tokens: int) -> list[Subject]: ...
+    def add(self, names: tuple[str | None, str | None, str | None], ts: float, usd: float,
+            tokens: int) -> tuple[Subject, ...]: ...
 
 
 class MemorySpend:
@@ -43,11 +45,16 @@ class MemorySpend:
 
     def __init__(self) -> None:
         self._windows: dict[Subject, list[Window | None]] = {}  # subject -> its windows, in PERIODS' order
+        # scope -> name -> the same windows, for the subjects other than the global one: a record of a component,
+        # key and task none of which is tracked costs one test of this dict's emptiness, no Subject built or hashed
+        self._named: dict[str, dict[str, list[Window | None]]] = {}
 
     def window(self, subject: Subject, period: Period, now: float) -> Window:
         slots = self._windows.get(subject)
         if slots is None:
             slots = self._windows[subject] = [None] * len(PERIODS)
+            if subject != GLOBAL:
+                self._named.setdefault(subject[0], {})[subject[1]] = slots
         i = _SLOT[period]
         w = slots[i]
         if w is None or now >= w.end:
@@ -57,25 +64,35 @@ class MemorySpend:
     def tracked(self, subject: Subject) -> bool:
         return subject in self._windows
 
-    def add(self, subjects: Iterable[Subject], ts: float, usd: float, tokens: int) -> list[Subject]:
-        """Spend of a request that started at `ts`, added to every period of each tracked subject among `subjects`
-        (the others are skipped); the subjects it was added to. One call per usage record."""
-        added: list[Subject] = []
-        tracked = self._windows.get
-        for subject in subjects:
-            slots = tracked(subject)
-            if slots is None:
-                continue
-            i = 0
-            for w in slots:
-                if w is None or ts >= w.end:
-                    w = self.window(subject, PERIODS[i], ts)  # type: ignore[arg-type]
-                if ts >= w.start:  # a request started in an earlier period is that period's spend
-                    w.usd += usd
-                    w.tokens += tokens
-                i += 1
-            added.append(subject)
+    def add(self, names: tuple[str | None, str | None, str | None], ts: float, usd: float,
+            tokens: int) -> tuple[Subject, ...]:
+        """Spend of a request that started at `ts`, added to every period of the global subject and of its
+        component, key and task (`names`, in SCOPES' order) when tracked (the others are skipped); the subjects it
+        was added to. One call per usage record."""
+        added: tuple[Subject, ...] = ()
+        slots = self._windows.get(GLOBAL)
+        if slots is not None:
+            self._add(GLOBAL, slots, ts, usd, tokens)
+            added = _ONLY_GLOBAL
+        if self._named:
+            for scope, name in zip(SCOPES, names, strict=True):
+                found = self._named.get(scope)
+                if found is not None and name is not None:
+                    slots = found.get(name)
+                    if slots is not None:
+                        self._add((scope, name), slots, ts, usd, tokens)
+                        added = (*added, (scope, name))
         return added
+
+    def _add(self, subject: Subject, slots: list[Window | None], ts: float, usd: float, tokens: int) -> None:
+        i = 0
+        for w in slots:
+            if w is None or ts >= w.end:
+                w = self.window(subject, PERIODS[i], ts)  # type: ignore[arg-type]
+            if ts >= w.start:  # a request started in an earlier period is that period's spend
+                w.usd += usd
+                w.tokens += tokens
+            i += 1
 
 
 class Hold:
@@ -126,4 +143,5 @@ class SharedSpend(Protocol):
     async def seed(self, refs: list[WindowRef], figures: list[tuple[float, int]]) -> None: ...
 
 
-__all__ = ["Figures", "Hold", "MemorySpend", "Releasable", "SharedSpend", "SpendCounters", "Window", "WindowRef"]
+__all__ = ["SCOPES", "Figures", "Hold", "MemorySpend", "Releasable", "SharedSpend", "SpendCounters", "Window",
+           "WindowRef"]
