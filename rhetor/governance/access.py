@@ -161,8 +161,7 @@ class Access:
     def record(self, rec: UsageRecord) -> None:
         """A finished request's real tokens count against its key's and component's TPM (UsageSink)."""
         tokens = rec.input_tokens + rec.output_tokens
-        identity = self.ring.get(rec.key_id)
-        if identity is not None and identity.tpm is not None:
+        if rec.key_id in self.ring.tpm_ids:
             self.limiter.consume(rec.key_id, tokens)
         if rec.component and rec.component in self.component_limits:
             self.limiter.consume("component:" + rec.component, tokens)
