@@ -11,7 +11,7 @@ from typing import Protocol
 
 from rhetor.governance.budget import GLOBAL, PERIODS, Period, Subject, period_bounds
 
-_SLOT: dict[str, int] = {period: i for i, period in enumerate(PERIODS)}
+SLOT: dict[str, int] = {period: i for i, period in enumerate(PERIODS)}
 SCOPES = ("component", "key", "task")  # a usage record's subjects besides the global one, in `add`'s order
 _ONLY_GLOBAL: tuple[Subject, ...] = (GLOBAL,)
 
@@ -33,6 +33,8 @@ class SpendCounters(Protocol):
 
     def window(self, subject: Subject, period: Period, now: float) -> Window: ...
 
+    def slots(self, subject: Subject) -> list[Window | None]: ...
+
     def tracked(self, subject: Subject) -> bool: ...
 
     def add(self, names: tuple[str | None, str | None, str | None], ts: float, usd: float,
@@ -52,14 +54,22 @@ class MemorySpend:
     def window(self, subject: Subject, period: Period, now: float) -> Window:
         slots = self._windows.get(subject)
         if slots is None:
-            slots = self._windows[subject] = [None] * len(PERIODS)
-            if subject != GLOBAL:
-                self._named.setdefault(subject[0], {})[subject[1]] = slots
-        i = _SLOT[period]
+            slots = self.slots(subject)
+        i = SLOT[period]
         w = slots[i]
         if w is None or now >= w.end:
             w = slots[i] = Window(*period_bounds(period, now))
         return w
+
+    def slots(self, subject: Subject) -> list[Window | None]:
+        """The subject's windows in PERIODS' order (None: not made yet), the same list for good: a caller may keep
+        it and read a window from it while the window is current (now < its end), as `window` would answer."""
+        slots = self._windows.get(subject)
+        if slots is None:
+            slots = self._windows[subject] = [None] * len(PERIODS)
+            if subject != GLOBAL:
+                self._named.setdefault(subject[0], {})[subject[1]] = slots
+        return slots
 
     def tracked(self, subject: Subject) -> bool:
         return subject in self._windows
@@ -143,5 +153,5 @@ class SharedSpend(Protocol):
     async def seed(self, refs: list[WindowRef], figures: list[tuple[float, int]]) -> None: ...
 
 
-__all__ = ["SCOPES", "Figures", "Hold", "MemorySpend", "Releasable", "SharedSpend", "SpendCounters", "Window",
+__all__ = ["SCOPES", "SLOT", "Figures", "Hold", "MemorySpend", "Releasable", "SharedSpend", "SpendCounters", "Window",
            "WindowRef"]
