@@ -172,19 +172,21 @@ class ApiKeyMiddleware:
             return
         access = self.access
         tokens = size // 4
-        if access.answers_at_once and component not in self.component_limits:
+        limiter = access.in_process
+        if limiter is not None and component not in self.component_limits:
             # The common case: the key's own limits alone, in process (identity is the limited key here): no
-            # Verdict or Admission built. The headers ride in the scope state to GatewayMiddleware's one send
-            # wrapper (rhetor.api.middleware), which adds them to the response: no second wrapper and message
-            # copy per request (benchmarks/instructions.py)
+            # Verdict or Admission built (Access.in_process). The headers ride in the scope state to
+            # GatewayMiddleware's one send wrapper (rhetor.api.middleware), which adds them to the response: no
+            # second wrapper and message copy per request (benchmarks/instructions.py)
             assert identity is not None
-            headers = access.take(identity, tokens)
+            headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
             if headers is not None:
                 scope["state"][LIMIT_HEADERS] = headers  # (set above, with the identity)
                 try:
                     await self.app(scope, receive, send)
                 finally:
-                    access.give_back(identity, tokens)
+                    if identity.tpm is not None:
+                        limiter.release(identity.key_id, tokens)
                 return
             # refused, nothing counted: `check` builds the refusal (or admits, if a slot freed meanwhile)
         admission = access.check(identity, component, tokens) if access.answers_at_once else \
