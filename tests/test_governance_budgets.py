@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from websockets.sync.client import connect
 
 from rhetor.errors import BudgetExceededError, InvalidRequestError
-from rhetor.governance.budgets import GLOBAL, Budget, BudgetBook, parse_budget
+from rhetor.governance.budgets import GLOBAL, Budget, BudgetBook, MemorySpend, parse_budget
 from rhetor.settings import Settings
 from tests.conftest import running_rhetor
 from tests.conftest import test_settings as base_settings
@@ -261,3 +262,17 @@ def test_only_block_and_downgrade_budgets_hold_an_estimate() -> None:
     held = book.admit(applicable, 0.0, 90)  # the downgrade budget holds its window, which the warn budget shares
     assert held.hold is not None and book.counters.window(GLOBAL, "daily", time.time()).held_tokens == 90
     assert "budget 'w'" in book.admit(applicable, 0.0, 90).warnings[0]  # 90 held + 90 held >= 80% of 100
+
+
+def test_spend_counts_in_the_period_a_request_started_in() -> None:
+    t0 = datetime(2026, 6, 17, 12, tzinfo=UTC).timestamp()  # a Wednesday, mid-month
+    spend = MemorySpend()
+    day, week, month = (spend.window(GLOBAL, p, t0) for p in ("daily", "weekly", "monthly"))
+    for _ in range(2):
+        assert spend.add((None, "key_1", None), t0, 1.0, 10) == (GLOBAL,)  # the key is not tracked
+    assert (day.usd, week.usd, month.usd, month.tokens) == (2.0, 2.0, 2.0, 20)
+    today = spend.window(GLOBAL, "daily", t0 + 86400)  # the next day: a new daily window
+    spend.add((None, None, None), t0 + 3600, 1.0, 10)  # started yesterday: not today's spend
+    assert (today.usd, week.usd, month.usd) == (0.0, 3.0, 3.0)
+    spend.add((None, None, None), t0 + 86400, 1.0, 10)
+    assert (today.usd, week.usd, month.usd, day.usd) == (1.0, 4.0, 4.0, 2.0)
