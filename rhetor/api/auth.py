@@ -252,11 +252,7 @@ def _read(scope: Scope) -> tuple[bytes | None, str | None, int]:
                         key = _bearer(auth)
             named = found.get(b"x-rhetor-component")
             length = found.get(b"content-length")
-            if length is None:
-                return key, named.decode("latin-1").strip().lower() or None if named is not None else None, 0
-            size = _SIZE.get(length)
-            if size is None:
-                size = _size(length)
+            size = 0 if length is None else _SIZE.get(length) or _size(length)  # (a 0 is simply parsed again)
             return key, named.decode("latin-1").strip().lower() or None if named is not None else None, size
     return _read_each(headers)
 

@@ -44,14 +44,13 @@ class Access:
         self.ring = KeyRing(tuple(k.get_secret_value() for k in settings.api_keys), admin)
         self.store: KeyStore = store if store is not None else SqliteKeyStore(settings.keys_db_path)
         self.limiter: RateLimiter = limiter if limiter is not None else InProcessLimiter()
-        # The limiter is in process: `check` answers what `admit` would, without a coroutine (an attribute: read on
-        # every request)
-        self.answers_at_once = type(self.limiter) is InProcessLimiter
-        # ... and then the web layer counts a request against its key's limits alone by calling it directly:
-        # `take` (the x-ratelimit-* headers, or None when refused, counting nothing: `check` then says why), then
-        # `release(key_id, tokens)` under a TPM limit. No Verdict or Admission built, no frame of this class in
-        # between (~2k instructions a request, callgrind)
+        # The limiter when it is in process: the web layer counts a request against its key's limits alone by
+        # calling it directly — `take` (the x-ratelimit-* headers, or None when refused, counting nothing: `check`
+        # then says why), then `release(key_id, tokens)` under a TPM limit — with no Verdict or Admission built
+        # (~2k instructions a request, callgrind). Then `check` also answers what `admit` would, without a
+        # coroutine (`answers_at_once`; attributes: read on every request).
         self.in_process: InProcessLimiter | None = self.limiter if type(self.limiter) is InProcessLimiter else None
+        self.answers_at_once = self.in_process is not None
         self.component_limits = settings.component_limits
         self.poll_s = settings.keys_poll_s
         self._generation = -1

@@ -34,7 +34,6 @@ from rhetor.types import Message
 B = TypeVar("B", bound=BaseModel)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _SSE_HEADER_LIST = [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]
-_SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")  # as Starlette writes it
 
 
 async def read_body(request: Request, model: type[B]) -> B:
@@ -121,7 +120,9 @@ def sse_response(frames: AsyncIterator[bytes],
     where Starlette puts a headers dict (see EncodedResponse)."""
     if not isinstance(headers, list):
         return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
-    return ClosingStreamingResponse.encoded(frames, headers, _SSE_CONTENT_TYPE)
+    response = ClosingStreamingResponse(frames, media_type="text/event-stream")
+    response.raw_headers[:0] = headers
+    return response
 
 
 class _Ids:
