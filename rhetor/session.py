@@ -169,8 +169,9 @@ class StreamSession:
                 ticket.release()
                 if kept is not None and status == "complete":
                     ticket.streamed(kept, self.info, self.simulated)
-            with chat_span.using(self._span):
-                await asyncio.shield(self._record(self._prepared, "".join(parts), status))
+            if self.context_id is not None:  # a turn to persist: kill-safe (a stateless stream has none, no task)
+                with chat_span.using(self._span):
+                    await asyncio.shield(self._record(self._prepared, "".join(parts), status))
             chat_span.streamed(self._span, end, "".join(parts), status, self.info)
 
     def expire(self) -> None:
