@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -34,6 +35,8 @@ _LISTENING = frozenset({"2.0", "2.1", "2.2", "2.3"})
 
 
 class ClosingStreamingResponse(StreamingResponse):
+    _listen: Callable[[], None] | None = None  # starts the disconnect listener now, if not yet (_race)
+
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         owed = 0  # chunks and bytes sent since the last loop turn this response forced
@@ -47,6 +50,8 @@ class ClosingStreamingResponse(StreamingResponse):
                 # the 8 events of one upstream read then cost 8 loop turns (an epoll and a task step each), ~10%
                 # of a streamed request's syscalls (strace -c, benchmarks at c=1).
                 owed = 0
+                if self._listen is not None:  # the listener (see _race) runs in this very turn
+                    self._listen()
                 await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -76,10 +81,17 @@ class ClosingStreamingResponse(StreamingResponse):
         """What Starlette does for a server before ASGI spec 2.4 (uvicorn says 2.3), in plain asyncio: the stream
         and a listener for the client's disconnect run together and whichever ends first ends the other. Starlette
         runs them in an anyio task group: with its cancel scopes and task spawning that was ~10% of a streamed
-        `oa-stream` request's profile (benchmarks/instructions.py --profile); here one Task and one cancel."""
+        `oa-stream` request's profile (benchmarks/instructions.py --profile); here one Task and one cancel.
+
+        The listener Task is made only once the stream lets the loop run (a call_soon callback, or the forced turn
+        of stream_response): a stream whose events are all at hand when it starts ends with none — until then no
+        disconnect could have been noticed anyway. A Task's creation, first step and cancel were ~3 loop turns
+        (epoll_pwait and getpid each, strace -c) per streamed request."""
         streamer = asyncio.current_task()
         assert streamer is not None
+        loop = streamer.get_loop()  # (asyncio.get_running_loop() asks the OS for the pid on CPython 3.11)
         gone: list[BaseException | None] = []  # set by the listener: None = disconnected, else its own failure
+        listener: asyncio.Task[None] | None = None
 
         async def listen() -> None:
             try:
@@ -89,7 +101,13 @@ class ClosingStreamingResponse(StreamingResponse):
                 gone.append(exc)
             streamer.cancel()
 
-        listener = asyncio.ensure_future(listen())
+        def start() -> None:
+            nonlocal listener
+            if listener is None:
+                listener = loop.create_task(listen())
+
+        self._listen = start
+        started = loop.call_soon(start)
         try:
             await self.stream_response(send)
         except asyncio.CancelledError:
@@ -98,7 +116,10 @@ class ClosingStreamingResponse(StreamingResponse):
             if gone[0] is not None:
                 raise gone[0] from None
         finally:
-            listener.cancel()
+            self._listen = None
+            started.cancel()
+            if listener is not None:
+                listener.cancel()
 
 
 __all__ = ["ClosingStreamingResponse"]
