@@ -349,8 +349,8 @@ class Gateway:
             metered.failed(exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
-        return StreamSession(prepared, info, metered.watch(events), record=self._record, drain=self.drain,
-                             span=span)
+        return StreamSession(prepared, info, events, record=self._record, drain=self.drain, span=span,
+                             metered=metered)
 
     async def count_tokens(self, inp: ChatInput) -> tuple[int, str, str] | None:
         """The vendor's own token count of `inp` (system and tools included) when its first target's provider

@@ -17,6 +17,7 @@ from rhetor.context.retrieval import Recall
 from rhetor.drain import Drain, shutdown_error
 from rhetor.governance.gate import Notes, Ticket
 from rhetor.governance.keys import Identity
+from rhetor.governance.meter import NO_METER, Metered, status_of
 from rhetor.observability import chat_span
 from rhetor.routing.fallback import RunInfo
 from rhetor.routing.router import Route
@@ -30,6 +31,7 @@ from rhetor.types import (
     StreamError,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     ToolChoice,
     ToolSpec,
 )
@@ -111,8 +113,10 @@ class StreamSession:
     """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
 
     def __init__(self, prepared: Prepared, info: RunInfo, events: AsyncIterator[StreamEvent], *,
-                 record: Callable[[Prepared, str, str], Awaitable[None]], drain: Drain, span: Any = None) -> None:
+                 record: Callable[[Prepared, str, str], Awaitable[None]], drain: Drain, span: Any = None,
+                 metered: Metered = NO_METER) -> None:
         self._prepared, self.info, self._events = prepared, info, events
+        self._metered = metered  # the usage ledger's record of this request, told how the stream ended
         self._record, self._drain = record, drain  # the gateway's turn recorder; its open-stream registry
         self._span = span  # the request's rhetor.chat span (tracing on), ended with the stream
         self.context_id = prepared.context_id
@@ -129,6 +133,11 @@ class StreamSession:
         parts: list[str] = []
         status = "cancelled"
         end: StreamEnd | None = None
+        # the meter's view (rhetor.governance.meter.Metered.streamed), watched here rather than by a generator of
+        # its own around `source`: the first token's time, tool-call argument characters, an error's type
+        first: float | None = None
+        tool_chars = 0
+        failure: str | None = None
         drain, source = self._drain, self._events
         drain.streams.add(self)
         ticket = self._prepared.ticket  # a completed stream is kept for the response cache when it asks
@@ -155,24 +164,37 @@ class StreamSession:
                     self._waiter = None
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
+                    if first is None:
+                        first = time.perf_counter()
                 elif isinstance(event, StreamEnd):
                     status, end = "complete", event
+                elif isinstance(event, ToolCallDelta):
+                    tool_chars += len(event.arguments)
+                    if first is None:
+                        first = time.perf_counter()
                 elif isinstance(event, StreamError):
-                    status = "error"
+                    status, failure = "error", event.type
                 if kept is not None:
                     kept.append(event)
                 yield event
+        except BaseException as exc:
+            if status == "cancelled" and not isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                failure = status_of(exc)  # the upstream failed after commit: the ledger says how
+            raise
         finally:
             drain.streams.discard(self)
             await _aclose(source)
+            reply = "".join(parts)
+            self._metered.streamed("ok" if end is not None else failure or "cancelled", end.usage if end else None,
+                                   len(reply) + tool_chars, first)
             if ticket is not None:  # after the meter's record: the real cost replaces the reservation
                 ticket.release()
                 if kept is not None and status == "complete":
                     ticket.streamed(kept, self.info, self.simulated)
             if self.context_id is not None:  # a turn to persist: kill-safe (a stateless stream has none, no task)
                 with chat_span.using(self._span):
-                    await asyncio.shield(self._record(self._prepared, "".join(parts), status))
-            chat_span.streamed(self._span, end, "".join(parts), status, self.info)
+                    await asyncio.shield(self._record(self._prepared, reply, status))
+            chat_span.streamed(self._span, end, reply, status, self.info)
 
     def expire(self) -> None:
         """End the stream at shutdown: the upstream wait is cancelled and `events()` yields shutdown_error()."""

@@ -1,7 +1,8 @@
 """The meter: turns one request's run (who asked, which front, the fallback attempts, the usage or its absence,
 how it ended) into exactly one UsageRecord with its cost, and hands it to the ledger. The gateway starts a
-`Metered` per request and ends it once; a stream is watched event by event (time to first token, usage at the
-end, cancelled or cut). When the upstream gives no usage the tokens are estimated and the record says so.
+`Metered` per request and ends it once; a stream's session (rhetor.session) watches it event by event and tells
+the meter at its end (time to first token, usage, cancelled or cut). When the upstream gives no usage the tokens
+are estimated and the record says so.
 Costs microseconds: no I/O, no locks. Knows the normalized types and the run info; nothing of HTTP or SQL.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -18,7 +19,7 @@ from rhetor.governance.ledger import UsageRecord, UsageSink
 from rhetor.governance.prices import PriceTable
 from rhetor.providers.base import estimate_tokens
 from rhetor.routing.fallback import RunInfo
-from rhetor.types import ChatResponse, Message, StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta, Usage
+from rhetor.types import ChatResponse, Message, Usage
 
 ANONYMOUS = "anonymous"
 _CONTENT = attrgetter("content")
@@ -78,7 +79,7 @@ def _price(prices: PriceTable, rec: UsageRecord, usage: Usage) -> None:
 
 
 class Metered:
-    """One request in flight. `answered` / `failed` / the end of `stream()`: whichever comes first records it."""
+    """One request in flight. `answered` / `failed` / `streamed`: whichever comes first records it."""
 
     __slots__ = ("_done", "_estimate", "_info", "_meter", "_started", "rec")
 
@@ -96,36 +97,18 @@ class Metered:
     def failed(self, exc: BaseException) -> None:
         self._end(status_of(exc), Usage())
 
-    def watch(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-        """`events`, watched until they end (as is, when nothing is metered)."""
-        return events if self._done else self._stream(events)
-
-    async def _stream(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-        """First token time, the final usage (estimated if absent), how the stream ended; recorded at the end."""
+    def streamed(self, status: str, usage: Usage | None, output_chars: int, first: float | None) -> None:
+        """The end of a stream, as rhetor.session.StreamSession.events saw it (no generator of the meter's own
+        around the events): how it ended ("ok", "cancelled" or an error type), the final usage (estimated from
+        `output_chars`, text and tool-call arguments, when absent) and when the first token came (perf_counter)."""
+        if self._done:
+            return
         assert self.rec is not None
-        chars, status, usage = 0, "cancelled", None
-        try:
-            async for event in events:
-                if isinstance(event, TextDelta | ToolCallDelta):
-                    if self.rec.ttft_ms is None:
-                        self.rec.ttft_ms = round((time.perf_counter() - self._started) * 1000, 3)
-                    chars += len(event.text) if isinstance(event, TextDelta) else len(event.arguments)
-                elif isinstance(event, StreamEnd):
-                    status, usage = "ok", event.usage
-                elif isinstance(event, StreamError):
-                    status = event.type
-                yield event
-        except BaseException as exc:
-            if status == "cancelled" and not isinstance(exc, GeneratorExit | asyncio.CancelledError):
-                status = status_of(exc)
-            raise
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
-            if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
-                usage = self._estimated(chars)
-            self._end(status, usage)
+        if first is not None and self.rec.ttft_ms is None:
+            self.rec.ttft_ms = round((first - self._started) * 1000, 3)
+        if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
+            usage = self._estimated(output_chars)
+        self._end(status, usage)
 
     def _estimated(self, output_chars: int) -> Usage:
         assert self.rec is not None and self._estimate is not None
