@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rhetor.api.streaming import ClosingStreamingResponse
+from rhetor.api.streaming import TURN_BYTES, ClosingStreamingResponse
 
 SCOPE: dict[str, Any] = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
 
@@ -103,3 +103,62 @@ def test_a_cancellation_from_outside_is_not_swallowed() -> None:
         assert closed == ["closed"]
 
     run(go())
+
+
+def test_a_stream_with_its_events_at_hand_makes_no_listener() -> None:
+    """The listener is made once the stream lets the loop run: a body that never waits ends without one."""
+    async def go() -> tuple[list[Any], int, list[int]]:
+        sent: list[Any] = []
+        calls = 0
+        tasks: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a"
+            tasks.append(len(asyncio.all_tasks()))
+            yield b"b"
+
+        await ClosingStreamingResponse(body())(SCOPE, receive, send)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return sent, calls, tasks
+
+    sent, calls, tasks = run(go())
+    assert [m.get("body") for m in sent[1:]] == [b"a", b"b", b""]
+    assert calls == 0
+    assert tasks == [1]  # the response's own task only
+
+
+def test_a_producer_that_never_waits_stops_at_its_first_forced_turn() -> None:
+    """A gone client ends an endless producer within the bytes of one forced loop turn (TURN_BYTES)."""
+    async def go() -> tuple[int, list[str]]:
+        sent = 0
+        closed: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal sent
+            sent += len(message.get("body", b""))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"x" * 1024
+            finally:
+                closed.append("closed")
+
+        await asyncio.wait_for(ClosingStreamingResponse(body())(SCOPE, receive, send), 5)
+        return sent, closed
+
+    sent, closed = run(go())
+    assert sent <= TURN_BYTES
+    assert closed == ["closed"]
