@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rhetor.api.streaming import TURN_BYTES, ClosingStreamingResponse
+from rhetor.api.streaming import TURN_BYTES, ClosingStreamingResponse, Relay
 
 SCOPE: dict[str, Any] = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
 
@@ -162,3 +162,42 @@ def test_a_producer_that_never_waits_stops_at_its_first_forced_turn() -> None:
     sent, closed = run(go())
     assert sent <= TURN_BYTES
     assert closed == ["closed"]
+
+
+class _Upper(Relay):
+    """A Relay of strings: each upper-cased, "skip" not sent, "stop" the last."""
+
+    def chunk(self, event: Any) -> bytes | None:
+        if event == "skip":
+            return None
+        self.over = event == "stop"
+        return str(event).upper().encode()
+
+
+def test_a_relay_is_sent_directly_first_chunks_last_and_an_early_end_closes_its_source() -> None:
+    async def go(items: list[str]) -> tuple[list[Any], list[str], list[bytes]]:
+        sent: list[Any] = []
+        closed: list[str] = []
+
+        async def source() -> AsyncIterator[str]:
+            try:
+                for item in items:
+                    yield item
+            finally:
+                closed.append("closed")
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await ClosingStreamingResponse(_Upper(source(), b"<", b">"))(SCOPE, receive, send)
+        iterated = [chunk async for chunk in _Upper(source(), b"<", b">")]  # as any other body would
+        return [m.get("body") for m in sent[1:]], closed, iterated
+
+    assert run(go(["a", "skip", "b"])) == ([b"<", b"A", b"B", b">", b""], ["closed", "closed"],
+                                           [b"<", b"A", b"B", b">"])
+    # an early end: no `last`, and the source (not run to its end) is closed by the response
+    assert run(go(["a", "stop", "b"])) == ([b"<", b"A", b"STOP", b""], ["closed", "closed"], [b"<", b"A", b"STOP"])

@@ -10,7 +10,8 @@ Two gaps closed:
   blocks (closing the upstream response, recording the turn) then wait for the garbage collector. Here the
   iterator is closed as soon as the response ends, however it ends.
 A stalled (not closed) reader is already bounded by uvicorn's flow control: sends wait once the transport
-holds 64 KiB. Knows nothing of SSE framing, shapes or providers.
+holds 64 KiB. A `Relay` body (a source of events and how each becomes bytes) is sent without a generator layer of
+its own. Knows nothing of SSE framing, shapes or providers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -34,16 +36,68 @@ CLOSE_BUDGET_S = 10.0  # the stream's cleanup (upstream close, turn record) must
 _LISTENING = frozenset({"2.0", "2.1", "2.2", "2.3"})
 
 
+class Relay:
+    """A body made of a source's events without a generator of its own re-yielding them: `first`, then
+    `chunk(event)` of each event (None: nothing sent for it; `over` set: the last), then `last`.
+    ClosingStreamingResponse iterates `source` itself and sends the chunks directly (per event a method call where a
+    generator layer was a resume, and its setup and close, per stream); anything else iterates it as any body."""
+
+    __slots__ = ("first", "last", "over", "source")
+
+    def __init__(self, source: AsyncIterator[Any], first: bytes = b"", last: bytes = b"") -> None:
+        self.source, self.first, self.last, self.over = source, first, last, False
+
+    def chunk(self, event: Any) -> bytes | None:
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            if self.first:
+                yield self.first
+            async for event in self.source:
+                chunk = self.chunk(event)
+                if chunk is not None:
+                    yield chunk
+                if self.over:
+                    return
+            if self.last:
+                yield self.last
+        finally:
+            await self.aclose()
+
+    @property
+    def ag_frame(self) -> Any:
+        """The source's (an async generator that ran to its end has none): nothing left to close."""
+        return getattr(self.source, "ag_frame", True)
+
+    async def aclose(self) -> None:
+        close = getattr(self.source, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class ClosingStreamingResponse(StreamingResponse):
     _listen: Callable[[], None] | None = None  # starts the disconnect listener now, if not yet (_race)
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         owed = 0  # chunks and bytes sent since the last loop turn this response forced
-        async for chunk in self.body_iterator:
-            if not isinstance(chunk, bytes | memoryview):
+        body: Any = self.body_iterator
+        relay: Relay | None = body if isinstance(body, Relay) else None
+        if relay is not None:
+            if relay.first:
+                await send({"type": "http.response.body", "body": relay.first, "more_body": True})
+            body = relay.source
+        async for chunk in body:
+            if relay is not None:
+                chunk = relay.chunk(chunk)
+                if chunk is None:
+                    continue
+            elif not isinstance(chunk, bytes | memoryview):
                 chunk = chunk.encode(self.charset)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if relay is not None and relay.over:
+                break
             owed += len(chunk) + TURN_BYTES // TURN_CHUNKS
             if owed >= TURN_BYTES:
                 # one loop turn: a disconnect is noticed even if the producer never waits. Not after every chunk:
@@ -53,6 +107,8 @@ class ClosingStreamingResponse(StreamingResponse):
                 if self._listen is not None:  # the listener (see _race) runs in this very turn
                     self._listen()
                 await asyncio.sleep(0)
+        if relay is not None and relay.last and not relay.over:
+            await send({"type": "http.response.body", "body": relay.last, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,4 +178,4 @@ class ClosingStreamingResponse(StreamingResponse):
                 listener.cancel()
 
 
-__all__ = ["ClosingStreamingResponse"]
+__all__ = ["ClosingStreamingResponse", "Relay"]

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import orjson
 
 from rhetor.api.anthropic.errors import anthropic_error
 from rhetor.api.compat.errors import attempts_status
-from rhetor.api.compat.fidelity import anthropic_usage, first_event, prepended, relay
+from rhetor.api.compat.fidelity import Relay, anthropic_usage, first_event, prepended
 from rhetor.gateway import StreamSession
 from rhetor.types import (
     FinishReason,
@@ -103,7 +103,7 @@ class _Blocks:
 
 
 async def events(session: StreamSession, message_id: str,
-                 input_estimate: int) -> tuple[AsyncIterator[bytes], bool]:
+                 input_estimate: int) -> tuple[AsyncIterable[bytes], bool]:
     """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
     first, source = await first_event(session)
 
@@ -111,7 +111,7 @@ async def events(session: StreamSession, message_id: str,
         return sse("error", anthropic_error(attempts_status(session.info.attempts_dicts()[-1:]), event.error))
 
     if isinstance(first, RawFrame):
-        return relay(first, source, error_frame), True
+        return Relay(first, source, error_frame), True
     return framed(session, prepended(first, source), message_id, input_estimate, error_frame), False
 
 

@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -114,7 +114,7 @@ def session_headers(session: StreamSession) -> dict[str, str]:
     return {k.decode(): v.decode("latin-1") for k, v in session_header_list(session)}
 
 
-def sse_response(frames: AsyncIterator[bytes],
+def sse_response(frames: AsyncIterable[bytes],
                  headers: Mapping[str, str] | list[tuple[bytes, bytes]]) -> StreamingResponse:
     """An SSE response; `headers` encoded already (a list of byte pairs) go out as given, before the content type,
     where Starlette puts a headers dict (see EncodedResponse)."""

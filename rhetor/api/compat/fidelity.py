@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from rhetor.api import streaming
 from rhetor.api.compat.common import header
 from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
@@ -58,18 +59,24 @@ def session_relays(first: StreamEvent | None) -> bool:
     return isinstance(first, RawFrame)
 
 
-async def relay(first: RawFrame, source: AsyncIterator[StreamEvent], error_frame: Any) -> AsyncIterator[bytes]:
-    """The upstream's own events as received; a failure after commit is `error_frame(event)` and the end."""
-    try:
-        yield first.data
-        async for event in source:
-            if isinstance(event, RawFrame):
-                yield event.data
-            elif isinstance(event, StreamError):
-                yield error_frame(event)
-                return
-    finally:
-        await _aclose(source)
+class Relay(streaming.Relay):
+    """The upstream's own events as received (each RawFrame's bytes); a failure after commit is `error_frame(event)`
+    and the end. Sent by ClosingStreamingResponse directly (rhetor.api.streaming.Relay)."""
+
+    __slots__ = ("error_frame",)
+
+    def __init__(self, first: RawFrame, source: AsyncIterator[StreamEvent], error_frame: Any) -> None:
+        super().__init__(source, first.data)
+        self.error_frame = error_frame
+
+    def chunk(self, event: Any) -> bytes | None:
+        if isinstance(event, RawFrame):
+            return event.data
+        if isinstance(event, StreamError):
+            self.over = True
+            frame: bytes = self.error_frame(event)
+            return frame
+        return None
 
 
 async def prepended(first: StreamEvent | None, source: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
@@ -133,6 +140,7 @@ def anthropic_usage(u: Usage) -> dict[str, Any]:
 
 
 __all__ = [
+    "Relay",
     "anthropic_image",
     "anthropic_usage",
     "fidelity_header_list",
@@ -142,6 +150,5 @@ __all__ = [
     "openai_usage",
     "passthrough",
     "prepended",
-    "relay",
     "session_relays",
 ]

@@ -10,7 +10,6 @@ these handlers parse and validate their bodies themselves anyway.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,7 +25,7 @@ from rhetor.api.native import shapes
 from rhetor.api.native.schemas import ChatBody, GenerateBody, quick_input
 from rhetor.api.responses import invalid, json_response, parse_json
 from rhetor.api.state import gateway
-from rhetor.api.streaming import ClosingStreamingResponse
+from rhetor.api.streaming import ClosingStreamingResponse, Relay
 from rhetor.context.store import validate_context_id
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
@@ -46,16 +45,23 @@ async def _body(request: Request, kind: type[ChatBody] = ChatBody) -> ChatBody |
         return invalid(list(exc.errors()))
 
 
-def sse(session: StreamSession, *, done_sentinel: bool = True, scope: Scope | None = None) -> StreamingResponse:
-    async def frames() -> AsyncIterator[bytes]:
-        async for event in session.events():
-            frame = shapes.stream_frame(session, event)
-            yield b"data: " + orjson.dumps(annotate(frame, scope) if scope else frame) + b"\n\n"
-        if done_sentinel:
-            yield b"data: [DONE]\n\n"
+class _Frames(Relay):
+    """A session's events as native SSE frames, sent by ClosingStreamingResponse directly (no generator layer)."""
 
-    return ClosingStreamingResponse(frames(), media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    __slots__ = ("scope", "session")
+
+    def __init__(self, session: StreamSession, done_sentinel: bool, scope: Scope | None) -> None:
+        super().__init__(session.events(), last=b"data: [DONE]\n\n" if done_sentinel else b"")
+        self.session, self.scope = session, scope
+
+    def chunk(self, event: Any) -> bytes:
+        frame = shapes.stream_frame(self.session, event)
+        return b"data: " + orjson.dumps(annotate(frame, self.scope) if self.scope else frame) + b"\n\n"
+
+
+def sse(session: StreamSession, *, done_sentinel: bool = True, scope: Scope | None = None) -> StreamingResponse:
+    return ClosingStreamingResponse(_Frames(session, done_sentinel, scope), media_type="text/event-stream",
+                                    headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
 async def providers(request: Request) -> Response:

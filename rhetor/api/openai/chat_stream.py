@@ -14,7 +14,7 @@ Knows the gateway's stream types, never providers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ import orjson
 
 from rhetor.api.compat.common import unix_now
 from rhetor.api.compat.errors import attempts_status
-from rhetor.api.compat.fidelity import first_event, openai_usage, prepended, relay
+from rhetor.api.compat.fidelity import Relay, first_event, openai_usage, prepended
 from rhetor.api.openai.errors import openai_error
 from rhetor.gateway import StreamSession
 from rhetor.types import (
@@ -41,12 +41,12 @@ FINISH: dict[FinishReason, str] = {"stop": "stop", "length": "length", "tool_cal
 
 
 async def chunks(session: StreamSession, completion_id: str,
-                 include_usage: bool) -> tuple[AsyncIterator[bytes], bool]:
+                 include_usage: bool) -> tuple[AsyncIterable[bytes], bool]:
     """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
     first, source = await first_event(session)
     frame = partial(error_frame, session)
     if isinstance(first, RawFrame):
-        return relay(first, source, frame), True
+        return Relay(first, source, frame), True
     return framed(session, prepended(first, source), completion_id, include_usage, frame), False
 
 

@@ -15,14 +15,14 @@ Knows the gateway's stream types, never providers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Final
 
 import orjson
 
 from rhetor.api.compat.common import unix_now
-from rhetor.api.compat.fidelity import first_event, openai_usage, prepended, relay
+from rhetor.api.compat.fidelity import Relay, first_event, openai_usage, prepended
 from rhetor.api.openai.chat_stream import FINISH, error_frame
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import ChatInput, Gateway, StreamSession
@@ -44,12 +44,12 @@ ErrorFrame = Callable[[StreamSession, StreamError], bytes]
 
 
 async def stream(gw: Gateway, inp: ChatInput, session: StreamSession, n: int, completion_id: str,
-                 include_usage: bool) -> tuple[AsyncIterator[bytes], bool]:
+                 include_usage: bool) -> tuple[AsyncIterable[bytes], bool]:
     """The SSE frames of `n` choices and whether they are the upstream's own: relayed when `session`'s upstream
     spoke this API (it answers the n choices itself), else `session` plus n - 1 more streams, merged."""
     first, source = await first_event(session)
     if isinstance(first, RawFrame):
-        return relay(first, source, lambda event: error_frame(session, event)), True
+        return Relay(first, source, lambda event: error_frame(session, event)), True
     events = prepended(first, source)
     try:
         check_fanout(n)
