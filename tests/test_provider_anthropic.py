@@ -22,7 +22,7 @@ from rhetor.errors import (
 )
 from rhetor.providers import load
 from rhetor.providers.anthropic import DEFAULT_MAX_TOKENS, LEADING_USER_PLACEHOLDER, AnthropicProvider, build_payload
-from rhetor.providers.anthropic_reply import SSEParser, StreamState, parse_response
+from rhetor.providers.anthropic_reply import SSEParser, StreamState, parse_response, sse_events
 from rhetor.providers.base import Provider
 from rhetor.settings import Settings
 from rhetor.types import ChatRequest, Message, ProviderEvent, StreamEnd, TextDelta
@@ -143,6 +143,19 @@ def test_sse_parser_and_state_fold_the_real_sequence() -> None:
         "stop", 25, 15, "claude-3-5-sonnet-20241022")
     parser = SSEParser()
     assert [parser.feed(x) for x in ["event: e", "data: a", "data: b", ""]][-1] == ("e", "a\nb")
+
+
+def test_sse_events_read_the_usual_two_line_form_as_bytes_and_any_other_as_text() -> None:
+    pending: list[bytes] = []
+    out = sse_events([b"event: ping", b'data: {"type": "ping"}', b"", b": comment", b"event: e", b"data: a",
+                      b"data: b", b"", b"event: x"], pending)
+    assert out == [(b'event: ping\ndata: {"type": "ping"}', ("ping", b'{"type": "ping"}')),
+                   (b": comment\nevent: e\ndata: a\ndata: b", ("e", "a\nb"))]
+    assert pending == [b"event: x"]
+    state = StreamState("m")  # a bad UTF-8 byte inside a string reads as U+FFFD, as the decoded text did
+    delta = state.handle("content_block_delta",
+                         b'{"type": "content_block_delta", "delta": {"type": "text_delta", "text": "a\xffb"}}')
+    assert delta == TextDelta("a\ufffdb")
 
 
 def test_error_event_maps_type_to_status() -> None:

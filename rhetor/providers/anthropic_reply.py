@@ -127,11 +127,11 @@ def sse_event(lines: Iterable[str]) -> tuple[str, str] | None:
     return event or "message", "\n".join(data)
 
 
-def sse_events(lines: list[bytes], pending: list[bytes]) -> list[tuple[bytes, tuple[str, str]]]:
+def sse_events(lines: list[bytes], pending: list[bytes]) -> list[tuple[bytes, tuple[str, str | bytes]]]:
     """The events that `lines` (a stream's next lines, as received) complete, each as (its lines joined, as a
     relay sends them, (event, data)). Lines of an unfinished event stay in `pending`, and so do those of an event
     of comments only (they go out with the next one). One decode and one parse per event, not per line."""
-    out: list[tuple[bytes, tuple[str, str]]] = []
+    out: list[tuple[bytes, tuple[str, str | bytes]]] = []
     for line in lines:
         if line:
             pending.append(line)
@@ -139,6 +139,11 @@ def sse_events(lines: list[bytes], pending: list[bytes]) -> list[tuple[bytes, tu
         if not pending:
             continue
         text = b"\n".join(pending)
+        if len(pending) == 2 and pending[0][:7] == b"event: " and pending[1][:6] == b"data: ":
+            # the form Anthropic sends every event in: its data stays bytes (orjson reads them), no decode or split
+            out.append((text, (pending[0][7:].decode("utf-8", "replace"), pending[1][6:])))
+            pending.clear()
+            continue
         sse = sse_event(text.decode("utf-8", "replace").split("\n"))
         if sse is not None:
             out.append((text, sse))
@@ -177,12 +182,15 @@ class StreamState:
         self.done = False
         self.tool_index: dict[int, int] = {}  # content block index -> normalized tool-call index
 
-    def handle(self, event: str, raw: str) -> ProviderEvent | None:
+    def handle(self, event: str, raw: str | bytes) -> ProviderEvent | None:
+        """One event; `raw` its data, as text or as received (bytes: read as UTF-8, a bad byte as U+FFFD)."""
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamProtocolError(f"anthropic sent an unparsable {event!r} event", provider=PROVIDER,
-                                        model=self.model) from None
+            if not isinstance(raw, bytes):
+                raise UpstreamProtocolError(f"anthropic sent an unparsable {event!r} event", provider=PROVIDER,
+                                            model=self.model) from None
+            return self.handle(event, raw.decode("utf-8", "replace"))
         if not isinstance(data, dict):
             raise UpstreamProtocolError(f"anthropic sent a non-object {event!r} event", provider=PROVIDER,
                                         model=self.model)

@@ -176,20 +176,6 @@ class StreamState:
             return None
         return self.fold(self.load(raw))
 
-    def feed_bytes(self, line: bytes) -> TextDelta | None:
-        """`feed` for a line as received (the pass-through's), decoded only if it is not UTF-8 JSON as it is."""
-        if self.done or not line.startswith(b"data:"):
-            return None
-        raw = line[5:]
-        if raw.strip() == b"[DONE]":
-            self.done = True
-            return None
-        try:
-            data: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = self.load(raw.decode("utf-8", "replace"))
-        return self.fold(data)
-
     def load(self, raw: str) -> Any:
         """One chunk's JSON; UpstreamProtocolError if it is not JSON."""
         try:
@@ -240,6 +226,11 @@ class StreamState:
         if chunk.tool_calls:
             self.pending.extend(chunk.tool_calls)
         return TextDelta(chunk.text) if chunk.text else None
+
+    def take(self) -> list[ToolCallDelta]:
+        """The tool-call deltas accumulated since the last take (`pending`), cleared."""
+        taken, self.pending = self.pending, []
+        return taken
 
     @property
     def finished(self) -> bool:
