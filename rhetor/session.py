@@ -110,7 +110,8 @@ class Prepared:
 
 
 class StreamSession:
-    """A committed stream: `events()` yields the answer; the turn is recorded when it ends, however it ends."""
+    """A committed stream: `events()` yields the answer; when it ends, however it ends, the meter is told and the
+    turn recorded (a stream with a context)."""
 
     def __init__(self, prepared: Prepared, info: RunInfo, events: AsyncIterator[StreamEvent], *,
                  record: Callable[[Prepared, str, str], Awaitable[None]], drain: Drain, span: Any = None,
