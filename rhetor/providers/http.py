@@ -61,9 +61,9 @@ class HttpUpstream:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                                  read_bufsize=2**20, auto_decompress=True)
+            from rhetor.providers.aio import new_session  # imports aiohttp: with the first session, not at start
+
+            self._session = new_session(self._headers, read_bufsize=2**20)
         return self._session
 
     def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
