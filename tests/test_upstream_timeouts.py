@@ -62,6 +62,7 @@ async def test_the_session_uses_the_tuned_classes(client: list[HttpUpstream]) ->
         client.append(up)
         assert await up.request_json("POST", "/v1/x", {"a": 1}) == {"ok": True}
         session = up._get_session()
+        assert session._request_class is aio.EagerRequest
         assert type(session.connector._factory()) is aio.LazyReadTimeout  # type: ignore[union-attr]
 
 
@@ -71,6 +72,7 @@ async def test_stock_classes_when_aiohttp_is_not_the_pinned_release(monkeypatch:
     monkeypatch.setattr(aio, "TUNED", False)
     session = aio.new_session({}, read_bufsize=2**16)
     try:
+        assert session._request_class is aiohttp.ClientRequest
         assert type(session.connector._factory()) is aiohttp.client_proto.ResponseHandler  # type: ignore[union-attr]
     finally:
         await session.close()
