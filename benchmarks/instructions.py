@@ -13,6 +13,9 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
   benchmarks/load.py at `--concurrency`, uvicorn's and the kernel interface's work included: the figure to set
   beside the floor's.
 
+`--syscalls` runs the app in process with `strace -c` attached after the warm-up and prints system calls per
+request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn).
+
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it).
 

@@ -2,7 +2,8 @@
 the mapping of transport failures and error statuses onto the error tree.
 
 aiohttp rather than httpx on the hot path: measured against the zero-delay upstream on one core, an aiohttp
-session sustains ~9,800 requests/s where httpx.AsyncClient manages ~1,200 (see benchmarks/README.md).
+session sustains ~9,800 requests/s where httpx.AsyncClient manages ~1,200 (see benchmarks/README.md). The session
+itself, and its tuning of aiohttp's internals, come from rhetor.providers.aio.
 Knows no vendor's body format beyond "find the error message"; scrubs the API key from every error.
 Every call forwards the request's `x-request-id` and, when tracing is on, runs in a CLIENT span whose context
 goes upstream as `traceparent`/`tracestate` (rhetor.observability.tracing; off, that costs one ContextVar read).
