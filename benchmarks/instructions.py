@@ -13,6 +13,9 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
   benchmarks/load.py at `--concurrency`, uvicorn's and the kernel interface's work included: the figure to set
   beside the floor's.
 
+`--syscalls` runs the app in process with `strace -c` attached after the warm-up and prints system calls per
+request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn).
+
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it).
 
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -153,6 +157,17 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
         stats.sort_stats("tottime").print_stats(top)
         for name in filter(None, os.environ.get("RHETOR_PROFILE_CALLERS", "").split(",")):
             stats.print_callers(name)  # who calls it, and how often: RHETOR_PROFILE_CALLERS=get_running_loop,sleep
+    elif mode == "syscalls":
+        out = tempfile.mktemp(prefix="rhetor-strace-")
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(os.getpid()), "-o", out],  # noqa: ASYNC220
+                                  stderr=subprocess.PIPE, text=True)  # blocking on purpose: nothing to count yet
+        assert tracer.stderr is not None
+        tracer.stderr.readline()  # "strace: Process N attached ...": counting from here
+        for _ in range(n):
+            await one()
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(60)
+        print_syscalls(target, kind, Path(out), n)
     else:
         callgrind(os.getpid(), "-i", "on")
         for _ in range(n):
@@ -163,11 +178,24 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
     await life
 
 
+def print_syscalls(target: str, kind: str, out: Path, n: int) -> None:
+    """strace -c's table as calls per request: the total, then each system call made at least once in 100."""
+    counts: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if len(parts) in (5, 6) and parts[-1] != "total" and parts[3].isdigit():
+            counts[parts[-1]] = int(parts[3])
+    out.unlink()
+    each = ", ".join(f"{name} {c / n:.2f}" for name, c in sorted(counts.items(), key=lambda kv: -kv[1])
+                     if c / n >= 0.01)
+    print(f"{target:6} app    {kind:14} {sum(counts.values()) / n:8.2f} system calls/request: {each}", flush=True)
+
+
 def child(args: argparse.Namespace) -> None:
     import uvloop
     sys.path.insert(0, str(ROOT))  # this checkout's rhetor, whichever checkout the venv's editable install names
-    uvloop.run(drive_app(args.kinds[0], args.target, args.n, args.warm, "profile" if args.profile else "count",
-                         args.top, args.upstream))
+    mode = "profile" if args.profile else "syscalls" if args.syscalls else "count"
+    uvloop.run(drive_app(args.kinds[0], args.target, args.n, args.warm, mode, args.top, args.upstream))
 
 
 # ---------------------------------------------------------------- the parent
@@ -176,8 +204,8 @@ def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float
     out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
     cmd = [PY, __file__, kind, "--child", "--n", str(args.n), "--warm", str(args.warm), "--target", args.target,
            "--upstream", str(args.upstream)]
-    if args.profile:
-        cmd += ["--profile", "--top", str(args.top)]
+    if args.profile or args.syscalls:
+        cmd += ["--profile", "--top", str(args.top)] if args.profile else ["--syscalls"]
         subprocess.run(cmd, env={**os.environ, **env}, check=True)
         return 0.0
     subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
@@ -233,6 +261,8 @@ def main() -> None:
                     help="issue 9's governance on / off, as benchmarks/governance.py (both: and their difference)")
     ap.add_argument("--profile", action="store_true", help="cProfile in process instead of counting")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--syscalls", action="store_true",
+                    help="system calls per request (strace -c attached after the warm-up), in process")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--upstream", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -254,7 +284,7 @@ def main() -> None:
                 asyncio.run(seed_bench_key(data))
             for kind in args.kinds:
                 n = counted[setup, kind] = (count_server if args.where == "server" else count_app)(kind, args, env)
-                if not args.profile:
+                if not (args.profile or args.syscalls):
                     label = f"  governance {setup}" if setup else ""
                     print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request{label}"
                           f"{'  ' + ' '.join(args.env) if args.env else ''}"

@@ -2,7 +2,8 @@
 the mapping of transport failures and error statuses onto the error tree.
 
 aiohttp rather than httpx on the hot path: measured against the zero-delay upstream on one core, an aiohttp
-session sustains ~9,800 requests/s where httpx.AsyncClient manages ~1,200 (see benchmarks/README.md).
+session sustains ~9,800 requests/s where httpx.AsyncClient manages ~1,200 (see benchmarks/README.md). The session
+itself, and its tuning of aiohttp's internals, come from rhetor.providers.aio.
 Knows no vendor's body format beyond "find the error message"; scrubs the API key from every error.
 Every call forwards the request's `x-request-id` and, when tracing is on, runs in a CLIENT span whose context
 goes upstream as `traceparent`/`tracestate` (rhetor.observability.tracing; off, that costs one ContextVar read).
@@ -61,9 +62,9 @@ class HttpUpstream:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                                  read_bufsize=2**20, auto_decompress=True)
+            from rhetor.providers.aio import new_session  # imports aiohttp: with the first session, not at start
+
+            self._session = new_session(self._headers, read_bufsize=2**20)
         return self._session
 
     def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:

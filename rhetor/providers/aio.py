@@ -1,0 +1,157 @@
+"""aiohttp-specific tuning of the upstream client: the ClientSession that rhetor.providers.http sends through,
+with two subclasses of aiohttp's internals that cut per-request CPU without changing what goes on the wire or
+when a read times out.
+
+- `LazyReadTimeout` (the connector's protocol): aiohttp re-arms the `sock_read` timer - a cancelled TimerHandle
+  and a new one - at every request and every network read. This keeps one timer per connection and moves a
+  deadline; the timer, when it fires, compares the clock with the deadline and re-arms for the remaining time,
+  so a stalled upstream still times out `sock_read` seconds after its last byte (before the headers or
+  mid-body, streaming or not).
+- `EagerRequest`: on CPython 3.11, aiohttp writes every request body from a Task of its own (created, scheduled,
+  run a loop iteration later). A small bytes body (<= EAGER_MAX) is written here, headers and body in the one
+  transport.write aiohttp itself coalesces them into, before `send` returns: no task.
+
+Both copy the shape of aiohttp's own code, so both are used only with the aiohttp release we pin
+(requirements.lock, PINNED); any other version gets aiohttp's stock classes. Imported with the first upstream
+session (aiohttp is lazy, rhetor.lazy). Knows nothing of providers, vendors, or Rhetor's errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, cast
+
+import aiohttp
+from aiohttp import hdrs
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest, ClientResponse
+from aiohttp.http import HttpVersion10, HttpVersion11
+from aiohttp.http_writer import StreamWriter, _serialize_headers
+from aiohttp.payload import BytesPayload
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from aiohttp.connector import Connection
+
+PINNED = "3.14."  # the aiohttp release line these classes were copied from (requirements.lock: aiohttp==3.14.5)
+TUNED = aiohttp.__version__.startswith(PINNED)
+EAGER_MAX = 2**16  # bytes of body written at once; a larger one goes aiohttp's way (a task, drained as it goes)
+
+
+class LazyReadTimeout(ResponseHandler):
+    """aiohttp's ResponseHandler with one read-timeout timer per connection: see the module's docstring.
+
+    `_deadline` is when the current read times out (None: no read pending); `_armed_at` is when the timer, if
+    any (`_read_timeout_handle`), fires. The timer never fires later than the deadline: a deadline earlier than
+    the armed time (a shorter `sock_read` on a reused connection) re-arms it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._deadline: float | None = None
+        self._armed_at = 0.0
+
+    def _reschedule_timeout(self) -> None:
+        timeout = self._read_timeout
+        if not timeout:
+            self._deadline = None
+            return
+        deadline = self._deadline = self._loop.time() + timeout
+        handle = self._read_timeout_handle
+        if handle is None or self._armed_at > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._armed_at = deadline
+            self._read_timeout_handle = self._loop.call_at(deadline, self._timer_fired)
+
+    def start_timeout(self) -> None:
+        self._reschedule_timeout()
+
+    def _drop_timeout(self) -> None:
+        self._deadline = None  # the timer stays armed: it finds no deadline when it fires
+
+    def _timer_fired(self) -> None:
+        self._read_timeout_handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:  # data came since the timer was armed: wait for the rest
+            self._armed_at = deadline
+            self._read_timeout_handle = self._loop.call_at(deadline, self._timer_fired)
+            return
+        self._deadline = None
+        self._on_read_timeout()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        handle = self._read_timeout_handle
+        if handle is not None:  # a closed connection holds no timer (nor the loop a reference to it)
+            handle.cancel()
+            self._read_timeout_handle = None
+        super().connection_lost(exc)
+
+
+class EagerRequest(ClientRequest):
+    """aiohttp's ClientRequest, sending a small bytes body without a task: see the module's docstring.
+
+    Anything else (no body, a larger or streamed body, 100-continue, compression, chunking, a proxy, client
+    traces, an upload tracker, a paused or closing transport) goes through aiohttp's own `send`.
+    """
+
+    async def send(self, conn: Connection) -> ClientResponse:
+        body = self._body
+        protocol = conn.protocol
+        if (type(body) is not BytesPayload or body.size is None or body.size > EAGER_MAX
+                or protocol is None or protocol.writing_paused or self._continue is not None
+                or self.compress or self.chunked is not None or self._traces or self.proxy is not None
+                or self._upload_tracker is not None or self.method == hdrs.METH_CONNECT):
+            return await super().send(conn)
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            return await super().send(conn)
+        headers = self.headers
+        # as aiohttp's send: default content type, connection header, status line
+        if (self.method in self.POST_METHODS and (self._skip_auto_headers is None
+                                                  or hdrs.CONTENT_TYPE not in self._skip_auto_headers)
+                and hdrs.CONTENT_TYPE not in headers):
+            headers[hdrs.CONTENT_TYPE] = "application/octet-stream"
+        v = self.version
+        if hdrs.CONNECTION not in headers:
+            if conn._connector.force_close:
+                if v == HttpVersion11:
+                    headers[hdrs.CONNECTION] = "close"
+            elif v == HttpVersion10:
+                headers[hdrs.CONNECTION] = "keep-alive"
+        value: bytes = body._value
+        content_length = self._get_content_length()
+        if content_length is not None:  # as BytesPayload.write_with_length
+            value = value[:content_length]
+        data = _serialize_headers(f"{self.method} {self.url.raw_path_qs} HTTP/{v.major}.{v.minor}", headers) + value
+        writer = StreamWriter(protocol, self.loop)
+        writer.output_size = len(data)
+        transport.write(data)
+        writer.set_eof()  # headers and body sent: marks the writer finished, writes nothing
+        if protocol.writing_paused:  # as aiohttp's write_eof: wait for the transport's buffer to drain
+            await writer.drain()
+        protocol.start_timeout()
+        response_class = self.response_class
+        self.response = response = response_class(
+            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
+            request_info=self.request_info, traces=self._traces, loop=self.loop, session=self._session,
+            stream_writer=writer)
+        return response
+
+
+def new_session(headers: dict[str, str], *, read_bufsize: int) -> aiohttp.ClientSession:
+    """A pooled session for one upstream, tuned when aiohttp is the pinned release."""
+    connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=30, ttl_dns_cache=300)
+    extra: dict[str, Any] = {}
+    if TUNED:
+        connector._factory = cast("functools.partial[ResponseHandler]",
+                                  functools.partial(LazyReadTimeout, loop=connector._loop))
+        extra["request_class"] = EagerRequest
+    return aiohttp.ClientSession(connector=connector, headers=headers, read_bufsize=read_bufsize,
+                                 auto_decompress=True, **extra)
+
+
+__all__ = ["EAGER_MAX", "PINNED", "TUNED", "EagerRequest", "LazyReadTimeout", "new_session"]
