@@ -4,10 +4,11 @@ Most columns of a flush's records repeat (key, front, provider, model, status, a
 record's set. A set with at least MIN_SET rows in a batch is written by a memoized INSERT whose text holds the
 set's values as SQL literals, binding only the varying columns (6 of 25 for a plain request, see PLAIN), ROWS_32
 and then ROWS_8 rows to a statement (multi-row VALUES) and the rest one row each; every other record is bound in
-full. Binding 25 values a record and stepping one statement per row was most of a record's write cost: callgrind,
-a record written in flushes of 128 of one set 33.2k -> 19.6k instructions (of 1,024: 17.7k; 4 sets: 20.7k). The
-price is the grouping: a flush whose sets all hold 2 records costs ~43k a record (was 33.2k), which only happens
-when the load is light (a flush holds a second's records; fewer than MIN_SET records skip grouping altogether).
+full. Binding 25 values a record and stepping one statement per row was most of a record's write cost: callgrind
+(benchmarks/ledger_write.py), a record written in flushes of 128 of one set 33.3k -> 19.7k instructions (of 1,024:
+33.0k -> 17.9k; 4 sets: 21.0k). The price is the grouping (a 14-value key hashed per record): a flush whose sets
+all hold 2 records costs 38.9k a record (was 34.9k), which only happens when the load is light (a flush holds a
+second's records; fewer than MIN_SET records skip grouping altogether).
 
 Literals are only what quotes safely: ints in SQLite's 64-bit range, integral floats below 2**53 (SQLite's own
 decimal parser misrounds ~1 in 20,000 other floats, so those are bound), None, and printable-ASCII strings of at
@@ -75,15 +76,14 @@ def set_statements(values: Sequence[Any], plain: bool = False) -> tuple[str, str
     return _ALL + row, _ALL + ", ".join([row] * ROWS_8), _ALL + ", ".join([row] * ROWS_32)
 
 
-def full_row(r: UsageRecord, n: Any) -> tuple[Any, ...]:
-    """All of a record's values for INSERT_ALL, each nullable column's None as `n`."""
+def full_row(r: UsageRecord, n: Any, attempts: str) -> tuple[Any, ...]:
+    """All of a record's values for INSERT_ALL, each nullable column's None as `n` (`attempts`: its JSON)."""
     return (r.ts, n if (v := r.request_id) is None else v, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms,
             r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens, n if (f := r.ttft_ms) is None else f,
             n if (v := r.context_id) is None else v, r.saved_usd, r.key_id, n if (v := r.component) is None else v,
             n if (v := r.task_type) is None else v, r.front, n if (v := r.provider) is None else v,
-            n if (v := r.model) is None else v, orjson.dumps(r.attempts).decode(), 1 if r.estimated else 0,
-            1 if r.unpriced else 0, r.status, 1 if r.fallback else 0, 1 if r.cache_hit else 0,
-            n if (v := r.downgraded_from) is None else v)
+            n if (v := r.model) is None else v, attempts, 1 if r.estimated else 0, 1 if r.unpriced else 0, r.status,
+            1 if r.fallback else 0, 1 if r.cache_hit else 0, n if (v := r.downgraded_from) is None else v)
 
 
 class RowWriter:
@@ -97,38 +97,42 @@ class RowWriter:
         """Insert `records` (inside the caller's transaction)."""
         n, dumps = self.null, orjson.dumps
         if len(records) < MIN_SET:  # no set can fill a statement: bound in full, without grouping
-            conn.executemany(INSERT_ALL, [full_row(r, n) for r in records])
+            conn.executemany(INSERT_ALL, [full_row(r, n, dumps(r.attempts).decode()) for r in records])
             return
-        sets: dict[tuple[Any, ...], list[Any]] = {}  # set -> its rows' bound values, one flat list
+        sets: dict[tuple[Any, ...], list[UsageRecord]] = {}  # the set's values and PLAIN or not -> its records
         for r in records:
-            if (r.ttft_ms is None and r.context_id is None
-                    and not (r.cached_tokens or r.cache_write_tokens or r.reasoning_tokens or r.saved_usd)):
-                row: tuple[Any, ...] = (r.ts, n if (v := r.request_id) is None else v, r.input_tokens,
-                                        r.output_tokens, r.cost_usd, r.latency_ms)
-                plain = True
-            else:
-                row = (r.ts, n if (v := r.request_id) is None else v, r.input_tokens, r.output_tokens, r.cost_usd,
-                       r.latency_ms, r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens,
-                       n if (f := r.ttft_ms) is None else f, n if (v := r.context_id) is None else v, r.saved_usd)
-                plain = False
+            plain = (r.ttft_ms is None and r.context_id is None
+                     and not (r.cached_tokens or r.cache_write_tokens or r.reasoning_tokens or r.saved_usd))
             key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, dumps(r.attempts).decode(),
                    1 if r.estimated else 0, 1 if r.unpriced else 0, r.status, 1 if r.fallback else 0,
                    1 if r.cache_hit else 0, r.downgraded_from, plain)
-            flat = sets.get(key)
-            if flat is None:
-                sets[key] = [*row]
+            found = sets.get(key)
+            if found is None:
+                sets[key] = [r]
             else:
-                flat += row
-        single: list[list[Any]] = []
-        for key, flat in sets.items():
-            plain, size = key[-1], len(flat)
-            w = len(VARYING) if plain else len(VARYING) + len(OPTIONAL)
-            statements = self._statements(key) if size >= MIN_SET * w else None
+                found.append(r)
+        single: list[tuple[Any, ...]] = []
+        for key, recs in sets.items():
+            statements = self._statements(key) if len(recs) >= MIN_SET else None
             if statements is None:
-                tail = [n if v is None else v for v in (PLAIN + key[:-1] if plain else key[:-1])]
-                single += [flat[j:j + w] + tail for j in range(0, size, w)]
+                attempts = key[6]
+                single += [full_row(r, n, attempts) for r in recs]
                 continue
-            one, eight, many = statements  # slices of the flat list: ROWS_32 rows, then ROWS_8, then one each
+            flat: list[Any] = []  # the rows' bound values, one after the other: statements take slices of it
+            if key[-1]:
+                w = len(VARYING)
+                for r in recs:
+                    flat += (r.ts, n if (v := r.request_id) is None else v, r.input_tokens, r.output_tokens,
+                             r.cost_usd, r.latency_ms)
+            else:
+                w = len(VARYING) + len(OPTIONAL)
+                for r in recs:
+                    flat += (r.ts, n if (v := r.request_id) is None else v, r.input_tokens, r.output_tokens,
+                             r.cost_usd, r.latency_ms, r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens,
+                             n if (f := r.ttft_ms) is None else f, n if (v := r.context_id) is None else v,
+                             r.saved_usd)
+            one, eight, many = statements  # ROWS_32 rows a statement, then ROWS_8, then one each
+            size = len(flat)
             step = ROWS_32 * w
             whole = size // step * step
             if whole:
