@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from rhetor.governance.ledger import UsageFilter, UsageRecord
+from rhetor.governance.sqlite_rows import RowWriter
 from rhetor.sqlite_worker import Migrations, SqliteWorker, immediate
 
 MIGRATIONS: Migrations = [
@@ -40,7 +41,6 @@ COLUMNS = ("ts", "request_id", "key_id", "component", "task_type", "front", "pro
            "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated",
            "cost_usd", "unpriced", "latency_ms", "ttft_ms", "status", "fallback", "context_id", "cache_hit",
            "saved_usd", "downgraded_from")
-_INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # group name -> SQL expression; `model` is provider/model so two vendors' same-named models stay apart
 GROUP_SQL = {"component": "component", "model": "provider || '/' || model", "provider": "provider",
              "key": "key_id", "task": "task_type", "day": "date(ts, 'unixepoch')", "front": "front",
@@ -65,25 +65,13 @@ def _row(r: UsageRecord) -> tuple[Any, ...]:
             r.ttft_ms, r.status, int(r.fallback), r.context_id, int(r.cache_hit), r.saved_usd, r.downgraded_from)
 
 
-# SQLite's rows bind NULL as a float NaN, which SQLite stores as NULL: a float binds directly, where None goes
-# through sqlite3's adapter lookup (~1.2k instructions each, 4-6 per record: ~5.8k of a record's ~33k write,
-# callgrind). Checked here: if this SQLite ever kept a NaN, None is bound as it is.
+# Usage rows (rhetor.governance.sqlite_rows) bind NULL as a float NaN, which SQLite stores as NULL: a float binds
+# directly, where None goes through sqlite3's adapter lookup (~1.2k instructions each, 4-6 per record: ~5.8k of a
+# record's ~33k write, callgrind). Checked here: if this SQLite ever kept a NaN, None is bound as it is.
 _NULL: Any = math.nan
 with closing(sqlite3.connect(":memory:")) as _probe:
     if _probe.execute("SELECT ? IS NULL", (_NULL,)).fetchone()[0] != 1:
         _NULL = None
-
-
-def _sqlite_row(r: UsageRecord) -> tuple[Any, ...]:
-    """`_row`, with every nullable column's None as _NULL (and `1 if flag else 0`: cheaper than int(flag))."""
-    n = _NULL
-    return (r.ts, n if (v := r.request_id) is None else v, r.key_id, n if (v := r.component) is None else v,
-            n if (v := r.task_type) is None else v, r.front, n if (v := r.provider) is None else v,
-            n if (v := r.model) is None else v, orjson.dumps(r.attempts).decode(), r.input_tokens, r.output_tokens,
-            r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens, 1 if r.estimated else 0, r.cost_usd,
-            1 if r.unpriced else 0, r.latency_ms, n if (f := r.ttft_ms) is None else f, r.status,
-            1 if r.fallback else 0, n if (v := r.context_id) is None else v, 1 if r.cache_hit else 0, r.saved_usd,
-            n if (v := r.downgraded_from) is None else v)
 
 
 def _record(row: Sequence[Any]) -> UsageRecord:
@@ -218,6 +206,7 @@ def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str
 class SqliteLedgerStore:
     def __init__(self, path: Path) -> None:
         self.worker = SqliteWorker(path, MIGRATIONS, label="usage store")
+        self._rows = RowWriter(_NULL)  # used on the worker thread only
 
     async def open(self) -> None:
         await self.worker.open()
@@ -226,11 +215,11 @@ class SqliteLedgerStore:
         await self.worker.close()
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
-        rows = list(map(_sqlite_row, records))
+        write = self._rows.write
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Connection) -> None:  # grouped by set, off the loop (rhetor.governance.sqlite_rows)
             with immediate(conn):
-                conn.executemany(_INSERT, rows)
+                write(conn, records)
 
         await self.worker.run(insert)
 
