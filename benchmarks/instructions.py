@@ -17,7 +17,8 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
 request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn).
 
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
-(and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it).
+(and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it; RHETOR_PROFILE_DUMP=file writes the
+pstats for a sort of your own, e.g. inclusive time per Rhetor function).
 
     .venv/bin/python benchmarks/instructions.py oa an native [--where server] [--target floor] [--env VAR=VALUE]
     .venv/bin/python benchmarks/instructions.py oa --profile [--top 40]
@@ -154,6 +155,8 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
         stats = pstats.Stats(prof)
         calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
         print(f"{target} {kind}: {calls / n:.0f} Python calls per request")
+        if os.environ.get("RHETOR_PROFILE_DUMP"):
+            stats.dump_stats(os.environ["RHETOR_PROFILE_DUMP"])
         stats.sort_stats("tottime").print_stats(top)
         for name in filter(None, os.environ.get("RHETOR_PROFILE_CALLERS", "").split(",")):
             stats.print_callers(name)  # who calls it, and how often: RHETOR_PROFILE_CALLERS=get_running_loop,sleep

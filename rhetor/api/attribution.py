@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from rhetor.api.auth import HEADER_DICT
 from rhetor.gateway import ChatInput
 from rhetor.governance.cache import HEADER, cache_mode
 from rhetor.governance.gate import Notes
@@ -35,21 +36,26 @@ def identity(conn: HTTPConnection) -> Identity | None:
 
 def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str | None = None) -> ChatInput:
     """`inp`, marked with its front, its request id (`request_id` if given: a WebSocket frame's) and its key."""
-    rid, key = caller(conn)
-    inp.front, inp.request_id, inp.key_id = front, request_id or rid, key
-    state: dict[str, Any] = conn.scope.setdefault("state", {})
+    scope = conn.scope
+    state: dict[str, Any] = scope.setdefault("state", {})
+    # `caller` inline: the state's request id and key id
+    inp.front, inp.request_id, inp.key_id = front, request_id or state.get("request_id"), state.get("key_id")
     directive = None
-    for name, value in conn.scope.get("headers", ()):
-        if name == _CACHE_HEADER:
-            directive = cache_mode(value.decode("latin-1"))  # a bad value: 400 naming x-rhetor-cache
+    found: dict[bytes, bytes] | None = scope.get(HEADER_DICT)  # the fronts' header dict, when it was built
+    if found is None or _CACHE_HEADER in found:  # else no x-rhetor-cache: no scan of the header list
+        for name, value in scope.get("headers", ()):
+            if name == _CACHE_HEADER:
+                directive = cache_mode(value.decode("latin-1"))  # a bad value: 400 naming x-rhetor-cache
     identity = state.get("identity")  # the caller key (rhetor.governance.keys.Identity), when keys are on
-    if identity is not None:  # its allowed providers/models; a key's component owns the request (usage, routes)
+    if identity is None:
+        inp.notes = notes = Notes(directive)
+    else:  # its allowed providers/models; a key's component owns the request (usage, routes)
         inp.identity = identity
         if identity.component is not None:
             inp.component = identity.component
-    inp.notes = notes = Notes(directive, getattr(identity, "budget_id", None),
-                              cache_mode(getattr(identity, "cache", None), "key cache"))
-    if conn.scope["type"] == "http":
+        inp.notes = notes = Notes(directive, getattr(identity, "budget_id", None),
+                                  cache_mode(getattr(identity, "cache", None), "key cache"))
+    if scope["type"] == "http":
         state[NOTES_KEY] = notes
     return inp
 

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
 from rhetor.api.auth import HEADER_DICT as _HEADERS  # the request's headers as a dict (`header`)
-from rhetor.api.responses import parse_json
+from rhetor.api.responses import EncodedResponse, parse_json
 from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
 from rhetor.context.store import validate_context_id
@@ -41,15 +41,20 @@ async def read_body(request: Request, model: type[B]) -> B:
     return model.model_validate(parse_json(await request.body()))
 
 
-def header(request: HTTPConnection, name: bytes) -> str | None:
-    """The request header `name` (lower-case; the first if repeated, as Starlette's `headers.get` answers) from one
-    dict built per request: a front reads 5-7 headers, each otherwise a scan of the list through Starlette's
-    Headers (~5% of an `oa` request's profiled calls, benchmarks/instructions.py --profile)."""
+def header_dict(request: HTTPConnection) -> dict[bytes, bytes]:
+    """The request's headers as one dict, built once per request (the key middleware's, when it ran): lower-case
+    names, the first value of a repeated one, as Starlette's `headers.get` answers."""
     scope = request.scope
     found: dict[bytes, bytes] | None = scope.get(_HEADERS)
     if found is None:
         found = scope[_HEADERS] = dict(reversed(scope["headers"]))
-    value = found.get(name)
+    return found
+
+
+def header(request: HTTPConnection, name: bytes) -> str | None:
+    """The request header `name` from `header_dict`: a front reads 5-7 headers, each otherwise a scan of the list
+    through Starlette's Headers (~5% of an `oa` request's profiled calls, benchmarks/instructions.py --profile)."""
+    value = header_dict(request).get(name)
     return None if value is None else value.decode("latin-1")
 
 
@@ -63,10 +68,13 @@ def resolve(request: Request, model: str) -> ModelRoute:
 def chat_input(request: Request, route: ModelRoute, messages: list[Message], system: str | None,
                options: dict[str, Any], **knobs: Any) -> ChatInput:
     """A ChatInput from a compat request: routing from the model name, context and component from headers."""
-    context_id = header(request, b"x-rhetor-context-id") or None
+    found = header_dict(request)  # read inline: no `header` call per name (an empty value counts as none)
+    raw = found.get(b"x-rhetor-context-id")
+    context_id = raw.decode("latin-1") if raw else None
     if context_id is not None:
         validate_context_id(context_id)
-    component = header(request, b"x-rhetor-component") or None
+    raw = found.get(b"x-rhetor-component")
+    component = raw.decode("latin-1") if raw else None
     single = len(messages) == 1 and messages[0].role == "user" and context_id is not None
     # the first ten fields positionally, in ChatInput's order (each keyword: ~0.5k instructions, callgrind)
     return ChatInput(
@@ -89,20 +97,6 @@ def rhetor_header_list(provider: str, model: str, info: RunInfo, simulated: bool
 
 def rhetor_headers(provider: str, model: str, info: RunInfo, simulated: bool) -> dict[str, str]:
     return {k.decode(): v.decode("latin-1") for k, v in rhetor_header_list(provider, model, info, simulated)}
-
-
-class EncodedResponse(Response):
-    """A JSON answer whose headers come encoded (a list of byte pairs, in the order Starlette would send them),
-    sparing Starlette's per-response lower-casing, encoding and scanning of a headers dict (`init_headers`: ~4%
-    of an `oa` request's profile, benchmarks/instructions.py --profile). Sent by Response.__call__ as any other."""
-
-    media_type = "application/json"
-
-    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:
-        self.status_code, self.background, self.body = status_code, None, body
-        headers.append((b"content-length", str(len(body)).encode()))
-        headers.append((b"content-type", b"application/json"))
-        self.raw_headers = headers
 
 
 def session_header_list(session: StreamSession) -> list[tuple[bytes, bytes]]:
@@ -152,5 +146,5 @@ def unix_now() -> int:
     return int(time.time())
 
 
-__all__ = ["EncodedResponse", "chat_input", "header", "new_id", "read_body", "resolve", "rhetor_header_list",
-           "rhetor_headers", "session_header_list", "session_headers", "sse_response", "unix_now"]
+__all__ = ["EncodedResponse", "chat_input", "header", "header_dict", "new_id", "read_body", "resolve",
+           "rhetor_header_list", "rhetor_headers", "session_header_list", "session_headers", "sse_response", "unix_now"]

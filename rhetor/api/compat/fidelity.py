@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from rhetor.api import streaming
-from rhetor.api.compat.common import header
+from rhetor.api.compat.common import header_dict
 from rhetor.api.state import gateway
 from rhetor.errors import InvalidRequestError
 from rhetor.gateway import StreamSession
@@ -34,10 +34,16 @@ def passthrough(request: Request, api: str, body: dict[str, Any], system: str | 
                 parts: list[str]) -> Passthrough:
     settings = gateway(request).settings
     names = _ENCODED[api] + (_ENCODED["org"] if api == "openai" and settings.forward_openai_org else ())
-    headers = {name: value for name, raw in names if (value := header(request, raw))}
+    found = header_dict(request)  # one dict, read inline (no comprehension or `header` call per name)
+    headers: dict[str, str] = {}
+    for name, raw in names:
+        value = found.get(raw)
+        if value:
+            headers[name] = value.decode("latin-1")
     if api == "anthropic" and "anthropic-beta" in headers:
         parts = [*parts, "anthropic-beta header"]  # only Anthropic can honour a beta; refused elsewhere
-    lenient = (header(request, b"x-rhetor-lenient") or "").strip().lower() in ("1", "true", "yes") \
+    flag = found.get(b"x-rhetor-lenient")
+    lenient = (flag is not None and flag.decode("latin-1").strip().lower() in ("1", "true", "yes")) \
         or settings.lenient_fields
     # positionally, in Passthrough's field order (api, body, headers, system, parts, lenient, dropped, forward)
     return Passthrough(api, body, headers, system, parts, lenient, [], settings.passthrough)  # type: ignore[arg-type]
