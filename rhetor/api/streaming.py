@@ -27,6 +27,8 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from rhetor.running import this_task
+
 log = logging.getLogger("rhetor")
 # A producer that never waits gets a loop turn forced after this many chunks or bytes, whichever comes first: a
 # closed client's stream stops within ~64 KiB, and no other connection waits behind more than that.
@@ -167,9 +169,9 @@ class ClosingStreamingResponse(StreamingResponse):
         of stream_response): a stream whose events are all at hand when it starts ends with none — until then no
         disconnect could have been noticed anyway. A Task's creation, first step and cancel were ~3 loop turns
         (epoll_pwait and getpid each, strace -c) per streamed request."""
-        streamer = asyncio.current_task()
+        streamer = this_task()  # (asyncio.current_task() asks the OS for the pid on CPython 3.11)
         assert streamer is not None
-        loop = streamer.get_loop()  # (asyncio.get_running_loop() asks the OS for the pid on CPython 3.11)
+        loop = streamer.get_loop()
         gone: list[BaseException | None] = []  # set by the listener: None = disconnected, else its own failure
         listener: asyncio.Task[None] | None = None
 
