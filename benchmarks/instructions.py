@@ -14,7 +14,8 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
   beside the floor's.
 
 `--syscalls` runs the app in process with `strace -c` attached after the warm-up and prints system calls per
-request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn).
+request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn);
+`--syscalls --where server` the real server at c=1 (`--concurrency`), uvicorn's writes included.
 
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it).
