@@ -14,7 +14,8 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
   beside the floor's.
 
 `--syscalls` runs the app in process with `strace -c` attached after the warm-up and prints system calls per
-request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn).
+request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn);
+`--syscalls --where server` the real server at c=1 (`--concurrency`), uvicorn's writes included.
 
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it; RHETOR_PROFILE_DUMP=file writes the
@@ -181,7 +182,7 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
     await life
 
 
-def print_syscalls(target: str, kind: str, out: Path, n: int) -> None:
+def print_syscalls(target: str, kind: str, out: Path, n: int, where: str = "app") -> None:
     """strace -c's table as calls per request: the total, then each system call made at least once in 100."""
     counts: dict[str, int] = {}
     for line in out.read_text().splitlines():
@@ -191,7 +192,7 @@ def print_syscalls(target: str, kind: str, out: Path, n: int) -> None:
     out.unlink()
     each = ", ".join(f"{name} {c / n:.2f}" for name, c in sorted(counts.items(), key=lambda kv: -kv[1])
                      if c / n >= 0.01)
-    print(f"{target:6} app    {kind:14} {sum(counts.values()) / n:8.2f} system calls/request: {each}", flush=True)
+    print(f"{target:6} {where:6} {kind:14} {sum(counts.values()) / n:8.2f} system calls/request: {each}", flush=True)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -249,6 +250,38 @@ def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> fl
     return totals(out) / max(1.0, float(stats["requests"]))
 
 
+def syscalls_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
+    """The real server (no valgrind) at c=1 (`--concurrency`): `strace -c -f` attached after a warm-up, one
+    request at a time for `--n` requests; uvicorn's and the kernel interface's calls included."""
+    from load import run_load
+    path, body = request_of(kind, args.target)
+    port = free_port()
+    argv = [PY, "-m", "rhetor"] if args.target == "rhetor" else \
+        [PY, str(ROOT / "benchmarks" / "floor.py"), str(port), f"http://127.0.0.1:{args.upstream}"]
+    proc = subprocess.Popen(argv, env={**os.environ, **env, "RHETOR_PORT": str(port)}, cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
+    out = tempfile.mktemp(prefix="rhetor-strace-")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}{path}")
+        asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=2))  # warm-up
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", out],
+                                  stderr=subprocess.PIPE, text=True)
+        assert tracer.stderr is not None
+        tracer.stderr.readline()  # "strace: Process N attached": counting from here
+        time.sleep(0.5)  # (every thread attached)
+        stats = asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=600,
+                                     max_requests=args.n)).summary()
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(60)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    if stats["errors"]:
+        raise RuntimeError(f"{kind}: {int(stats['errors'])} errors")
+    print_syscalls(args.target, kind, Path(out), int(stats["requests"]), "server")
+    return 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("kinds", nargs="+", choices=[k + s for k in KINDS for s in ("", "-stream")])
@@ -265,7 +298,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile in process instead of counting")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--syscalls", action="store_true",
-                    help="system calls per request (strace -c attached after the warm-up), in process")
+                    help="system calls per request (strace -c attached after the warm-up): in process, or "
+                         "with --where server the real server at c=1")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--upstream", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -274,6 +308,8 @@ def main() -> None:
         return
     if args.profile:
         args.n, args.warm = max(args.n, 2000), max(args.warm, 300)
+    if args.syscalls and args.where == "server" and "--concurrency" not in sys.argv:
+        args.concurrency = 1
     args.upstream = free_port()
     upstream = subprocess.Popen([PY, str(ROOT / "benchmarks" / "upstream.py"), str(args.upstream)])
     try:
@@ -286,7 +322,9 @@ def main() -> None:
             if args.bench_key or setup == "on":
                 asyncio.run(seed_bench_key(data))
             for kind in args.kinds:
-                n = counted[setup, kind] = (count_server if args.where == "server" else count_app)(kind, args, env)
+                how = syscalls_server if args.where == "server" and args.syscalls else \
+                    count_server if args.where == "server" else count_app
+                n = counted[setup, kind] = how(kind, args, env)
                 if not (args.profile or args.syscalls):
                     label = f"  governance {setup}" if setup else ""
                     print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request{label}"

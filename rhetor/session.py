@@ -22,6 +22,7 @@ from rhetor.governance.meter import NO_METER, Metered, status_of
 from rhetor.observability import chat_span
 from rhetor.routing.fallback import RunInfo
 from rhetor.routing.router import Route
+from rhetor.running import this_task
 from rhetor.types import (
     ChatResponse,
     Image,
@@ -163,14 +164,13 @@ class StreamSession:
         ticket = self._prepared.ticket  # a completed stream is kept for the response cache when it asks
         kept: list[StreamEvent] | None = [] if ticket is not None and ticket.caching else None
         self._expired = self._expired or drain.expired
-        loop = asyncio.get_running_loop()  # current_task(loop): without it each call asks the OS for the pid
         try:
             while True:
                 if self._expired:  # shutdown grace ran out (rhetor.drain): the final error frame, stored cancelled
                     if status == "cancelled":  # (not after the stream's own last event)
                         yield shutdown_error()
                     break
-                self._waiter = task = asyncio.current_task(loop)
+                self._waiter = task = this_task()  # (asyncio.current_task() asks the OS for the pid on 3.11)
                 try:
                     event = await anext(source)
                 except StopAsyncIteration:

@@ -81,7 +81,7 @@ def test_a_finished_stream_stops_listening() -> None:
         return sent
 
     sent = run(go())
-    assert [m.get("body") for m in sent[1:]] == [b"a", b"b", b""]
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"ab", False)]  # ready together: one send
 
 
 def test_a_cancellation_from_outside_is_not_swallowed() -> None:
@@ -131,7 +131,7 @@ def test_a_stream_with_its_events_at_hand_makes_no_listener() -> None:
         return sent, calls, tasks
 
     sent, calls, tasks = run(go())
-    assert [m.get("body") for m in sent[1:]] == [b"a", b"b", b""]
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"ab", False)]  # ready together: one send
     assert calls == 0
     assert tasks == [1]  # the response's own task only
 
@@ -197,7 +197,73 @@ def test_a_relay_is_sent_directly_first_chunks_last_and_an_early_end_closes_its_
         iterated = [chunk async for chunk in _Upper(source(), b"<", b">")]  # as any other body would
         return [m.get("body") for m in sent[1:]], closed, iterated
 
-    assert run(go(["a", "skip", "b"])) == ([b"<", b"A", b"B", b">", b""], ["closed", "closed"],
-                                           [b"<", b"A", b"B", b">"])
+    assert run(go(["a", "skip", "b"])) == ([b"<AB>"], ["closed", "closed"], [b"<", b"A", b"B", b">"])
     # an early end: no `last`, and the source (not run to its end) is closed by the response
-    assert run(go(["a", "stop", "b"])) == ([b"<", b"A", b"STOP", b""], ["closed", "closed"], [b"<", b"A", b"STOP"])
+    assert run(go(["a", "stop", "b"])) == ([b"<ASTOP"], ["closed", "closed"], [b"<", b"A", b"STOP"])
+
+
+def test_chunks_at_hand_go_out_together_and_before_the_source_waits() -> None:
+    """What the source has ready is one send; it is sent before the source waits (no byte held back)."""
+    async def go() -> list[tuple[bytes, bool]]:
+        sent: list[tuple[bytes, bool]] = []
+        gate = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                sent.append((message["body"], message["more_body"]))
+                if message["body"] == b"ab":
+                    gate.set()  # the source waits for this: "ab" must have gone out first
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield b"b"
+            await gate.wait()
+            yield b"c"
+            await asyncio.sleep(0)
+            yield b"d"
+
+        await asyncio.wait_for(ClosingStreamingResponse(body())(SCOPE, receive, send), 5)
+        return sent
+
+    assert run(go()) == [(b"ab", True), (b"c", True), (b"d", False)]
+
+
+def test_a_cancel_while_the_pending_chunks_are_sent_reaches_the_waiting_source() -> None:
+    """The flush before a wait can itself wait (a full transport): a cancel then is the source's, as if it came
+    while the source waited; its cleanup runs and the cancel is not swallowed."""
+    async def go() -> list[str]:
+        seen: list[str] = []
+        flushing = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body") == b"a":
+                flushing.set()
+                await asyncio.sleep(3600)  # a paused transport
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield b"a"
+                await asyncio.sleep(3600)
+                yield b"b"
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            finally:
+                seen.append("closed")
+
+        task = asyncio.get_running_loop().create_task(ClosingStreamingResponse(body())(SCOPE, receive, send))
+        await flushing.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    assert run(go()) == ["cancelled", "closed"]

@@ -32,6 +32,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from rhetor.api.coalesce import HeadWithBody
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor.conns")
@@ -153,6 +154,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._over_cap:
             self.limit_concurrency = 0  # uvicorn's own path: 503 "Service Unavailable", connection: close
         _Base.on_headers_complete(self)
+        cycle = self.cycle  # the new request's (its task not run yet); not when the request was an upgrade
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
         self._in_body = not self.parser.should_upgrade()
         self._body_progress = 0
 
