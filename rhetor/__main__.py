@@ -1,5 +1,4 @@
-"""`python -m rhetor` — see rhetor.cli. glibc's malloc is set for a server before any thread exists, and the collector
-is held off while start-up imports and builds (rhetor.heap).
+"""`python -m rhetor` — see rhetor.cli. The collector is held off while start-up imports and builds (rhetor.heap).
 
 Pydantic's plugin discovery is off unless the operator sets PYDANTIC_DISABLE_PLUGINS: Rhetor uses no pydantic
 plugin, and discovering them scans every installed distribution's entry points when the first model is built
@@ -12,7 +11,6 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
 
 from rhetor import heap
 
-heap.tune_malloc()
 heap.hold()
 
 from rhetor.cli import main  # noqa: E402
