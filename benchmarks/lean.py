@@ -1,6 +1,7 @@
 """Lean-and-fast figures (issue 13): install size, start-up, the local embedder's memory and speed, and a soak.
 
     .venv/bin/python benchmarks/lean.py [all|venv|startup|embed|rss|soak] [--runs 5] [--minutes 10] [--requests N]
+    .venv/bin/python benchmarks/lean.py soak --pin simulated   # history sized by the answering model's window
     .venv/bin/python benchmarks/lean.py startup --instructions   # start-up's instructions, counted by callgrind
 
 - `venv`: the size of .venv on disk and whether PyTorch is in it;
@@ -18,7 +19,10 @@
   are a mapped file, clean and shared);
 - `soak`: Rhetor (pinned to CPU 0) with contexts on and the local embedder, driven over 32 keep-alive connections,
   each with its own context, for `--minutes` (or `--requests`); samples its RSS every 10 s and reports the drift
-  after the first minute (the target: flat within ±10%).
+  after the first minute (the target: flat within ±10%). With `--pin PROVIDER` (e.g. `simulated`) every request
+  names that provider, so the history loaded per request is sized by its window alone: without it, the route's
+  first targets (keyless anthropic, openai, gemini: ~1M-token windows) size it, and it grows with each
+  conversation for the whole soak (README, "Lean install", round 6).
 Figures are quoted in benchmarks/README.md; none is asserted in a unit test.
 """
 
@@ -211,7 +215,8 @@ def bench_rss() -> None:
         stop(proc, data_dir)
 
 
-async def _soak_worker(port: int, ctx: int, deadline: float, budget: list[int], stats: Stats) -> None:
+async def _soak_worker(port: int, ctx: int, deadline: float, budget: list[int], stats: Stats,
+                       pin: str | None) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     words = ["deploy", "rollback", "database", "canary", "password", "latency", "budget", "schema", "alerts"]
     try:
@@ -219,8 +224,11 @@ async def _soak_worker(port: int, ctx: int, deadline: float, budget: list[int], 
         while time.perf_counter() < deadline and budget[0] > 0:
             budget[0] -= 1
             n += 1
-            body = json.dumps({"message": f"turn {n}: what about the {words[n % len(words)]} of service {ctx}?",
-                               "context_id": f"soak-{ctx}"}).encode()
+            payload = {"message": f"turn {n}: what about the {words[n % len(words)]} of service {ctx}?",
+                       "context_id": f"soak-{ctx}"}
+            if pin:
+                payload["provider_id"] = pin
+            body = json.dumps(payload).encode()
             started = time.perf_counter()
             writer.write(build_request("127.0.0.1", port, "/api/v1/chat", body))
             status = await _read_response(reader, started, stats)
@@ -230,10 +238,10 @@ async def _soak_worker(port: int, ctx: int, deadline: float, budget: list[int], 
         writer.close()
 
 
-async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
+async def _soak(port: int, pid: int, seconds: float, requests: int, pin: str | None) -> None:
     stats, budget = Stats(), [requests]
     deadline = time.perf_counter() + seconds
-    workers = [asyncio.create_task(_soak_worker(port, c, deadline, budget, stats)) for c in range(32)]
+    workers = [asyncio.create_task(_soak_worker(port, c, deadline, budget, stats, pin)) for c in range(32)]
     samples: list[tuple[float, int, float]] = []
     started = time.perf_counter()
     while not all(w.done() for w in workers):
@@ -256,16 +264,17 @@ async def _soak(port: int, pid: int, seconds: float, requests: int) -> None:
           f"{(means[last] - means[first]) / means[first] * 100:+.1f}%; at the end {mem(pid)}")
 
 
-def bench_soak(minutes: float, requests: int) -> None:
+def bench_soak(minutes: float, requests: int, pin: str | None = None) -> None:
     # the simulated provider answering at once: contexts, retrieval and the indexer are what is exercised
     proc, port, data_dir = serve({"RHETOR_EMBEDDER": "local", "RHETOR_SIMULATED_DELAY_SCALE": "0"}, cpu=0)
     try:
         wait_ready(port)
         httpx.post(f"http://127.0.0.1:{port}/api/v1/memory/search", json={"query": "warm"}, timeout=120)
-        print(f"soak: 32 connections, 32 contexts, local embedder loaded, {minutes} min or {requests} requests")
+        print(f"soak: 32 connections, 32 contexts, local embedder loaded, {minutes} min or {requests} requests"
+              + (f", pinned to {pin}" if pin else ""))
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {1})  # the load generator on the other core
-        asyncio.run(_soak(port, proc.pid, minutes * 60, requests))
+        asyncio.run(_soak(port, proc.pid, minutes * 60, requests, pin))
         status = httpx.get(f"http://127.0.0.1:{port}/api/v1/memory/status", timeout=10).json()
         print(f"indexer: {status.get('embedded')} embedded, backlog {status.get('backlog')}")
     finally:
@@ -278,6 +287,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--requests", type=int, default=10**9)
+    ap.add_argument("--pin", help="soak: the provider every request names (e.g. simulated)")
     ap.add_argument("--instructions", action="store_true", help="startup: count instructions (callgrind) instead")
     args = ap.parse_args()
     if args.what in ("all", "venv"):
@@ -296,7 +306,7 @@ def main() -> None:
     if args.what in ("all", "rss"):
         bench_rss()
     if args.what in ("all", "soak"):
-        bench_soak(args.minutes, args.requests)
+        bench_soak(args.minutes, args.requests, args.pin)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,17 @@ def test_scope_append_keeps_ids_ascending_replaces_and_trims_to_budget() -> None
     assert top.tolist()[0] == 8 and set(top.tolist()) <= {6, 7, 8}
 
 
+def test_scope_loaded_empty_takes_the_indexers_first_vectors() -> None:
+    # a search before the context's first vector caches an empty (0, 0) scope; the indexer's first batch used to
+    # fail on it ("could not broadcast ... (0,0) into (0,384)") and was retried forever (benchmarks/lean.py soak
+    # --pin simulated: the indexer stopped)
+    scope = Scope(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+    m = np.ones((2, 4), dtype=np.float32)
+    scope.append([1, 2], m, max_bytes=10 * (8 + 16))
+    ids, rows = scope.rows()
+    assert ids.tolist() == [1, 2] and rows.shape == (2, 4) and scope.dim == 4
+
+
 async def test_cache_is_lru_within_its_budget_and_grows_with_the_indexer(tmp_path: Path) -> None:
     store = await _open(tmp_path / "r.db")
     try:

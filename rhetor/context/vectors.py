@@ -254,7 +254,8 @@ class Scope:
             cap = max(64, need, len(old_ids) + len(old_ids) // 4)
             grown_ids = np.zeros(cap, dtype=np.int64)
             grown_m = np.zeros((cap, matrix.shape[1]), dtype=np.float32)
-            grown_ids[:n], grown_m[:n] = old_ids[:n], old_m[:n]
+            if n:  # an empty scope's matrix is (0, 0) (read_scope found no vectors): nothing to copy, no width
+                grown_ids[:n], grown_m[:n] = old_ids[:n], old_m[:n]
             old_ids, old_m = grown_ids, grown_m
         old_ids[n:need], old_m[n:need] = new_ids, new_m
         row_bytes = 8 + 4 * matrix.shape[1]
