@@ -175,12 +175,17 @@ class Gateway:
 
     async def _window(self, rt: Route, context_id: str, text: str,
                       system: str | None) -> tuple[list[Message], Recall | None]:
-        """The stored history to send: the recent turns that fit the largest window among the route's targets
-        (fit_history trims per target), and, when they overflow the primary target's, the recent turns plus
+        """The stored history to send: the recent turns that fit the largest window among the route's available
+        targets (fit_history trims per target), and, when they overflow the first one's, the recent turns plus
         the older ones most relevant to `text` (a Recall). Its cost is bounded by the window, not the history."""
         assert self.memory is not None
         reply = _sampling(rt.options).get("max_tokens")
-        budgets = [budget_for(self.providers.get(t.provider).context_window(t.model), reply) for t in rt.targets]
+        # Only targets that can be tried count (a keyless vendor's ~1M-token window would load the whole
+        # conversation per request for a target the runner skips: the soak's growing memory, benchmarks/README.md
+        # "Round 6, memory under load"); with none available, all of them (the run fails anyway).
+        providers = [(self.providers.get(t.provider), t.model) for t in rt.targets]
+        tried = [(p, m) for p, m in providers if (await p.available()).ok] or providers
+        budgets = [budget_for(p.context_window(m), reply) for p, m in tried]
         fixed = message_tokens(Message("user", text)) + (estimate_tokens(system) if system else 0)
         return await self.memory.window(context_id, text, room_tokens=budgets[0] - fixed,
                                         load_tokens=max(budgets) - fixed)

@@ -14,6 +14,7 @@ import pytest
 
 from rhetor.catalog import load_catalog
 from rhetor.context.embedder import local_available
+from rhetor.routing.config import TaskConfig
 from rhetor.settings import Settings
 from tests.fakes.openai import FakeOpenAI, running_fake_openai
 
@@ -114,6 +115,26 @@ def test_stream_final_frame_reports_retrieval(
     final = httpx.Response(200, content=frames[-2]).json()
     assert frames[-1] == "[DONE]" and final["done"] is True
     assert final["retrieval"] == "semantic" and final["retrieved"]
+
+
+def test_window_follows_the_targets_that_can_be_tried(
+        rhetor: Rhetor, make_settings: Callable[..., Settings], fake: FakeOpenAI) -> None:
+    """A keyless vendor first in the route (a ~1M-token window the runner skips) does not size the history: the
+    window is the first available target's, so the outgrown conversation is recalled, not all loaded and cut."""
+    routes = TaskConfig.model_validate({"default": {"targets": [
+        {"provider": "anthropic", "model": "claude-sonnet-5-5"}, {"provider": "openai", "model": "gpt-4o-mini"}]}})
+    with rhetor(_settings(make_settings, fake, embedder="simulated"), routes) as url:
+        for user, _ in [OLD, *FILLER]:
+            r = httpx.post(f"{url}/api/v1/chat", json={"message": user, "context_id": "ergon:keyless"}, timeout=10)
+            assert r.status_code == 200 and r.json()["provider"] == "openai", r.text
+        _drained(url)
+        r = httpx.post(f"{url}/api/v1/chat", json={"message": QUESTION, "context_id": "ergon:keyless",
+                                                   "options": _tight()}, timeout=10)
+        sent = [m["content"] for m in fake.requests[-1]["messages"] if m["role"] != "system"]
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert reply["provider"] == "openai" and reply["retrieval"] == "semantic" and reply["retrieved"]
+    assert sent[0] == OLD[0] and sent[-1] == QUESTION
 
 
 def test_search_routes(rhetor: Rhetor, make_settings: Callable[..., Settings], fake: FakeOpenAI) -> None:
