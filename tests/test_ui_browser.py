@@ -9,6 +9,7 @@ with apt; elsewhere the module is skipped with a message saying so.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +23,11 @@ from tests.conftest import running_rhetor
 from tests.conftest import test_settings as settings_for
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (test extra) is not installed")
+# Waits go through Playwright's expect (its own isolated world): page.wait_for_function evaluates its string in the
+# page, which the dashboard's Content-Security-Policy (script-src 'self', no 'unsafe-eval') refuses whenever the
+# condition is not already true at the first check (a flaky console error, seen in CI).
+_expect = sync_api.expect
+WAIT_MS = 30_000
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 WIDE, NARROW = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
@@ -110,7 +116,7 @@ def test_overview_shows_providers_routes_and_traffic(wide: Page) -> None:
     assert "simulated/simulated-standard" in page.locator("#routes").inner_text()  # the chain's last fallback
     page.locator("#chart-rate canvas").wait_for()
     page.locator("#chart-latency canvas").wait_for()
-    page.wait_for_function("document.getElementById('traffic-note').textContent.includes('in the last hour')")
+    _expect(page.locator("#traffic-note")).to_contain_text("in the last hour", timeout=WAIT_MS)
     assert int(page.locator("#traffic-note").inner_text().split()[0]) >= 2  # the seeded requests
     wide.shot("overview-1280x800")
 
@@ -123,15 +129,14 @@ def test_playground_streams_and_says_who_answered_and_what_it_cost(wide: Page) -
     page.fill("#play-message", "Stream me a short answer, please")
     page.click("#play-send")
     # watch it stream: text arrives while the reply is still open
-    page.wait_for_function("(() => { const o = document.getElementById('play-output');"
-                           " return o.classList.contains('streaming') && o.textContent.length > 0; })()")
+    _expect(page.locator("#play-output.streaming")).to_have_text(re.compile(r"\S"), timeout=WAIT_MS)
     partial = page.locator("#play-output").inner_text()
     page.locator("#play-answered").wait_for()
     final = page.locator("#play-output").inner_text()
     assert len(final) > len(partial) > 0 and final.startswith(partial[:5])
     assert page.locator("#play-answered").inner_text().startswith("simulated/")
     assert page.locator(".badge-sim").inner_text() == "simulated"
-    page.wait_for_function("document.getElementById('play-cost').textContent.startsWith('$')")
+    _expect(page.locator("#play-cost")).to_have_text(re.compile(r"^\$"), timeout=WAIT_MS)
     assert "fallback" in page.locator("#play-meta").inner_text()  # chat routes to Anthropic first: no key here
     wide.shot("playground-1280x800")
 
@@ -156,7 +161,7 @@ def test_templates_list_versions_and_render_preview(wide: Page) -> None:
     page.locator("#template-versions button.active").wait_for()
     assert "Athena" in page.locator("#template-text").inner_text()
     page.click("#template-render button")
-    page.wait_for_function("document.getElementById('template-preview').textContent.includes('Athena')")
+    _expect(page.locator("#template-preview")).to_contain_text("Athena", timeout=WAIT_MS)
 
 
 def test_usage_view_by_component_model_day_and_budgets(wide: Page, base_url: str) -> None:
@@ -238,6 +243,6 @@ def test_an_open_breaker_shows_on_its_provider(browser: Any, tmp_path: Path) -> 
             tag = page.locator("#providers tr[data-provider=anthropic] .tag.open")
             tag.wait_for()
             assert model in tag.inner_text() and "open" in tag.inner_text()
-            page.wait_for_function("document.getElementById('traffic-note').textContent.includes('1 fallback ')")
+            _expect(page.locator("#traffic-note")).to_contain_text("1 fallback ", timeout=WAIT_MS)
             view.shot("breaker-open-1280x800")
             view.clean()
