@@ -175,34 +175,33 @@ class Gateway:
 
     async def _window(self, rt: Route, context_id: str, text: str,
                       system: str | None) -> tuple[list[Message], Recall | None]:
-        """The stored history to send: the recent turns that fit the largest window among the route's available
-        targets (fit_history trims per target), and, when they overflow the first one's, the recent turns plus
+        """The stored history to send: the recent turns that fit the largest room among the route's targets
+        (`_rooms`; fit_history trims per target), and, when they overflow the first one's, the recent turns plus
         the older ones most relevant to `text` (a Recall). Its cost is bounded by the window, not the history."""
         assert self.memory is not None
+        fixed = message_tokens(Message("user", text)) + (estimate_tokens(system) if system else 0)
+        room, load = await self._rooms(rt, fixed)
+        return await self.memory.window(context_id, text, room_tokens=room, load_tokens=load)
+
+    async def _rooms(self, rt: Route, fixed_tokens: int) -> tuple[int, int]:
+        """(the first target's room for stored history, the largest room): windows minus the reply's room and
+        `fixed_tokens` (what is sent anyway), over the targets that can be tried (a keyless vendor's ~1M-token
+        window would load the whole conversation per request for a target the runner skips: the soak's growing
+        memory, benchmarks/README.md "Round 6, memory under load"); with none available, all of them."""
         reply = _sampling(rt.options).get("max_tokens")
-        # Only targets that can be tried count (a keyless vendor's ~1M-token window would load the whole
-        # conversation per request for a target the runner skips: the soak's growing memory, benchmarks/README.md
-        # "Round 6, memory under load"); with none available, all of them (the run fails anyway).
         providers = [(self.providers.get(t.provider), t.model) for t in rt.targets]
         tried = [(p, m) for p, m in providers if (await p.available()).ok] or providers
-        budgets = [budget_for(p.context_window(m), reply) for p, m in tried]
-        fixed = message_tokens(Message("user", text)) + (estimate_tokens(system) if system else 0)
-        return await self.memory.window(context_id, text, room_tokens=budgets[0] - fixed,
-                                        load_tokens=max(budgets) - fixed)
+        rooms = [budget_for(p.context_window(m), reply) - fixed_tokens for p, m in tried]
+        return (rooms[0], max(rooms)) if rooms else (0, 0)
 
-    def prompt_room(self, inp: ChatInput, fixed_tokens: int) -> tuple[int, int]:
-        """(the primary target's room for stored history, the largest room among the route's targets): windows
-        minus the reply's room and `fixed_tokens` (what is sent anyway). For a front that keeps its conversation
-        itself (the Responses API) and asks `memory.window` what fits, as `_window` does for native contexts."""
+    async def prompt_room(self, inp: ChatInput, fixed_tokens: int) -> tuple[int, int]:
+        """`_rooms` for a front that keeps its conversation itself (the Responses API) and asks `memory.window`
+        what fits, as `_window` does for native contexts."""
         inp.options = request_options(inp.options)
         rt = route(self.config, defaults=self.defaults, task_type=inp.task_type, component=inp.component,
                    context_id=inp.context_id, provider_id=inp.provider_id, model_id=inp.model_id,
                    options=inp.options, deployments=self.deployment_kinds, listed=self.listed_models)
-        rt = pinned(rt, inp.options) if inp.pinned else rt
-        reply = _sampling(rt.options).get("max_tokens")
-        rooms = [budget_for(self.providers.get(t.provider).context_window(t.model), reply) - fixed_tokens
-                 for t in rt.targets]
-        return (rooms[0], max(rooms)) if rooms else (0, 0)
+        return await self._rooms(pinned(rt, inp.options) if inp.pinned else rt, fixed_tokens)
 
     def _builder(self, prepared: Prepared) -> Any:
         opts = prepared.route.options

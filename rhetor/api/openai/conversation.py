@@ -88,7 +88,7 @@ async def recall(gw: Gateway, inp: ChatInput, convo: Conversation, new_items: li
         return None
     new, _ = to_messages(new_items)
     fixed = sum(message_tokens(m) for m in new) + (estimate_tokens(system) if system else 0)
-    room, load = gw.prompt_room(inp, fixed)
+    room, load = await gw.prompt_room(inp, fixed)
     prior, _ = to_messages(convo.prior)
     if sum(message_tokens(m) for m in prior) <= room:
         return None
