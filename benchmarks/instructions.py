@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,17 +219,32 @@ def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float
     return totals(out) / int(args.n)
 
 
-def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
-    from load import run_load
+@contextlib.contextmanager
+def served(kind: str, args: argparse.Namespace, env: dict[str, str],
+           wrap: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int, str, Any, dict[str, float]]]:
+    """The target's server (under `wrap`, e.g. valgrind) for `kind`: (process, port, path, body, the load's
+    summary to fill); stopped at the end, and an error if the load saw any."""
     path, body = request_of(kind, args.target)
     port = free_port()
-    out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
     argv = [PY, "-m", "rhetor"] if args.target == "rhetor" else \
         [PY, str(ROOT / "benchmarks" / "floor.py"), str(port), f"http://127.0.0.1:{args.upstream}"]
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                             *argv], env={**os.environ, **env, "RHETOR_PORT": str(port)}, cwd=ROOT,
+    proc = subprocess.Popen([*wrap, *argv], env={**os.environ, **env, "RHETOR_PORT": str(port)}, cwd=ROOT,
                             stderr=subprocess.DEVNULL)
+    stats: dict[str, float] = {}
     try:
+        yield proc, port, path, body, stats
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    if stats.get("errors"):
+        raise RuntimeError(f"{kind}: {int(stats['errors'])} errors")
+
+
+def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
+    from load import run_load
+    out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    with served(kind, args, env, wrap) as (proc, port, path, body, stats):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -237,16 +254,11 @@ def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> fl
                 continue
         asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=3))  # warm-up
         callgrind(proc.pid, "-i", "on")
-        stats = asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency,
-                                     seconds=args.seconds)).summary()
+        stats.update(asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency,
+                                          seconds=args.seconds)).summary())
         callgrind(proc.pid, "-i", "off")
         callgrind(proc.pid, "-d")
         time.sleep(1)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-    if stats["errors"]:
-        raise RuntimeError(f"{kind}: {int(stats['errors'])} errors")
     return totals(out) / max(1.0, float(stats["requests"]))
 
 
@@ -254,14 +266,8 @@ def syscalls_server(kind: str, args: argparse.Namespace, env: dict[str, str]) ->
     """The real server (no valgrind) at c=1 (`--concurrency`): `strace -c -f` attached after a warm-up, one
     request at a time for `--n` requests; uvicorn's and the kernel interface's calls included."""
     from load import run_load
-    path, body = request_of(kind, args.target)
-    port = free_port()
-    argv = [PY, "-m", "rhetor"] if args.target == "rhetor" else \
-        [PY, str(ROOT / "benchmarks" / "floor.py"), str(port), f"http://127.0.0.1:{args.upstream}"]
-    proc = subprocess.Popen(argv, env={**os.environ, **env, "RHETOR_PORT": str(port)}, cwd=ROOT,
-                            stderr=subprocess.DEVNULL)
     out = tempfile.mktemp(prefix="rhetor-strace-")
-    try:
+    with served(kind, args, env, []) as (proc, port, path, body, stats):
         wait_ready(f"http://127.0.0.1:{port}{path}")
         asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=2))  # warm-up
         tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", out],
@@ -269,15 +275,10 @@ def syscalls_server(kind: str, args: argparse.Namespace, env: dict[str, str]) ->
         assert tracer.stderr is not None
         tracer.stderr.readline()  # "strace: Process N attached": counting from here
         time.sleep(0.5)  # (every thread attached)
-        stats = asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency, seconds=600,
-                                     max_requests=args.n)).summary()
+        stats.update(asyncio.run(run_load("127.0.0.1", port, path, body, concurrency=args.concurrency,
+                                          seconds=600, max_requests=args.n)).summary())
         tracer.send_signal(signal.SIGINT)
         tracer.wait(60)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-    if stats["errors"]:
-        raise RuntimeError(f"{kind}: {int(stats['errors'])} errors")
     print_syscalls(args.target, kind, Path(out), int(stats["requests"]), "server")
     return 0.0
 
