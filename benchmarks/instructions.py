@@ -19,7 +19,8 @@ request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each 
 
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it; RHETOR_PROFILE_DUMP=file writes the
-pstats for a sort of your own, e.g. inclusive time per Rhetor function).
+pstats for a sort of your own, e.g. inclusive time per Rhetor function). RHETOR_CALLGRIND_KEEP=folder keeps callgrind's
+files there for `callgrind_annotate` (C functions: SQLite, regex, the eval loop).
 
     .venv/bin/python benchmarks/instructions.py oa an native [--where server] [--target floor] [--env VAR=VALUE]
     .venv/bin/python benchmarks/instructions.py oa --profile [--top 40]
@@ -91,12 +92,16 @@ def environment(upstream: int, data: Path, extra: dict[str, str]) -> dict[str, s
 
 def totals(out: str) -> int:
     """The largest `summary:`/`totals:` figure over callgrind's output files (the dump holds the measured part)."""
-    best = 0
+    best, keep = 0, os.environ.get("RHETOR_CALLGRIND_KEEP")  # a folder: the files are moved there (annotate)
     for f in Path(out).parent.glob(Path(out).name + "*"):
         for line in f.read_text(errors="replace").splitlines():
             if line.startswith(("summary:", "totals:")):
                 best = max(best, int(line.split()[1]))
-        f.unlink()
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            f.rename(Path(keep) / f.name)
+        else:
+            f.unlink()
     return best
 
 
