@@ -33,6 +33,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from rhetor.api.coalesce import HeadWithBody
+from rhetor.api.head import on_headers_complete
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor.conns")
@@ -153,7 +154,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._header_timer = None
         if self._over_cap:
             self.limit_concurrency = 0  # uvicorn's own path: 503 "Service Unavailable", connection: close
-        _Base.on_headers_complete(self)
+        on_headers_complete(self)  # uvicorn's, building rhetor.api.head.FastHeadCycle (no per-header regexes)
         cycle = self.cycle  # the new request's (its task not run yet); not when the request was an upgrade
         if cycle is not None and cycle.transport is self.transport:
             cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]

@@ -1,0 +1,145 @@
+"""A cheaper response head: `FastHeadCycle`, uvicorn's httptools `RequestResponseCycle` with the head of an
+HTTP/1.1 response (`http.response.start`) checked and written without two regex searches per header.
+
+rhetor.api.protocols.GuardedHttpProtocol builds its cycles with `on_headers_complete` below: uvicorn's own
+method, run with FastHeadCycle for its global name `RequestResponseCycle` (no copy of its code; setting the
+cycle's `__class__` afterwards instead made CPython turn the instance's inline attributes into a dict, and every
+attribute access on the cycle dearer: +20k instructions a request under callgrind, more than the regexes cost).
+Body messages, and any start that would not take the plain path (writing paused, client gone, an invalid header
+or status), go to uvicorn's own `send`, which does and raises exactly what it always did.
+
+Why a fast path: uvicorn 0.54 runs `HEADER_RE.search(name)` and `HEADER_VALUE_RE.search(value)` for every
+header of every response, then lower-cases the name: under callgrind (benchmarks/instructions.py oa --where
+server) the regex engine alone cost ~19k instructions a request with governance off and ~33k with it on (six
+more `x-ratelimit-*` headers), of ~803k / ~911k. Here a name is checked once and its lower-cased form kept (a
+few dozen distinct constants; the memo is bounded), and all values are checked in one C pass: a translation
+table that moves every byte HEADER_VALUE_RE refuses changes the joined values iff one is there.
+Knows uvicorn's RequestResponseCycle (its fields and module constants); nothing of routes, governance or wire
+shapes.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+MAX_NAMES = 256  # distinct header names remembered as valid; beyond, a new name is checked on each response
+_names: dict[bytes, bytes] = {}  # a valid header name as the app gave it -> its lower-case form
+_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
+
+def _refusing_table() -> bytes:
+    """A `bytes.translate` table that keeps every byte HEADER_VALUE_RE allows and moves every byte it refuses."""
+    table = bytearray(range(256))
+    for byte in range(256):
+        if HEADER_VALUE_RE.search(bytes((byte,))):
+            table[byte] = 0x01 if byte == 0x00 else 0x00  # both refused: either one shows up as a change
+    return bytes(table)
+
+
+_REFUSED = _refusing_table()
+
+
+def _lower(name: bytes) -> bytes | None:
+    """`name` lower-cased if uvicorn accepts it as a header name (remembered while there is room), else None."""
+    if HEADER_RE.search(name):
+        return None
+    lowered = name.lower()
+    if len(_names) < MAX_NAMES:
+        _names[name] = lowered
+    return lowered
+
+
+_uvicorn_send = RequestResponseCycle.send
+
+
+class FastHeadCycle(RequestResponseCycle):
+    """uvicorn's response cycle; only the plain `http.response.start` is its own (see the module docstring)."""
+
+    __slots__ = ()
+
+    # A plain function returning the awaitable (as GatewayMiddleware's send does): body messages cost no
+    # coroutine of their own on top of uvicorn's.
+    def send(self, message: ASGISendEvent) -> Coroutine[Any, Any, None]:
+        if self.response_started or self.disconnected or self.flow.write_paused \
+                or message["type"] != "http.response.start":
+            return _uvicorn_send(self, message)
+        return self._start(message)  # type: ignore[arg-type]
+
+    async def _start(self, message: dict[str, Any]) -> None:
+        # Everything is worked out in locals first: on anything unusual the message goes to uvicorn's send,
+        # unchanged state and all, and it raises (or answers) as it always has.
+        try:
+            status_code: int = message["status"]
+            content = [STATUS_LINE[status_code]]
+            chunked = self.chunked_encoding
+            expected = self.expected_content_length
+            keep_alive = self.keep_alive
+            has_connection_close = False
+            names = _names
+            for name, value in self.default_headers + list(message.get("headers", [])):
+                lowered = names.get(name) or _lower(name)
+                if lowered is None:
+                    raise ValueError("header name")
+                if lowered in _SPECIAL:
+                    if lowered == b"content-length":
+                        if chunked is None:
+                            expected = int(value.decode())
+                            chunked = False
+                    elif lowered == b"transfer-encoding":
+                        if value.lower() == b"chunked":
+                            expected = 0
+                            chunked = True
+                    elif b"close" in [token.lower().strip() for token in value.split(b",")]:
+                        keep_alive = False
+                        has_connection_close = True
+                content += (lowered, b": ", value, b"\r\n")
+            values = b"".join(content[3::4])
+            if values.translate(_REFUSED) != values:
+                raise ValueError("header value")
+        except Exception:  # uvicorn's send decides, and raises what it always raised
+            await _uvicorn_send(self, message)  # type: ignore[arg-type]
+            return
+
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(self.scope), self.scope["method"],
+                                    get_path_with_query_string(self.scope), self.scope["http_version"],
+                                    status_code)
+        if not keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if chunked is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            chunked = True  # neither content-length nor transfer-encoding given
+            content.append(b"transfer-encoding: chunked\r\n")
+        self.keep_alive, self.chunked_encoding, self.expected_content_length = keep_alive, chunked, expected
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+
+def _building_fast_cycles(method: Callable[[HttpToolsProtocol], None]) -> Callable[[HttpToolsProtocol], None]:
+    """`method` (uvicorn's on_headers_complete) with FastHeadCycle for the global `RequestResponseCycle`; uvicorn's
+    own method if it no longer builds its cycle by that name (tests/test_head.py then fails: no fast path)."""
+    code = method.__code__
+    if "RequestResponseCycle" not in code.co_names or method.__closure__ or method.__defaults__:
+        return method
+    names = {**vars(httptools_impl), "RequestResponseCycle": FastHeadCycle}  # uvicorn's module constants
+    clone: Callable[[HttpToolsProtocol], None] = types.FunctionType(code, names, method.__name__)
+    return clone
+
+
+on_headers_complete = _building_fast_cycles(HttpToolsProtocol.on_headers_complete)
+
+__all__ = ["MAX_NAMES", "FastHeadCycle", "on_headers_complete"]
