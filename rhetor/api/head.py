@@ -11,9 +11,12 @@ or status), go to uvicorn's own `send`, which does and raises exactly what it al
 Why a fast path: uvicorn 0.54 runs `HEADER_RE.search(name)` and `HEADER_VALUE_RE.search(value)` for every
 header of every response, then lower-cases the name: under callgrind (benchmarks/instructions.py oa --where
 server) the regex engine alone cost ~19k instructions a request with governance off and ~33k with it on (six
-more `x-ratelimit-*` headers), of ~803k / ~911k. Here a name is checked once and its lower-cased form kept (a
-few dozen distinct constants; the memo is bounded), and all values are checked in one C pass: a translation
-table that moves every byte HEADER_VALUE_RE refuses changes the joined values iff one is there.
+more `x-ratelimit-*` headers), of ~803k / ~911k. Here a name is checked once and its line prefix
+(b"\r\n" + lower-cased name + b": ") kept (a few dozen distinct constants; the memo is bounded), and all values
+are checked in one C pass: a translation table that moves every byte HEADER_VALUE_RE refuses changes the joined
+values iff one is there. Measured (benchmarks/response_head.py, start and body sends): 11 headers 79.5k -> 39.4k
+instructions, 17 (with the rate limits) 110.7k -> 47.2k; benchmarks/README.md, "Round 7, response head", has
+the whole server's figures.
 Knows uvicorn's RequestResponseCycle (its fields and module constants); nothing of routes, governance or wire
 shapes.
 """
@@ -36,8 +39,9 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 MAX_NAMES = 256  # distinct header names remembered as valid; beyond, a new name is checked on each response
-_names: dict[bytes, bytes] = {}  # a valid header name as the app gave it -> its lower-case form
-_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+_names: dict[bytes, bytes] = {}  # a valid header name as the app gave it -> b"\r\n" + its lower-case form + b": "
+_LENGTH, _ENCODING, _CONNECTION = b"\r\ncontent-length: ", b"\r\ntransfer-encoding: ", b"\r\nconnection: "
+_SPECIAL = frozenset((_LENGTH, _ENCODING, _CONNECTION))
 
 
 def _refusing_table() -> bytes:
@@ -52,14 +56,15 @@ def _refusing_table() -> bytes:
 _REFUSED = _refusing_table()
 
 
-def _lower(name: bytes) -> bytes | None:
-    """`name` lower-cased if uvicorn accepts it as a header name (remembered while there is room), else None."""
+def _prefix(name: bytes) -> bytes:
+    """b"\r\n" + `name` lower-cased + b": " if uvicorn accepts it as a header name (remembered while there is
+    room); else ValueError."""
     if HEADER_RE.search(name):
-        return None
-    lowered = name.lower()
+        raise ValueError("header name")
+    prefix = b"\r\n" + name.lower() + b": "
     if len(_names) < MAX_NAMES:
-        _names[name] = lowered
-    return lowered
+        _names[name] = prefix
+    return prefix
 
 
 _uvicorn_send = RequestResponseCycle.send
@@ -83,30 +88,32 @@ class FastHeadCycle(RequestResponseCycle):
         # unchanged state and all, and it raises (or answers) as it always has.
         try:
             status_code: int = message["status"]
-            content = [STATUS_LINE[status_code]]
+            content = [STATUS_LINE[status_code][:-2]]  # each header line brings the CRLF before it
             chunked = self.chunked_encoding
             expected = self.expected_content_length
             keep_alive = self.keep_alive
             has_connection_close = False
             names = _names
             for name, value in self.default_headers + list(message.get("headers", [])):
-                lowered = names.get(name) or _lower(name)
-                if lowered is None:
-                    raise ValueError("header name")
-                if lowered in _SPECIAL:
-                    if lowered == b"content-length":
+                try:
+                    prefix = names[name]
+                except KeyError:  # a name not seen yet (or not valid)
+                    prefix = _prefix(name)
+                if prefix in _SPECIAL:
+                    if prefix == _LENGTH:
                         if chunked is None:
                             expected = int(value.decode())
                             chunked = False
-                    elif lowered == b"transfer-encoding":
+                    elif prefix == _ENCODING:
                         if value.lower() == b"chunked":
                             expected = 0
                             chunked = True
                     elif b"close" in [token.lower().strip() for token in value.split(b",")]:
                         keep_alive = False
                         has_connection_close = True
-                content += (lowered, b": ", value, b"\r\n")
-            values = b"".join(content[3::4])
+                content.append(prefix)
+                content.append(value)
+            values = b"".join(content[2::2])
             if values.translate(_REFUSED) != values:
                 raise ValueError("header value")
         except Exception:  # uvicorn's send decides, and raises what it always raised
@@ -120,12 +127,12 @@ class FastHeadCycle(RequestResponseCycle):
                                     get_path_with_query_string(self.scope), self.scope["http_version"],
                                     status_code)
         if not keep_alive and not has_connection_close:
-            content.append(b"connection: close\r\n")
+            content.append(b"\r\nconnection: close")
         if chunked is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
             chunked = True  # neither content-length nor transfer-encoding given
-            content.append(b"transfer-encoding: chunked\r\n")
+            content.append(b"\r\ntransfer-encoding: chunked")
         self.keep_alive, self.chunked_encoding, self.expected_content_length = keep_alive, chunked, expected
-        content.append(b"\r\n")
+        content.append(b"\r\n\r\n")
         self.transport.write(b"".join(content))
 
 
