@@ -32,6 +32,7 @@ BAD: dict[str, list[tuple[bytes, bytes]]] = {
     "/bad-name": [(b"bad name", b"1")],
     "/bad-colon": [(b"x:y", b"1")],
     "/bad-later": [(b"content-length", b"2"), (b"x-ok", b"fine"), (b"x-b", b"\x7f")],
+    "/bad-iterator": [(b"x-a", b"1"), (b"x-b", b"\n")],  # given as a one-shot iterator
 }
 
 
@@ -92,6 +93,13 @@ class App:
         elif path == "/lists":  # headers as lists (uvicorn takes any pair), a name twice
             await start(200, [[b"x-twice", b"1"], [b"content-length", b"2"], [b"X-Twice", b"2"]])  # type: ignore[list-item]
             await body(b"ok")
+        elif path == "/iterator":  # any iterable of pairs will do for uvicorn
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": iter([(b"content-length", b"2"), (b"x-a", b"1")])})
+            await body(b"ok")
+        elif path == "/bad-iterator":
+            await send({"type": "http.response.start", "status": 200, "headers": iter(BAD[path])})
+            await body(b"no")
         elif path in BAD:
             await start(200, BAD[path])
             await body(b"no")
@@ -163,6 +171,7 @@ async def conversation(port: int, requests: list[tuple[str, str, str]]) -> list[
 SAME_CONNECTION = [("GET", "/json", "1.1"), ("GET", "/stream", "1.1"), ("HEAD", "/json", "1.1"),
                    ("GET", "/204", "1.1"), ("GET", "/304", "1.1"), ("POST", "/chunked", "1.1"),
                    ("GET", "/odd-values", "1.1"), ("GET", "/many", "1.1"), ("GET", "/lists", "1.1"),
+                   ("GET", "/iterator", "1.1"),
                    ("GET", "/nowhere", "1.1"), ("GET", "/json", "1.1"), ("GET", "/close", "1.1")]
 
 

@@ -86,15 +86,17 @@ class FastHeadCycle(RequestResponseCycle):
     async def _start(self, message: dict[str, Any]) -> None:
         # Everything is worked out in locals first: on anything unusual the message goes to uvicorn's send,
         # unchanged state and all, and it raises (or answers) as it always has.
+        headers = None
         try:
             status_code: int = message["status"]
+            headers = list(message.get("headers", []))
             content = [STATUS_LINE[status_code][:-2]]  # each header line brings the CRLF before it
             chunked = self.chunked_encoding
             expected = self.expected_content_length
             keep_alive = self.keep_alive
             has_connection_close = False
             names = _names
-            for name, value in self.default_headers + list(message.get("headers", [])):
+            for name, value in self.default_headers + headers:
                 try:
                     prefix = names[name]
                 except KeyError:  # a name not seen yet (or not valid)
@@ -117,6 +119,8 @@ class FastHeadCycle(RequestResponseCycle):
             if values.translate(_REFUSED) != values:
                 raise ValueError("header value")
         except Exception:  # uvicorn's send decides, and raises what it always raised
+            if headers is not None:  # the headers as read here (they may have been a one-shot iterator)
+                message = {**message, "headers": headers}
             await _uvicorn_send(self, message)  # type: ignore[arg-type]
             return
 
