@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
+import traceback
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
@@ -105,6 +107,8 @@ class EagerRequest(ClientRequest):
     traces, an upload tracker, a paused or closing transport) goes through aiohttp's own `send`.
     """
 
+    _plain = False  # set up by our __init__: the Content-Length is the body's own
+
     def __init__(self, method: str, url: URL, *, params: Any = None, headers: Any = None,
                  skip_auto_headers: Any = None, data: Any = None, cookies: Any = None, auth: Any = None,
                  version: HttpVersion = HttpVersion11, compress: Any = None, chunked: Any = None,
@@ -159,6 +163,7 @@ class EagerRequest(ClientRequest):
             if hdrs.CONTENT_TYPE not in out:
                 out[hdrs.CONTENT_TYPE] = body.content_type
         self._traces = [] if traces is None else traces
+        self._plain = True
 
     async def send(self, conn: Connection) -> ClientResponse:
         body = self._body
@@ -185,23 +190,52 @@ class EagerRequest(ClientRequest):
             elif v == HttpVersion10:
                 headers[hdrs.CONNECTION] = "keep-alive"
         value: bytes = body._value
-        content_length = self._get_content_length()
-        if content_length is not None:  # as BytesPayload.write_with_length
-            value = value[:content_length]
+        if not self._plain:  # (ours set the length from the body itself)
+            content_length = self._get_content_length()
+            if content_length is not None:  # as BytesPayload.write_with_length
+                value = value[:content_length]
         data = _serialize_headers(f"{self.method} {self.url.raw_path_qs} HTTP/{v.major}.{v.minor}", headers) + value
-        writer = StreamWriter(protocol, self.loop)
-        writer.output_size = len(data)
         transport.write(data)
-        writer.set_eof()  # headers and body sent: marks the writer finished, writes nothing
         if protocol.writing_paused:  # as aiohttp's write_eof: wait for the transport's buffer to drain
+            writer = StreamWriter(protocol, self.loop)
+            writer.set_eof()  # headers and body sent: marks the writer finished, writes nothing
             await writer.drain()
         protocol.start_timeout()
         response_class = self.response_class
-        self.response = response = response_class(
-            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
-            request_info=self.request_info, traces=self._traces, loop=self.loop, session=self._session,
-            stream_writer=writer)
+        if response_class is not ClientResponse:
+            self.response = response = response_class(
+                self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
+                request_info=self.request_info, traces=self._traces, loop=self.loop, session=self._session,
+                stream_writer=cast("StreamWriter", _Sent(len(data))))
+            return response
+        # aiohttp's own response: its __init__ (ten keyword arguments) for a request already sent, inline
+        self.response = response = ClientResponse.__new__(ClientResponse)
+        url = self.original_url
+        response.method = self.method
+        response._real_url = url
+        response._url = url.with_fragment(None) if url.raw_fragment else url
+        response._output_size = len(data)
+        response._request_info = self.request_info
+        response._timer = self._timer
+        response._cache = {}
+        response._traces = self._traces
+        response._loop = loop = self.loop
+        session = self._session
+        if session is not None:
+            response._session = session
+            response._resolve_charset = session._resolve_charset
+        if loop.get_debug():
+            response._source_traceback = traceback.extract_stack(sys._getframe(1))
         return response
+
+
+class _Sent:
+    """What aiohttp's response reads of the writer of a request already sent: its size."""
+
+    __slots__ = ("output_size",)
+
+    def __init__(self, size: int) -> None:
+        self.output_size = size
 
 
 def new_session(headers: dict[str, str], *, read_bufsize: int) -> aiohttp.ClientSession:

@@ -23,6 +23,7 @@ from aiohttp.client import _has_no_authority
 from aiohttp.client_reqrep import ClientResponse
 from aiohttp.connector import HTTP_AND_EMPTY_SCHEMA_SET
 from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop, strip_auth_from_url
+from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from rhetor.providers.aio import TUNED, EagerRequest
@@ -160,8 +161,9 @@ async def post(session: aiohttp.ClientSession, url: URL | str, data: bytes, head
                 auth = None
             url = parsed
             resp.release()
-        if req._body is not None:
-            await req._body.close()
+        body_payload = req._body
+        if body_payload is not None and type(body_payload) is not BytesPayload:  # (a BytesPayload's is a no-op)
+            await body_payload.close()
         if history:
             resp._history = tuple(history)
         return resp
