@@ -131,3 +131,50 @@ async def test_plain_sessions_only(server: RawServer) -> None:
         assert response.status == 200 and await response.read() == b"POST ok"
     finally:
         await session.close()
+
+
+def bodies() -> dict[str, bytes]:
+    import gzip
+    big = b"x" * (3 * 2**20)
+    zipped = gzip.compress(b'{"z": 1}')
+    return {
+        "/json": answer(b'{"a": 1}'),
+        "/empty": answer(b""),
+        "/nocontent": b"HTTP/1.1 204 No Content\r\n\r\n",
+        "/chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        "/gzip": (b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(zipped)) + zipped,
+        "/big": answer(big),
+        "/error": answer(b'{"error": {"message": "no"}}', status="429 Too Many Requests"),
+    }
+
+
+@pytest.mark.parametrize("path", list(bodies()))
+async def test_received_body_is_what_read_gives(path: str) -> None:
+    """`received_body` (or, when it declines, `read()`) gives what `read()` alone gives, leaves the response and
+    the reader as `read()` does, and the connection goes on serving the next request."""
+    replies = bodies()
+
+    async def script(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies[request.split(b" ", 2)[1].decode()])
+
+    async def run(shortcut: bool) -> tuple[Any, ...]:
+        async with raw_server(script) as server:
+            session = aio.new_session(HEADERS, read_bufsize=2**16)
+            try:
+                seen = []
+                for p in (path, "/json"):
+                    response = await aio_request.post(session, URL(server.url + p), b"{}", {},
+                                                      aiohttp.ClientTimeout(total=None, sock_read=5))
+                    taken = aio_request.received_body(response) if shortcut else None
+                    body = taken if taken is not None else await response.read()
+                    c = response.content
+                    state = [getattr(c, a, None) for a in ("_size", "_cursor", "_low_water", "_high_water")]
+                    seen.append((response.status, body, await response.read(), response.closed,
+                                 response.connection, c.at_eof(), state, taken is not None))
+            finally:
+                await session.close()
+            return (seen, server.connections)
+
+    mine, theirs = await run(True), await run(False)
+    assert [s[:-1] for s in mine[0]] == [s[:-1] for s in theirs[0]] and mine[1] == theirs[1] == 1
+    assert mine[0][1][-1], "a small whole body is taken without read()"

@@ -17,6 +17,8 @@ Knows nothing of providers, vendors, or Rhetor's errors.
 
 from __future__ import annotations
 
+import sys
+
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.client import _has_no_authority
@@ -24,6 +26,7 @@ from aiohttp.client_reqrep import ClientResponse
 from aiohttp.connector import HTTP_AND_EMPTY_SCHEMA_SET
 from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop, strip_auth_from_url
 from aiohttp.payload import BytesPayload
+from aiohttp.streams import StreamReader
 from yarl import URL
 
 from rhetor.providers.aio import TUNED, EagerRequest
@@ -175,4 +178,30 @@ async def post(session: aiohttp.ClientSession, url: URL | str, data: bytes, head
         raise
 
 
-__all__ = ["MAX_REDIRECTS", "plain", "post"]
+def received_body(resp: ClientResponse) -> bytes | None:
+    """The body of a response received whole, taken as `await resp.read()` would take it; None when it is not
+    (more to come, chunked, several buffers, already read, traced): then `resp.read()` it is.
+
+    What `read()` does then is ~20k instructions (upstream client micro, benchmarks/README.md round 7): three
+    coroutines, two `readany` rounds, and `resume_reading` on the connection's protocol, whose `data_received(b"")`
+    walks the whole parser path. Here the one buffer is taken with the reader's own accounting; `resume_reading`
+    is left out only when reading is not paused, where all it would do is feed the parser no bytes.
+    """
+    content = resp.content
+    if (type(content) is not StreamReader or not content._eof or content._exception is not None
+            or len(content._buffer) != 1 or content._buffer_offset or content._http_chunk_splits is not None
+            or resp._body is not None or resp._traces or resp._connection is not None
+            or resp._ClientResponse__writer is not None):  # type: ignore[attr-defined]
+        return None
+    protocol = content._protocol
+    if protocol._reading_paused or protocol._buffer_paused:
+        return None
+    content.set_read_chunk_size(sys.maxsize)  # as read(): the limits of a reader read to its end
+    body: bytes = content._buffer.popleft()
+    content._size -= len(body)
+    content._cursor += len(body)
+    resp._body = body
+    return body
+
+
+__all__ = ["MAX_REDIRECTS", "plain", "post", "received_body"]
