@@ -178,3 +178,28 @@ async def test_received_body_is_what_read_gives(path: str) -> None:
     mine, theirs = await run(True), await run(False)
     assert [s[:-1] for s in mine[0]] == [s[:-1] for s in theirs[0]] and mine[1] == theirs[1] == 1
     assert mine[0][1][-1], "a small whole body is taken without read()"
+
+
+@pytest.mark.parametrize("mine", [True, False], ids=["post", "session.post"])
+async def test_pooled_connections_as_the_connector_takes_them(server: RawServer, mine: bool) -> None:
+    """A kept-alive connection is reused, one past the keep-alive time is closed and a new one made, whichever
+    sends (`pooled` for post, the connector's `_get` for aiohttp)."""
+    session = aio.new_session(HEADERS, read_bufsize=2**16)
+    send = aio_request.post if mine else stock
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=5)
+    try:
+        for _ in range(3):
+            response = await send(session, URL(server.url + "/ok"), b"{}", {}, timeout)
+            assert await response.read() == b"POST ok"
+        assert server.connections == 1
+        connector = session.connector
+        assert connector is not None
+        [(key, conns)] = connector._conns.items()
+        proto, t0 = conns[0]
+        conns[0] = (proto, t0 - 3600)  # an hour idle: past keepalive_timeout
+        response = await send(session, URL(server.url + "/ok"), b"{}", {}, timeout)
+        assert await response.read() == b"POST ok"
+        assert server.connections == 2 and not proto.is_connected()
+        assert len(connector._conns[key]) == 1 and not connector._acquired
+    finally:
+        await session.close()

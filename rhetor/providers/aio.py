@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from aiohttp import hdrs
+from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ClientRequest, ClientResponse
 from aiohttp.helpers import TimerNoop
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion, HttpVersion10, HttpVersion11
+from aiohttp.http import SERVER_SOFTWARE, HttpResponseParser, HttpVersion, HttpVersion10, HttpVersion11
 from aiohttp.http_writer import StreamWriter, _serialize_headers
 from aiohttp.payload import BytesPayload
 from multidict import CIMultiDict
@@ -76,6 +77,20 @@ class LazyReadTimeout(ResponseHandler):
 
     def start_timeout(self) -> None:
         self._reschedule_timeout()
+
+    def response_params(self, timer: Any, skip_payload: bool, read_until_eof: bool, auto_decompress: bool,
+                        read_timeout: float | None, read_bufsize: int, timeout_ceil_threshold: float,
+                        max_line_size: int, max_field_size: int, max_headers: int) -> None:
+        """aiohttp's `set_response_params`, its arguments in order (rhetor.providers.aio_request)."""
+        self._skip_payload = skip_payload
+        self._read_bufsize = read_bufsize
+        self._read_timeout = read_timeout
+        self._timeout_ceil_threshold = timeout_ceil_threshold
+        self._parser = HttpResponseParser(
+            self, self._loop, read_bufsize, timer=timer, payload_exception=ClientPayloadError,
+            response_with_body=not skip_payload, read_until_eof=read_until_eof, auto_decompress=auto_decompress,
+            max_line_size=max_line_size, max_field_size=max_field_size, max_headers=max_headers)
+        self._drain_tail()
 
     def _drop_timeout(self) -> None:
         self._deadline = None  # the timer stays armed: it finds no deadline when it fires

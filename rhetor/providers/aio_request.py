@@ -18,18 +18,19 @@ Knows nothing of providers, vendors, or Rhetor's errors.
 from __future__ import annotations
 
 import sys
+from time import monotonic
 
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.client import _has_no_authority
-from aiohttp.client_reqrep import ClientResponse
-from aiohttp.connector import HTTP_AND_EMPTY_SCHEMA_SET
+from aiohttp.client_reqrep import ClientResponse, ConnectionKey
+from aiohttp.connector import HTTP_AND_EMPTY_SCHEMA_SET, BaseConnector, Connection
 from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop, strip_auth_from_url
 from aiohttp.payload import BytesPayload
 from aiohttp.streams import StreamReader
 from yarl import URL
 
-from rhetor.providers.aio import TUNED, EagerRequest
+from rhetor.providers.aio import TUNED, EagerRequest, LazyReadTimeout
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10  # aiohttp's default
@@ -76,18 +77,26 @@ async def post(session: aiohttp.ClientSession, url: URL | str, data: bytes, head
             req = EagerRequest(method, url, params={}, headers=merged, data=body, cookies=jar.filter_cookies(url),
                                auth=auth, version=session._version, loop=session._loop,
                                response_class=session._response_class, timer=_TIMER, session=session, traces=[])
-            try:
-                conn = await connector.connect(req, traces=[], timeout=timeout)
-            except TimeoutError as exc:
-                raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {req.url}") from exc
+            conn = pooled(connector, req.connection_key)
+            if conn is None:
+                try:
+                    conn = await connector.connect(req, traces=[], timeout=timeout)
+                except TimeoutError as exc:
+                    raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {req.url}") from exc
             protocol = conn.protocol
             assert protocol is not None
-            protocol.set_response_params(
-                timer=_TIMER, skip_payload=method in EMPTY_BODY_METHODS, read_until_eof=True,
-                auto_decompress=session._auto_decompress, read_timeout=timeout.sock_read,
-                read_bufsize=session._read_bufsize, timeout_ceil_threshold=connector._timeout_ceil_threshold,
-                max_line_size=session._max_line_size, max_field_size=session._max_field_size,
-                max_headers=session._max_headers)
+            if type(protocol) is LazyReadTimeout:  # (its positional twin: ten keywords cost ~4k a call)
+                protocol.response_params(_TIMER, method in EMPTY_BODY_METHODS, True, session._auto_decompress,
+                                         timeout.sock_read, session._read_bufsize,
+                                         connector._timeout_ceil_threshold, session._max_line_size,
+                                         session._max_field_size, session._max_headers)
+            else:
+                protocol.set_response_params(
+                    timer=_TIMER, skip_payload=method in EMPTY_BODY_METHODS, read_until_eof=True,
+                    auto_decompress=session._auto_decompress, read_timeout=timeout.sock_read,
+                    read_bufsize=session._read_bufsize, timeout_ceil_threshold=connector._timeout_ceil_threshold,
+                    max_line_size=session._max_line_size, max_field_size=session._max_field_size,
+                    max_headers=session._max_headers)
             try:
                 try:
                     resp = await req.send(conn)
@@ -178,6 +187,32 @@ async def post(session: aiohttp.ClientSession, url: URL | str, data: bytes, head
         raise
 
 
+def pooled(connector: BaseConnector, key: ConnectionKey) -> Connection | None:
+    """A kept-alive connection for `key` from the connector's pool, as the connector's own `connect` takes one
+    first (its `_get`, without traces: two coroutines fewer a request); None when the pool has none alive, and
+    `connect` then makes one."""
+    conns = connector._conns.get(key)
+    if conns is None:
+        return None
+    now = monotonic()
+    keepalive = connector._keepalive_timeout
+    while conns:
+        proto, t0 = conns.popleft()
+        if proto.is_connected() and (keepalive is None or now - t0 <= keepalive):
+            if not conns:  # the very last connection was reclaimed: drop the key
+                del connector._conns[key]
+            connector._acquired.add(proto)
+            if connector._limit_per_host:
+                connector._acquired_per_host[key].add(proto)
+            return Connection(connector, key, proto, connector._loop)
+        transport = proto.transport  # not reusable: closed
+        proto.close()
+        if not connector._cleanup_closed_disabled and key.is_ssl:
+            connector._cleanup_closed_transports.append(transport)
+    del connector._conns[key]
+    return None
+
+
 def received_body(resp: ClientResponse) -> bytes | None:
     """The body of a response received whole, taken as `await resp.read()` would take it; None when it is not
     (more to come, chunked, several buffers, already read, traced): then `resp.read()` it is.
@@ -204,4 +239,4 @@ def received_body(resp: ClientResponse) -> bytes | None:
     return body
 
 
-__all__ = ["MAX_REDIRECTS", "plain", "post", "received_body"]
+__all__ = ["MAX_REDIRECTS", "plain", "pooled", "post", "received_body"]
