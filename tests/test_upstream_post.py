@@ -203,3 +203,18 @@ async def test_pooled_connections_as_the_connector_takes_them(server: RawServer,
         assert len(connector._conns[key]) == 1 and not connector._acquired
     finally:
         await session.close()
+
+
+async def test_another_aiohttp_release_takes_aiohttps_own_path(server: RawServer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the pinned aiohttp (aio.TUNED false): HttpUpstream sends through `session.request` and `read()`."""
+    from rhetor.providers.http import HttpUpstream
+
+    for tuned in (True, False):
+        monkeypatch.setattr(aio, "TUNED", tuned)
+        up = HttpUpstream("fake", server.url, HEADERS, timeout_s=10, connect_timeout_s=5)
+        try:
+            assert await up.request_bytes("POST", "/ok", {"a": 1}) == b"POST ok"
+            assert (up._post is aio_request.post) is tuned
+        finally:
+            await up.aclose()

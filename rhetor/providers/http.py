@@ -65,12 +65,14 @@ class HttpUpstream:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            from rhetor.providers.aio import new_session  # imports aiohttp: with the first session, not at start
-            from rhetor.providers.aio_request import plain, post, received_body
+            from rhetor.providers import aio  # imports aiohttp: with the first session, not at start
 
-            self._session = session = new_session(self._headers, read_bufsize=2**20)
-            self._post = post if plain(session) else None
-            self._received = received_body
+            self._session = session = aio.new_session(self._headers, read_bufsize=2**20)
+            if aio.TUNED:  # aio_request reads aiohttp's private names of the pinned release: imported only then
+                from rhetor.providers.aio_request import plain, post, received_body
+
+                self._post = post if plain(session) else None
+                self._received = received_body
         return self._session
 
     def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
