@@ -72,8 +72,18 @@ SENDS: dict[str, Callable[[RawServer], Callable[[aiohttp.ClientSession], Awaitab
     "get": lambda s: lambda session: session.get(s.url + "/v1/models"),
     "at the limit": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"x" * aio.EAGER_MAX),
     "over the limit": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"y" * (aio.EAGER_MAX + 1)),
+    # aiohttp's own request set-up (EagerRequest.__init__ hands these on): each makes it do more than add headers
+    "own host": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"h", headers={"Host": "example"}),
+    "own length": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"abc",
+                                                         headers={"content-length": "3"}),
+    "params": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"p", params={"a": "1"}),
+    "cookies": lambda s: lambda session: session.post(s.url + "/v1/x", data=b"c", cookies={"k": "v"}),
+    "string body": lambda s: lambda session: session.post(s.url + "/v1/x", data="text"),
+    "lower-case method": lambda s: lambda session: session.request("post", s.url + "/v1/x", data=b"m"),
+    "delete": lambda s: lambda session: session.delete(s.url + "/v1/x"),
 }
-EAGER = {"json", "no content type", "empty", "put", "at the limit"}
+EAGER = {"json", "no content type", "empty", "put", "at the limit", "own host", "own length", "params", "cookies",
+         "lower-case method"}
 
 
 @pytest.mark.parametrize("case", list(SENDS))
