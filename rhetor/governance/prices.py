@@ -42,32 +42,48 @@ class Cost:
     priced: bool  # False: no entry for this provider/model; usd is 0 and the ledger marks it `unpriced`
 
 
+Rates = tuple[float, float, float, float]
+
+
 class PriceTable:
     def __init__(self, entries: dict[str, dict[str, Price]]) -> None:
         self.entries = entries
-        self._memo: dict[tuple[str, str], Price | None] = {}  # bounded by the models actually used
+        # (provider, model) -> (its Price, its rates), bounded by the models actually used; emptied by a reload
+        # (rhetor.config.reload.swap_prices). The rates (input, output, cached input, cache write: per million
+        # tokens, the last two falling back to input) are plain floats: a pydantic model's attribute costs a
+        # `__getattr__` hook's detour each, four a request (callgrind, benchmarks/instructions.py)
+        self._memo: dict[tuple[str, str], tuple[Price | None, Rates | None]] = {}
 
-    def lookup(self, provider: str, model: str) -> Price | None:
-        key = (provider, model)
-        if key in self._memo:
-            return self._memo[key]
+    def _found(self, provider: str, model: str) -> tuple[Price | None, Rates | None]:
         models = self.entries.get(provider, {})
-        found = models.get(model) or models.get(_SUFFIX.sub("", model)) or models.get("*")
+        price = models.get(model) or models.get(_SUFFIX.sub("", model)) or models.get("*")
+        found = (price, None if price is None else (
+            price.input, price.output, price.input if price.cached_input is None else price.cached_input,
+            price.input if price.cache_write is None else price.cache_write))
         if len(self._memo) < 4096:
-            self._memo[key] = found
+            self._memo[(provider, model)] = found
         return found
 
+    def lookup(self, provider: str, model: str) -> Price | None:
+        return (self._memo.get((provider, model)) or self._found(provider, model))[0]
+
+    def usd(self, provider: str, model: str, usage: Usage) -> float | None:
+        """`cost(...).usd`, or None when unpriced: the meter's call, no Cost built."""
+        rates = (self._memo.get((provider, model)) or self._found(provider, model))[1]
+        if rates is None:
+            return None
+        cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+        if not cached and not written:  # the usual answer: the cache terms are 0 * rate, adding nothing
+            return (usage.input_tokens * rates[0] + usage.output_tokens * rates[1]) / PER
+        inp = usage.input_tokens
+        cached = min(cached, inp)
+        written = min(written, inp - cached)
+        return ((inp - cached - written) * rates[0] + usage.output_tokens * rates[1] + cached * rates[2]
+                + written * rates[3]) / PER
+
     def cost(self, provider: str, model: str, usage: Usage) -> Cost:
-        price = self.lookup(provider, model)
-        if price is None:
-            return Cost(0.0, False)
-        cached = min(usage.cached_input_tokens, usage.input_tokens)
-        written = min(usage.cache_write_tokens, usage.input_tokens - cached)
-        plain = usage.input_tokens - cached - written
-        usd = (plain * price.input + usage.output_tokens * price.output
-               + cached * (price.input if price.cached_input is None else price.cached_input)
-               + written * (price.input if price.cache_write is None else price.cache_write)) / PER
-        return Cost(usd, True)
+        usd = self.usd(provider, model, usage)
+        return Cost(0.0, False) if usd is None else Cost(usd, True)
 
     def as_dict(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {p: {m: price.model_dump(exclude_none=True) for m, price in models.items()}
