@@ -147,13 +147,34 @@ class InProcessLimiter:
     def take(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> list[tuple[bytes, bytes]] | None:
         """`check` without its Verdict: an admitted request's headers (`tokens` reserved when there is a TPM
         limit), or None when refused, having counted nothing (`check` then says why). The hot path of a key's
-        own limits: a Verdict and its Admission cost ~5k instructions a request (benchmarks/instructions.py)."""
+        own limits: a Verdict and its Admission cost ~5k instructions a request (benchmarks/instructions.py).
+        `_admit` and, for a key with both limits, `_headers` inlined: two calls fewer, and the requests' reset
+        is the table's minute (the request just counted is the newest) (~4k instructions, callgrind micro)."""
         now = self._clock()
         now_s = int(now)
         s = self._subjects.get(subject)
         if s is None or s.requests.second != now_s:
             s = self._subject(subject, now_s)
-        return _admit(s, now, now_s, rpm, tpm, tokens)
+        if rpm is None or tpm is None:
+            return _admit(s, now, now_s, rpm, tpm, tokens)
+        requests = s.requests
+        if requests.total >= rpm:
+            return None
+        w = s.tokens
+        used = w.total + s.reserved
+        if used > 0 and used + tokens > tpm:
+            return None
+        reserved = s.reserved = s.reserved + tokens
+        requests.counts[now_s % WINDOW] += 1  # Window.add(1), inlined
+        total = requests.total = requests.total + 1
+        requests.last = now_s
+        remaining, left, gap = rpm - total, tpm - w.total - reserved, w.last + WINDOW - now_s
+        return [_LIMIT_REQUESTS.get(rpm) or _limit(_LIMIT_REQUESTS, b"x-ratelimit-limit-requests", rpm),
+                (b"x-ratelimit-remaining-requests", b"%d" % remaining if remaining > 0 else b"0"),
+                _RESET_REQUESTS[WINDOW],
+                _LIMIT_TOKENS.get(tpm) or _limit(_LIMIT_TOKENS, b"x-ratelimit-limit-tokens", tpm),
+                (b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"),
+                _RESET_TOKENS[gap] if gap >= 2 else (b"x-ratelimit-reset-tokens", w.reset(now))]
 
     def _refused(self, s: _Subject, kind: str, rpm: int | None, tpm: int | None, wait: float,
                  now: float) -> Verdict:
