@@ -100,10 +100,17 @@ class RowWriter:
             conn.executemany(INSERT_ALL, [full_row(r, n, dumps(r.attempts).decode()) for r in records])
             return
         sets: dict[tuple[Any, ...], list[UsageRecord]] = {}  # the set's values and PLAIN or not -> its records
+        # The meter shares one `attempts` list among the records of the same single attempt (rhetor.governance.
+        # meter._one): its JSON is made again only when the list changes from the record before
+        last: Any = None
+        text = ""
         for r in records:
             plain = (r.ttft_ms is None and r.context_id is None
                      and not (r.cached_tokens or r.cache_write_tokens or r.reasoning_tokens or r.saved_usd))
-            key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, dumps(r.attempts).decode(),
+            if r.attempts is not last:
+                last = r.attempts
+                text = dumps(last).decode()
+            key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, text,
                    1 if r.estimated else 0, 1 if r.unpriced else 0, r.status, 1 if r.fallback else 0,
                    1 if r.cache_hit else 0, r.downgraded_from, plain)
             found = sets.get(key)
