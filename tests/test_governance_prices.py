@@ -81,3 +81,20 @@ def test_providers_report_cached_and_reasoning_tokens() -> None:
     r = parse_response({"content": [{"type": "text", "text": "hi"}], "usage": {
         "input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 7}})
     assert r.usage == Usage(47, 5, cached_input_tokens=30, cache_write_tokens=7)
+
+
+def test_usd_is_costs_figure_and_a_reload_reprices(tmp_path: Path) -> None:
+    """`usd` (the meter's call, from memoized plain rates) answers what `cost` does, cache terms or not; unpriced
+    is None; a reload (swap_prices empties the memo) prices with the new entries at once."""
+    from rhetor.config.reload import swap_prices
+    from rhetor.governance.prices import PER, Price, PriceTable
+
+    table = PriceTable({"p": {"m": Price(input=3.0, output=15.0, cached_input=0.3)}})
+    for usage in (Usage(1000, 500), Usage(1000, 500, 400, 100), Usage(10, 0, 50, 0), Usage(0, 0)):
+        assert table.usd("p", "m", usage) == table.cost("p", "m", usage).usd
+    assert table.usd("p", "m", Usage(1000, 500)) == (1000 * 3.0 + 500 * 15.0) / PER
+    assert table.usd("p", "m", Usage(1000, 0, 400, 100)) == (500 * 3.0 + 400 * 0.3 + 100 * 3.0) / PER
+    assert table.usd("p", "other", Usage(1, 1)) is None and not table.cost("p", "other", Usage(1, 1)).priced
+    swap_prices(table, PriceTable({"p": {"m": Price(input=1.0, output=1.0)}}))
+    assert table.usd("p", "m", Usage(1000, 1000)) == 2000 / PER
+    assert table.lookup("p", "m") == Price(input=1.0, output=1.0)

@@ -98,3 +98,33 @@ def test_an_error_event_or_a_cut_stream_says_so(events: list[StreamEvent], stop_
 def test_a_stream_with_a_context_records_its_turn() -> None:
     _, recorded = run(_run([TextDelta("ok"), StreamEnd("stop", Usage(1, 1), "gpt-x")], context_id="c-1"))
     assert recorded == ["complete:ok"]
+
+
+def test_records_of_one_attempt_share_its_list_and_latency_keeps_three_decimals() -> None:
+    """The meter hands records of the same single attempt one shared `attempts` list (never changed after),
+    and rounds latencies to the microsecond without round()."""
+    import time as _time
+
+    from rhetor.governance.meter import Meter, _ms
+    from rhetor.governance.prices import load_prices
+    from rhetor.routing.fallback import Attempt, RunInfo
+    from rhetor.routing.router import Target
+    from rhetor.types import ChatResponse, Usage
+
+    got: list = []
+
+    class Sink:
+        def record(self, rec: object) -> None:
+            got.append(rec)
+
+    meter = Meter(Sink(), load_prices())
+    for outcome in ("ok", "ok", "error"):
+        info = RunInfo(attempts=[Attempt("openai", "gpt-4o-mini", outcome, error_type="x" if outcome != "ok"
+                                         else None)], target=Target("openai", "gpt-4o-mini"))
+        meter.start("openai", None, None, None, None, "ctx-1", info, _time.perf_counter(), lambda: 1).answered(
+            ChatResponse(content="hi", model="gpt-4o-mini", provider="openai", usage=Usage(10, 5)))
+    assert got[0].attempts == [{"provider": "openai", "model": "gpt-4o-mini", "outcome": "ok"}]
+    assert got[0].attempts is got[1].attempts and got[2].attempts is not got[0].attempts
+    assert got[2].attempts == [{"provider": "openai", "model": "gpt-4o-mini", "outcome": "error", "error_type": "x"}]
+    assert got[0].context_id == "ctx-1" and got[0].cost_usd > 0 and not got[0].unpriced
+    assert _ms(0.0123456) == 12.346 and _ms(0.0) == 0.0 and _ms(1.5) == 1500.0
