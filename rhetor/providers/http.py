@@ -56,7 +56,7 @@ class HttpUpstream:
         self._session: aiohttp.ClientSession | None = None
         # rhetor.providers.aio_request.post when the session is `plain` (decided per session)
         self._post: Callable[..., Awaitable[aiohttp.ClientResponse]] | None = None
-        self._received: Callable[[aiohttp.ClientResponse], bytes | None] = _not_received
+        self._received: Callable[[aiohttp.ClientResponse], bytes | None] | None = None  # with _post
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # per read limit: immutable, so shared
         self._urls: dict[str, Any] = {}  # path -> its parsed (yarl) URL: immutable, so shared
         url = urlsplit(self.base_url)
@@ -71,8 +71,7 @@ class HttpUpstream:
             if aio.TUNED:  # aio_request reads aiohttp's private names of the pinned release: imported only then
                 from rhetor.providers.aio_request import plain, post, received_body
 
-                self._post = post if plain(session) else None
-                self._received = received_body
+                self._post, self._received = (post, received_body) if plain(session) else (None, None)
         return self._session
 
     def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
@@ -173,7 +172,7 @@ class HttpUpstream:
         timeout = self._timeouts.get(self._timeout_s if timeout_s is None else timeout_s) or self._timeout(timeout_s)
         # POSTs past aiohttp's general `_request`, a body received whole taken without `read()`
         # (rhetor.providers.aio_request: ~42k and ~20k instructions a request)
-        post = self._post
+        post, received = self._post, self._received
         try:
             if post is not None and method == "POST" and data is not None:
                 response = await post(session, self._url(path), data, headers, timeout)
@@ -182,7 +181,7 @@ class HttpUpstream:
                                                  headers=headers)
             if span is not None:
                 span.set_attribute("http.response.status_code", response.status)
-            body = self._received(response) if post is not None else None
+            body = received(response) if received is not None else None
             if body is None:
                 body = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -306,10 +305,6 @@ class HttpUpstream:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
-
-
-def _not_received(response: aiohttp.ClientResponse) -> bytes | None:
-    return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
