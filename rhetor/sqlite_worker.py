@@ -1,21 +1,26 @@
 """One SQLite database driven from one dedicated worker thread, with an ordered list of migrations.
 
-Every blocking sqlite3 call runs on a single-thread executor, so the event loop never blocks and writes are
-serialized. The schema comes from the `migrations` given (append-only; entry i moves the schema from
-version i to i + 1), tracked with `PRAGMA user_version`. Shared by the context store and the template store;
-knows nothing of their tables, of providers or of HTTP.
+Every blocking sqlite3 call runs on the worker's own thread, one call at a time, so the event loop never blocks
+and writes are serialized. The hop is a SimpleQueue to the thread and `call_soon_threadsafe` back: a call costs
+~26k instructions of hop where `run_in_executor` on a ThreadPoolExecutor cost ~132k (its Python Future,
+Condition, semaphore and chained asyncio future; benchmarks/README.md, round 8) — the usage ledger pays one per
+flush, the context store one per stored turn. The schema comes from the `migrations` given (append-only; entry i
+moves the schema from version i to i + 1), tracked with `PRAGMA user_version`. Shared by the context store, the
+template store and governance's stores; knows nothing of their tables, of providers or of HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from queue import SimpleQueue
+from typing import Any, TypeVar
 
 from rhetor.errors import ConfigError, RhetorError
 
@@ -31,35 +36,50 @@ class SqliteWorker:
         self.path = Path(path)
         self._migrations = migrations
         self._label = label
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: SimpleQueue[_Job | None] | None = None  # to the worker thread; None stops it
         self._conn: sqlite3.Connection | None = None  # created, used and closed on the worker thread only
 
     async def open(self) -> None:
-        if self._executor is not None:
+        if self._jobs is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rhetor-{self.path.stem}")
+        jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        threading.Thread(target=_serve, args=(jobs,), name=f"rhetor-{self.path.stem}", daemon=True).start()
+        # a worker dropped without close() still ends its thread (the thread holds the queue, not the worker)
+        weakref.finalize(self, jobs.put, None)
+        self._jobs = jobs
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_sync)
+            await self._submit(jobs, self._open_sync)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            self._jobs = None
+            jobs.put(None)
             raise
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
+        jobs, self._jobs = self._jobs, None
+        if jobs is None:
             return
         try:
             # Queued behind any call still in flight, so those finish before the connection goes.
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+            await self._submit(jobs, self._close_sync)
         finally:
-            executor.shutdown(wait=False)
+            jobs.put(None)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the worker thread; sqlite errors become RhetorError."""
-        if self._executor is None:
+        jobs = self._jobs
+        if jobs is None:
             raise RhetorError(f"{self._label} is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        jobs.put((self._call, fn, future, loop))
+        return await future
+
+    @staticmethod
+    def _submit(jobs: SimpleQueue[_Job | None], fn: Callable[[], None]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        jobs.put((_no_arg, fn, future, loop))
+        return future
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -146,6 +166,50 @@ def _settle(conn: sqlite3.Connection, migrate: Callable[[sqlite3.Connection], No
                 conn.execute("ROLLBACK")
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
+
+
+_Job = tuple[Callable[[Any], Any], Any, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _serve(jobs: SimpleQueue[_Job | None]) -> None:
+    """The worker thread: each job in turn, until a None."""
+    while (job := jobs.get()) is not None:
+        _run(*job)
+        job = None  # nothing of a finished job kept alive while waiting for the next
+
+
+def _run(call: Callable[[Any], Any], arg: Any, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+    """`call(arg)`, its outcome set on `future` from the loop's thread. A job whose caller was cancelled before it
+    started is skipped, as a ThreadPoolExecutor's would be."""
+    if future.cancelled():
+        return
+    try:
+        result = call(arg)
+    except BaseException as exc:  # handed to the caller, whatever it is (the executor did the same)
+        _settle_from_thread(loop, _fail, future, exc)
+    else:
+        _settle_from_thread(loop, _succeed, future, result)
+
+
+def _settle_from_thread(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(how, *args)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # cancelled meanwhile
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _no_arg(fn: Callable[[], Any]) -> Any:
+    return fn()
 
 
 def _user_version(conn: sqlite3.Connection) -> int:
