@@ -27,7 +27,8 @@ from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain
 from rhetor.errors import InvalidRequestError, StoreUnavailableError
 from rhetor.governance.gate import Gate
-from rhetor.governance.meter import NO_METER, Meter, Metered, estimate_input
+from rhetor.governance.ledger import UsageRecord
+from rhetor.governance.meter import NO_METER, Meter, Metered
 from rhetor.observability import chat_span, tracing
 from rhetor.prompts import TemplateStore, apply_template
 from rhetor.providers import Providers
@@ -262,10 +263,18 @@ class Gateway:
         first = rt.targets[0] if rt.targets else None
         # positionally, in Meter.start's order (its keywords cost ~5k instructions a request, callgrind)
         return self.meter.start(inp.front, inp.request_id, inp.key_id, rt.component, rt.task_type, inp.context_id,
-                                info, inp.started,
-                                lambda: estimate_input(prepared.system, [*prepared.history, *prepared.new_turn]),
+                                info, inp.started, prepared.input_estimate,
                                 first.provider if first is not None else None,
                                 first.model if first is not None else None)
+
+    @staticmethod
+    def _begin(meter: Meter, inp: ChatInput, prepared: Prepared) -> UsageRecord:
+        """`_metered` without its Metered: the record alone (the non-streaming chat ends it itself)."""
+        rt = prepared.route
+        first = rt.targets[0] if rt.targets else None
+        return meter.begin(inp.front, inp.request_id, inp.key_id, rt.component, rt.task_type, inp.context_id,
+                           inp.started, first.provider if first is not None else None,
+                           first.model if first is not None else None)
 
     def chat(self, inp: ChatInput) -> Coroutine[Any, Any, ChatOutcome]:
         """The chat, to be awaited. With tracing off, `_chat`'s own coroutine: no wrapper layer per request."""
@@ -290,26 +299,31 @@ class Gateway:
     async def _chat(self, inp: ChatInput) -> ChatOutcome:
         prepared = await self._prepare(inp)
         info = RunInfo([])
-        metered = self._metered(inp, prepared, info)
+        # The usage ledger's record of this request, ended here (answered or failed: exactly one of them) without
+        # a Metered of its own (~3k instructions a request, benchmarks/instructions.py)
+        meter = self.meter
+        rec = None if meter is None else self._begin(meter, inp, prepared)
         build = self._builder(prepared)
         self.drain.calls += 1
         try:
             # cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)
             if self.gate is not None:  # inline, not a coroutine of its own (one fewer per request)
-                prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
+                prepared.ticket = await self.gate.admit(prepared, build, self.providers, rec)
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 response = prepared.ticket.serve(info)
             else:
                 response = await self.runner.complete(prepared.route, build, info)
         except BaseException as exc:
-            metered.failed(exc)
+            if meter is not None and rec is not None:
+                meter.failed(rec, info, inp.started, exc)
             await asyncio.shield(self._record(prepared, "", "error"))
             raise
         finally:
             self.drain.calls -= 1
             if prepared.ticket is not None:
                 prepared.ticket.release()  # no await before the meter records the real cost
-        metered.answered(response)
+        if meter is not None and rec is not None:
+            meter.answered(rec, info, inp.started, response, prepared.input_estimate)
         if prepared.ticket is not None:
             prepared.ticket.answered(response, info)
         if prepared.context_id is not None:  # nothing to record without a context (no coroutine for it)

@@ -18,7 +18,7 @@ from rhetor.context.retrieval import Recall
 from rhetor.drain import Drain, shutdown_error
 from rhetor.governance.gate import Notes, Ticket
 from rhetor.governance.keys import Identity
-from rhetor.governance.meter import NO_METER, Metered, status_of
+from rhetor.governance.meter import NO_METER, Metered, estimate_input, status_of
 from rhetor.observability import chat_span
 from rhetor.routing.fallback import RunInfo
 from rhetor.routing.router import Route
@@ -127,6 +127,10 @@ class Prepared:
     inp: ChatInput
     recall: Recall | None = None  # older turns brought back by retrieval (rhetor.context.retrieval)
     ticket: Ticket | None = None  # its budget reservation and cache slot (rhetor.governance.gate)
+
+    def input_estimate(self) -> int:
+        """Rhetor's estimate of the input tokens, for a usage record whose upstream gave no usage."""
+        return estimate_input(self.system, [*self.history, *self.new_turn])
 
 
 class StreamSession:

@@ -48,14 +48,38 @@ class Meter:
               task_type: str | None, context_id: str | None, info: RunInfo, started: float,
               estimate: Callable[[], int], provider: str | None = None, model: str | None = None) -> Metered:
         """Positional (once per request: building the keywords' dict cost ~5k instructions, callgrind). `provider`
-        and `model`: what was asked for, until the run says who answered."""
+        and `model`: what was asked for, until the run says who answered. A stream's: its session tells it."""
+        rec = UsageRecord(time.time() - (time.perf_counter() - started), request_id, key_id or ANONYMOUS, component,
+                          task_type, front, provider, model)  # `begin`, inline (a call fewer a stream)
+        if context_id is not None:
+            rec.context_id = context_id
+        return Metered(self, rec, info, started, estimate)
+
+    def begin(self, front: str, request_id: str | None, key_id: str | None, component: str | None,
+              task_type: str | None, context_id: str | None, started: float, provider: str | None = None,
+              model: str | None = None) -> UsageRecord:
+        """The record of a request starting, for a caller that ends it itself with `answered` or `failed` (the
+        gateway's non-streaming chat: no Metered, ~3k instructions a request, benchmarks/instructions.py)."""
         # UsageRecord's first eight fields positionally too; `context_id` set apart when there is one (a keyword
         # argument costs the call ~1k instructions)
         rec = UsageRecord(time.time() - (time.perf_counter() - started), request_id, key_id or ANONYMOUS, component,
                           task_type, front, provider, model)
         if context_id is not None:
             rec.context_id = context_id
-        return Metered(self, rec, info, started, estimate)
+        return rec
+
+    def answered(self, rec: UsageRecord, info: RunInfo, started: float, response: ChatResponse,
+                 estimate: Callable[[], int]) -> None:
+        """`Metered.answered` for a record from `begin` (called once, or `failed` instead)."""
+        usage = response.usage
+        if usage.input_tokens == 0 and usage.output_tokens == 0:
+            rec.estimated = True
+            usage = Usage(estimate(), _output_estimate(response))
+        _end(self, rec, info, started, "ok", usage)
+
+    def failed(self, rec: UsageRecord, info: RunInfo, started: float, exc: BaseException) -> None:
+        """`Metered.failed` for a record from `begin`."""
+        _end(self, rec, info, started, status_of(exc), Usage())
 
     def direct(self, *, front: str, request_id: str | None, key_id: str | None, component: str | None,
                task_type: str | None, provider: str, model: str, started: float, usage: Usage | None,
@@ -120,7 +144,9 @@ class Metered:
             self.rec.ttft_ms = _ms(first - self._started)
         if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
             usage = self._estimated(output_chars)
-        self._end(status, usage)
+        self._done = True  # `_end`, inline: one call fewer a stream
+        assert self._meter is not None and self._info is not None
+        _end(self._meter, self.rec, self._info, self._started, status, usage)
 
     def _estimated(self, output_chars: int) -> Usage:
         assert self.rec is not None and self._estimate is not None
@@ -133,21 +159,32 @@ class Metered:
         self._done = True
         meter, rec, info = self._meter, self.rec, self._info
         assert meter is not None and rec is not None and info is not None
-        rec.status = status
-        rec.latency_ms = _ms(time.perf_counter() - self._started)
-        rec.fallback = info.fallback
-        attempts = info.attempts
-        rec.attempts = _one(attempts[0]) if len(attempts) == 1 else [_attempt(a) for a in attempts]
-        target = info.target
-        if target is not None:
-            rec.provider, rec.model = target.provider, target.model
-        elif info.attempts:
-            rec.provider, rec.model = info.attempts[-1].provider, info.attempts[-1].model
-        if rec.cache_hit:  # served from the response cache: nothing spent, the list price of the answer saved
-            rec.saved_usd = meter.prices.cost(rec.provider or "", rec.model or "", usage).usd
-            usage = Usage()
-        _price(meter.prices, rec, usage)
-        meter.sink.record(rec)
+        _end(meter, rec, info, self._started, status, usage)
+
+
+def _output_estimate(response: ChatResponse) -> int:
+    """Output tokens estimated from the answer's text and tool-call arguments (~4 characters a token)."""
+    chars = len(response.content) + sum(len(c.arguments) for c in response.tool_calls)
+    return (chars + 3) // 4 if chars else 0
+
+
+def _end(meter: Meter, rec: UsageRecord, info: RunInfo, started: float, status: str, usage: Usage) -> None:
+    """Complete `rec` (how it ended, its latency, attempts, who answered, its cost) and hand it to the sink."""
+    rec.status = status
+    rec.latency_ms = _ms(time.perf_counter() - started)
+    rec.fallback = info.fallback
+    attempts = info.attempts
+    rec.attempts = _one(attempts[0]) if len(attempts) == 1 else [_attempt(a) for a in attempts]
+    target = info.target
+    if target is not None:
+        rec.provider, rec.model = target.provider, target.model
+    elif info.attempts:
+        rec.provider, rec.model = info.attempts[-1].provider, info.attempts[-1].model
+    if rec.cache_hit:  # served from the response cache: nothing spent, the list price of the answer saved
+        rec.saved_usd = meter.prices.cost(rec.provider or "", rec.model or "", usage).usd
+        usage = Usage()
+    _price(meter.prices, rec, usage)
+    meter.sink.record(rec)
 
 
 def _attempt(a: Any) -> dict[str, Any]:
