@@ -7,7 +7,8 @@ with PYTHONPATH set to it to count that checkout's code (e.g. main's, then a bra
 
     PYTHONPATH=. .venv/bin/python benchmarks/governance_micro.py [case ...] [--n 2000]
 
-Cases: empty, meter (Meter.start + Metered.answered, a null sink), meter_base (what `meter` builds around them:
+Cases: empty, meter (Meter.start + Metered.answered, a null sink: a stream's way), meter_begin (Meter.begin +
+Meter.answered: the non-streaming chat's, round 8), meter_base (what `meter` builds around them:
 RunInfo, Attempt, Target), price_cost (PriceTable.cost), limiter (InProcessLimiter take + release + consume),
 take, key_middleware / open_middleware (ApiKeyMiddleware with a limited virtual key / with no key configured,
 a no-op app inside), book_record (BudgetBook.record, one global warn budget), book_judge (applicable + judge).
@@ -60,6 +61,26 @@ def meter() -> Case:
     def one() -> None:
         m.start("openai", "rid-1", "key_bench", None, "default", None, run_info(), time.perf_counter(), lambda: 5,
                 "openai", "gpt-5.4-mini").answered(reply)
+    return one
+
+
+def meter_begin() -> Case:
+    """The gateway's non-streaming chat since round 8: Meter.begin + Meter.answered, no Metered."""
+    from rhetor.governance.meter import Meter
+    from rhetor.governance.prices import load_prices
+    from rhetor.types import ChatResponse, Usage
+
+    class Sink:
+        def record(self, rec: Any) -> None:
+            return None
+
+    m, run_info = Meter(Sink(), load_prices()), _run_info()
+    reply = ChatResponse(content="hello there", provider="openai", model="gpt-5.4-mini", usage=Usage(12, 20))
+
+    def one() -> None:
+        started = time.perf_counter()
+        rec = m.begin("openai", "rid-1", "key_bench", None, "default", None, started, "openai", "gpt-5.4-mini")
+        m.answered(rec, run_info(), started, reply, lambda: 5)
     return one
 
 
@@ -168,7 +189,8 @@ def book_judge() -> Case:
 
 
 CASES: dict[str, Callable[[], Case]] = {f.__name__: f for f in (
-    empty, meter, meter_base, price_cost, limiter, take, key_middleware, open_middleware, book_record, book_judge)}
+    empty, meter, meter_begin, meter_base, price_cost, limiter, take, key_middleware, open_middleware, book_record,
+    book_judge)}
 
 
 def child(name: str, n: int) -> None:
