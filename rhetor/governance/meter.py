@@ -1,8 +1,8 @@
 """The meter: turns one request's run (who asked, which front, the fallback attempts, the usage or its absence,
-how it ended) into exactly one UsageRecord with its cost, and hands it to the ledger. The gateway starts a
-`Metered` per request and ends it once; a stream's session (rhetor.session) watches it event by event and tells
-the meter at its end (time to first token, usage, cancelled or cut). When the upstream gives no usage the tokens
-are estimated and the record says so.
+how it ended) into exactly one UsageRecord with its cost, and hands it to the ledger. The gateway's
+non-streaming chat takes a record (`begin`) and ends it once (`answered` or `failed`); a stream gets a `Metered`,
+which its session (rhetor.session) watches event by event and tells at its end (time to first token, usage,
+cancelled or cut). When the upstream gives no usage the tokens are estimated and the record says so.
 Costs microseconds: no I/O, no locks. Knows the normalized types and the run info; nothing of HTTP or SQL.
 """
 
