@@ -13,10 +13,12 @@ under valgrind, a figure that does not move with the load: each mark is a call t
 path calls (math.erf, erfc, lgamma, gamma: a ctypes call's target is not seen as a function entry by callgrind),
 and callgrind zeroes its counters at the first (`--zero-before`) and dumps them at the others (`--dump-before`):
 one file per stage and request, medians over `--n` requests. The client stage's figure is the client's own work
-plus the loop's idle polling while the upstream answers.
+plus the loop's idle polling while the upstream answers. `--mode calls`: the Python functions and C calls each
+stage runs, per request (a coroutine's resume counts as a call); `--mode profile`: cProfile of each stage.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream an-stream native-stream [--target floor]
     PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream --mode callgrind --n 200
+    PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream --mode profile --n 3000 --top 40
 
 The marks are patched in from outside (the upstream POST wrapped, the driver's `send`): nothing in rhetor knows.
 """
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,7 @@ STAGES = ("before", "client", "after")
 MARKS = ("erf", "erfc", "lgamma", "gamma")  # math's builtins, callgrind's function names math_erf, ...
 
 
-async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: str) -> None:
+async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: str, top: int) -> None:
     path, body = request_of(kind, target)
     stamps: list[int] = []
     armed = False
@@ -53,6 +56,31 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
         def mark(i: int) -> None:
             if armed:
                 calls[i](1.0)
+    elif mode == "calls":
+        stage = [-1]
+        seen: list[Counter[str]] = [Counter() for _ in STAGES]
+
+        def hook(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and 0 <= stage[0] < 3:
+                code = frame.f_code
+                seen[stage[0]][f"{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}"] += 1
+            elif event == "c_call" and 0 <= stage[0] < 3:
+                seen[stage[0]][f"C {getattr(arg, '__qualname__', arg)}"] += 1
+
+        def mark(i: int) -> None:
+            if armed:
+                stage[0] = i if i < 3 else -1
+                sys.setprofile(hook if i < 3 else None)
+    elif mode == "profile":
+        import cProfile
+        profiles = [cProfile.Profile(time.thread_time) for _ in STAGES]
+
+        def mark(i: int) -> None:
+            if armed:
+                if i:
+                    profiles[i - 1].disable()
+                if i < 3:
+                    profiles[i].enable()
     else:
         clock = time.perf_counter_ns
 
@@ -136,6 +164,16 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
         print(f"{target:6} {kind:14} µs, medians of {n}: " +
               "  ".join(f"{name} {statistics.median(v):6.1f}" for name, v in zip(STAGES, per, strict=True)) +
               f"  first byte {statistics.median(whole):6.1f}", flush=True)
+    if mode == "profile":
+        import pstats
+        for name, prof in zip(STAGES, profiles, strict=True):
+            print(f"---- {target} {kind} {name}")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    if mode == "calls":
+        for name, counts in zip(STAGES, seen, strict=True):
+            print(f"{target} {kind} {name}: {sum(counts.values()) / n:.0f} calls a request")
+            for fn, c in counts.most_common(top):
+                print(f"    {c / n:6.1f}  {fn}")
     await inbox.put({"type": "lifespan.shutdown"})
     await life
 
@@ -163,8 +201,8 @@ def stage_counts(out: str, n: int) -> list[float]:
 def run(kind: str, args: argparse.Namespace, env: dict[str, str]) -> None:
     cmd = [PY, __file__, kind, "--child", "--n", str(args.n), "--warm", str(args.warm), "--target", args.target,
            "--upstream", str(args.upstream), "--mode", args.mode]
-    if args.mode == "time":
-        subprocess.run(pinned(0, cmd), env={**os.environ, **env}, check=True)
+    if args.mode != "callgrind":
+        subprocess.run(pinned(0, [*cmd, "--top", str(args.top)]), env={**os.environ, **env}, check=True)
         return
     out = tempfile.mktemp(prefix="rhetor-ttfb-cg-", suffix=".out")
     triggers = [f"--zero-before=math_{MARKS[0]}", *(f"--dump-before=math_{m}" for m in MARKS[1:])]
@@ -180,7 +218,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("kinds", nargs="+", choices=[k + "-stream" for k in KINDS])
     ap.add_argument("--target", choices=["rhetor", "floor"], default="rhetor")
-    ap.add_argument("--mode", choices=["time", "callgrind"], default="time")
+    ap.add_argument("--mode", choices=["time", "callgrind", "calls", "profile"], default="time",
+                    help="calls: the Python functions (and C calls) each stage runs, per request; profile: "
+                         "cProfile of each stage (thread time)")
+    ap.add_argument("--top", type=int, default=1000, help="(calls) functions listed per stage")
     ap.add_argument("--n", type=int, default=0, help="requests measured (default 3000 time, 200 callgrind)")
     ap.add_argument("--warm", type=int, default=200)
     ap.add_argument("--env", nargs="*", default=[], metavar="VAR=VALUE", help="extra environment for Rhetor")
@@ -191,7 +232,7 @@ def main() -> None:
     if args.child:
         import uvloop
         sys.path.insert(0, str(ROOT))  # this checkout's rhetor, whichever checkout the venv's editable install names
-        uvloop.run(drive(args.kinds[0], args.target, args.n, args.warm, args.upstream, args.mode))
+        uvloop.run(drive(args.kinds[0], args.target, args.n, args.warm, args.upstream, args.mode, args.top))
         return
     args.upstream = free_port()
     upstream = subprocess.Popen(pinned(1, [PY, str(ROOT / "benchmarks" / "upstream.py"), str(args.upstream)]))

@@ -331,3 +331,18 @@ def test_a_cancel_while_the_pending_chunks_are_sent_reaches_the_waiting_source()
         return seen
 
     assert run(go()) == ["cancelled", "closed"]
+
+
+def test_an_encoded_sse_response_is_what_starlette_builds() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a"
+
+    given = [(b"cache-control", b"no-cache"), (b"x-rhetor-provider", b"openai")]
+    ours = ClosingStreamingResponse.sse(body(), given)
+    theirs = ClosingStreamingResponse(body(), media_type="text/event-stream",
+                                      headers={"cache-control": "no-cache", "x-rhetor-provider": "openai"})
+    assert ours.raw_headers == theirs.raw_headers
+    assert (ours.status_code, ours.media_type, ours.background, ours.charset) == \
+        (theirs.status_code, theirs.media_type, theirs.background, theirs.charset)
+    assert dict(ours.headers) == dict(theirs.headers)
+    assert given == [(b"cache-control", b"no-cache"), (b"x-rhetor-provider", b"openai")]  # not changed

@@ -21,7 +21,7 @@ import asyncio
 import inspect
 import logging
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
@@ -80,8 +80,22 @@ class Relay:
             await close()
 
 
+SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")  # what Starlette's init_headers sets for SSE
+
+
 class ClosingStreamingResponse(StreamingResponse):
     _listen: Callable[[], None] | None = None  # starts the disconnect listener now, if not yet (_race)
+
+    @classmethod
+    def sse(cls, body: AsyncIterable[Any], headers: list[tuple[bytes, bytes]]) -> ClosingStreamingResponse:
+        """A 200 `text/event-stream` of `body` with `headers` encoded already: the response Starlette's __init__
+        builds (an async body as is; `init_headers` appends the content type to the given headers), without its
+        ABC check of the body and its header encoding (~6k instructions before a stream's first byte)."""
+        response = cls.__new__(cls)
+        response.body_iterator = body
+        response.status_code, response.background, response.media_type = 200, None, "text/event-stream"
+        response.raw_headers = [*headers, SSE_TYPE]
+        return response
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -248,4 +262,4 @@ def _rest(waiting: Any, yielded: Any, flush: Awaitable[None] | None) -> Generato
         raise
 
 
-__all__ = ["ClosingStreamingResponse", "Relay"]
+__all__ = ["SSE_TYPE", "ClosingStreamingResponse", "Relay"]
