@@ -169,6 +169,8 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
         for name, prof in zip(STAGES, profiles, strict=True):
             print(f"---- {target} {kind} {name}")
             pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+            for who in filter(None, os.environ.get("TTFB_CALLERS", "").split(",")):
+                pstats.Stats(prof).print_callers(who)
     if mode == "calls":
         for name, counts in zip(STAGES, seen, strict=True):
             print(f"{target} {kind} {name}: {sum(counts.values()) / n:.0f} calls a request")
@@ -188,7 +190,12 @@ def stage_counts(out: str, n: int) -> list[float]:
                 trigger = line.split()[-1]
             elif line.startswith(("summary:", "totals:")):
                 total = max(total, int(line.split()[1]))
-        f.unlink()
+        keep = os.environ.get("RHETOR_CALLGRIND_KEEP")  # a folder: the files are moved there (callgrind_annotate)
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            f.rename(Path(keep) / f.name)
+        else:
+            f.unlink()
         for m in per:
             if trigger == f"--dump-before={m}":
                 per[m].append(total)
