@@ -10,9 +10,9 @@ Two gaps closed:
   blocks (closing the upstream response, recording the turn) then wait for the garbage collector. Here the
   iterator is closed as soon as the response ends, however it ends.
 A stalled (not closed) reader is already bounded by uvicorn's flow control: sends wait once the transport
-holds 64 KiB. The chunks a source has ready go out in one send, made before the source waits. A `Relay` body (a
-source of events and how each becomes bytes) is sent without a generator layer of its own. Knows nothing of SSE
-framing, shapes or providers.
+holds 64 KiB. The first chunk goes out alone, at once; after it, the chunks a source has ready go out in one send,
+made before the source waits. A `Relay` body (a source of events and how each becomes bytes) is sent without a
+generator layer of its own. Knows nothing of SSE framing, shapes or providers.
 """
 
 from __future__ import annotations
