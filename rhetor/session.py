@@ -40,7 +40,9 @@ from rhetor.types import (
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    """`datetime.now(UTC).isoformat()`, by `iso_utc` (the date and time of day formatted once a second: the native
+    stream stamps every frame)."""
+    return iso_utc(time.time())
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second `iso_utc` formatted, and its text to the seconds

@@ -81,7 +81,7 @@ def test_a_finished_stream_stops_listening() -> None:
         return sent
 
     sent = run(go())
-    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"ab", False)]  # ready together: one send
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"a", True), (b"b", False)]  # first alone
 
 
 def test_a_cancellation_from_outside_is_not_swallowed() -> None:
@@ -131,7 +131,7 @@ def test_a_stream_with_its_events_at_hand_makes_no_listener() -> None:
         return sent, calls, tasks
 
     sent, calls, tasks = run(go())
-    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"ab", False)]  # ready together: one send
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [(b"a", True), (b"b", False)]  # first alone
     assert calls == 0
     assert tasks == [1]  # the response's own task only
 
@@ -197,13 +197,75 @@ def test_a_relay_is_sent_directly_first_chunks_last_and_an_early_end_closes_its_
         iterated = [chunk async for chunk in _Upper(source(), b"<", b">")]  # as any other body would
         return [m.get("body") for m in sent[1:]], closed, iterated
 
-    assert run(go(["a", "skip", "b"])) == ([b"<AB>"], ["closed", "closed"], [b"<", b"A", b"B", b">"])
+    assert run(go(["a", "skip", "b"])) == ([b"<", b"AB>"], ["closed", "closed"], [b"<", b"A", b"B", b">"])
     # an early end: no `last`, and the source (not run to its end) is closed by the response
-    assert run(go(["a", "stop", "b"])) == ([b"<ASTOP"], ["closed", "closed"], [b"<", b"A", b"STOP"])
+    assert run(go(["a", "stop", "b"])) == ([b"<", b"ASTOP"], ["closed", "closed"], [b"<", b"A", b"STOP"])
+
+
+def test_the_first_chunk_goes_out_before_the_source_is_stepped_again() -> None:
+    """The first chunk (with the head, in the server) is not held for what the source makes next: a relay's `first`
+    before the source's first step, a body's first chunk before its second."""
+    async def go(relayed: bool) -> list[str]:
+        seen: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            seen.append(f"sent {message.get('body', b'').decode()}")
+
+        async def source() -> AsyncIterator[str]:
+            for item in ("a", "b"):
+                seen.append(f"made {item}")
+                yield item
+
+        async def body() -> AsyncIterator[bytes]:
+            async for item in source():
+                yield item.encode()
+
+        response = ClosingStreamingResponse(_Upper(source(), b"<") if relayed else body())
+        await asyncio.wait_for(response(SCOPE, receive, send), 5)
+        return seen
+
+    assert run(go(True)) == ["sent ", "sent <", "made a", "made b", "sent AB"]
+    assert run(go(False)) == ["sent ", "made a", "sent a", "made b", "sent b"]
+
+
+def test_a_cancel_while_the_first_chunk_is_sent_closes_the_source() -> None:
+    async def go() -> list[str]:
+        seen: list[str] = []
+        sending = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body") == b"a":
+                sending.set()
+                await asyncio.sleep(3600)  # a paused transport
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield b"a"
+                yield b"b"
+            finally:
+                seen.append("closed")
+
+        task = asyncio.get_running_loop().create_task(ClosingStreamingResponse(body())(SCOPE, receive, send))
+        await sending.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    assert run(go()) == ["closed"]
 
 
 def test_chunks_at_hand_go_out_together_and_before_the_source_waits() -> None:
-    """What the source has ready is one send; it is sent before the source waits (no byte held back)."""
+    """After the first chunk, what the source has ready is one send; it is sent before the source waits (no byte
+    held back)."""
     async def go() -> list[tuple[bytes, bool]]:
         sent: list[tuple[bytes, bool]] = []
         gate = asyncio.Event()
@@ -215,21 +277,22 @@ def test_chunks_at_hand_go_out_together_and_before_the_source_waits() -> None:
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.body":
                 sent.append((message["body"], message["more_body"]))
-                if message["body"] == b"ab":
-                    gate.set()  # the source waits for this: "ab" must have gone out first
+                if message["body"] == b"bc":
+                    gate.set()  # the source waits for this: "bc" must have gone out first
 
         async def body() -> AsyncIterator[bytes]:
             yield b"a"
             yield b"b"
-            await gate.wait()
             yield b"c"
-            await asyncio.sleep(0)
+            await gate.wait()
             yield b"d"
+            await asyncio.sleep(0)
+            yield b"e"
 
         await asyncio.wait_for(ClosingStreamingResponse(body())(SCOPE, receive, send), 5)
         return sent
 
-    assert run(go()) == [(b"ab", True), (b"c", True), (b"d", False)]
+    assert run(go()) == [(b"a", True), (b"bc", True), (b"d", True), (b"e", False)]
 
 
 def test_a_cancel_while_the_pending_chunks_are_sent_reaches_the_waiting_source() -> None:
@@ -244,13 +307,14 @@ def test_a_cancel_while_the_pending_chunks_are_sent_reaches_the_waiting_source()
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
-            if message.get("body") == b"a":
+            if message.get("body") == b"b":
                 flushing.set()
                 await asyncio.sleep(3600)  # a paused transport
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                yield b"a"
+                yield b"a"  # (the first chunk: sent at once)
+                yield b"b"  # pending, flushed before the source waits
                 await asyncio.sleep(3600)
                 yield b"b"
             except asyncio.CancelledError:
@@ -267,3 +331,18 @@ def test_a_cancel_while_the_pending_chunks_are_sent_reaches_the_waiting_source()
         return seen
 
     assert run(go()) == ["cancelled", "closed"]
+
+
+def test_an_encoded_sse_response_is_what_starlette_builds() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a"
+
+    given = [(b"cache-control", b"no-cache"), (b"x-rhetor-provider", b"openai")]
+    ours = ClosingStreamingResponse.sse(body(), given)
+    theirs = ClosingStreamingResponse(body(), media_type="text/event-stream",
+                                      headers={"cache-control": "no-cache", "x-rhetor-provider": "openai"})
+    assert ours.raw_headers == theirs.raw_headers
+    assert (ours.status_code, ours.media_type, ours.background, ours.charset) == \
+        (theirs.status_code, theirs.media_type, theirs.background, theirs.charset)
+    assert dict(ours.headers) == dict(theirs.headers)
+    assert given == [(b"cache-control", b"no-cache"), (b"x-rhetor-provider", b"openai")]  # not changed

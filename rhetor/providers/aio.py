@@ -92,6 +92,14 @@ class LazyReadTimeout(ResponseHandler):
             max_line_size=max_line_size, max_field_size=max_field_size, max_headers=max_headers)
         self._drain_tail()
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """aiohttp's, only when something is paused. Its StreamReader calls this after every chunk it hands out
+        (a stream: every network read) and at the body's end; with nothing paused, aiohttp's own fed the parser
+        no bytes (its Python `data_received` and the C parser's `feed_data` for nothing: the parser only holds
+        bytes back once `pause_reading` paused it) and resumed a transport that was not paused."""
+        if self._reading_paused or self._buffer_paused:
+            super().resume_reading(resume_parser)
+
     def _drop_timeout(self) -> None:
         self._deadline = None  # the timer stays armed: it finds no deadline when it fires
 

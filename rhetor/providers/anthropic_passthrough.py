@@ -70,39 +70,41 @@ async def stream(http: HttpUpstream, request: ChatRequest, pt: Passthrough) -> A
     end: StreamEnd | None = None
     batches = http.stream_batches("/v1/messages", payload(request, pt, stream=True), model=request.model,
                                   timeout_s=request.timeout_s, extra_headers=pt.headers)
-    first = True  # the stream's first event goes out alone (rhetor.providers.openai_passthrough says why)
+    # The stream's first event goes out alone (rhetor.providers.openai_passthrough says why), before the rest of
+    # its read is even split into events: until a frame went out, a read is cut after its first blank line.
+    first = True
     try:
-        async for batch in batches:
+        async for lines in batches:
             if end is not None:
                 continue
-            frames: list[bytes] = []
-            events: list[ProviderEvent] = []
-            failure: ProviderError | None = None
-            for text, sse in sse_events(batch, pending):
-                if end is not None:
-                    break
-                if first and frames:
+            parts: tuple[list[bytes], ...] = (lines,)
+            if first and b"" in lines:
+                cut = lines.index(b"") + 1
+                parts = (lines[:cut], lines[cut:])
+            for part in parts:
+                frames: list[bytes] = []
+                events: list[ProviderEvent] = []
+                failure: ProviderError | None = None
+                for text, sse in sse_events(part, pending):
+                    if end is not None:
+                        break
+                    frames.append(text + b"\n\n")
+                    try:
+                        event = state.handle(*sse)
+                    except ProviderError as exc:
+                        failure = exc  # its own frame and the events before it still go out first
+                        break
+                    if isinstance(event, StreamEnd):
+                        end = event
+                    elif event is not None:
+                        add_relayed(events, event)
+                if frames:
                     first = False
                     yield RawFrame(b"".join(frames))
-                    for ready in events:
-                        yield ready
-                    frames, events = [], []
-                frames.append(text + b"\n\n")
-                try:
-                    event = state.handle(*sse)
-                except ProviderError as exc:
-                    failure = exc  # its own frame and the events before it still go out first
-                    break
-                if isinstance(event, StreamEnd):
-                    end = event
-                elif event is not None:
-                    add_relayed(events, event)
-            if frames:
-                yield RawFrame(b"".join(frames))
-            for event in events:
-                yield event
-            if failure is not None:
-                raise failure
+                for event in events:
+                    yield event
+                if failure is not None:
+                    raise failure
     except (UpstreamProtocolError, UpstreamConnectError):
         if end is None:
             raise

@@ -226,7 +226,10 @@ class HttpUpstream:
                                                   self.provider, model))
                 started = True
                 rest = b""
-                async for chunk in response.content.iter_any():
+                # `readany` itself, not `iter_any()`: its iterator only awaits it and turns b"" (the end) into
+                # StopAsyncIteration (one coroutine layer per network read)
+                read = response.content.readany
+                while chunk := await read():
                     buffer = rest + chunk if rest else chunk
                     lines = buffer.split(b"\n")
                     rest = lines.pop()

@@ -12,6 +12,7 @@ Anthropic's (rhetor.api.compat.errors). Knows the gateway, never providers.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -244,6 +245,10 @@ def _estimate(system: Any, contents: list[Any], tools: list[dict[str, Any]]) -> 
     return estimate_tokens(text) + 4 * len(contents)
 
 
+def _quick_estimate(raw: dict[str, Any]) -> int:
+    return _estimate(raw.get("system"), [m["content"] for m in raw["messages"]], [])
+
+
 def _system_text(body: CountTokensBody) -> str | None:
     """The system prompt's text (cache_control on its blocks only matters to Anthropic: pass-through)."""
     return _block_text(body.system, "system") or None
@@ -274,8 +279,9 @@ async def messages(request: Request) -> Response:
     attribute(inp, request, "anthropic")
     if stream:
         session = await gw.open_stream(inp)
-        estimate = estimate_input(body) if quick is None else \
-            _estimate(raw.get("system"), [m["content"] for m in raw["messages"]], [])
+        # the input estimate only a stream framed here shows: none made for a relayed one
+        estimate = partial(estimate_input, body) if quick is None else \
+            partial(_quick_estimate, raw)
         frames, relayed = await events(session, new_id("msg_"), estimate)
         return sse_response(frames, [*session_header_list(session), *fidelity_header_list(pt, relayed)])
     outcome = await gw.chat(inp)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -103,8 +103,9 @@ class _Blocks:
 
 
 async def events(session: StreamSession, message_id: str,
-                 input_estimate: int) -> tuple[AsyncIterable[bytes], bool]:
-    """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here."""
+                 input_estimate: Callable[[], int]) -> tuple[AsyncIterable[bytes], bool]:
+    """The SSE frames of `session` and whether they are the upstream's own (relayed) rather than framed here;
+    `input_estimate` is asked only for a stream framed here (a relayed one carries the upstream's own count)."""
     first, source = await first_event(session)
 
     def error_frame(event: StreamError) -> bytes:
@@ -112,7 +113,7 @@ async def events(session: StreamSession, message_id: str,
 
     if isinstance(first, RawFrame):
         return Relay(first, source, error_frame), True
-    return framed(session, prepended(first, source), message_id, input_estimate, error_frame), False
+    return framed(session, prepended(first, source), message_id, input_estimate(), error_frame), False
 
 
 async def framed(session: StreamSession, source: AsyncIterator[StreamEvent], message_id: str, input_estimate: int,

@@ -114,9 +114,7 @@ def sse_response(frames: AsyncIterable[bytes],
     where Starlette puts a headers dict (see EncodedResponse)."""
     if not isinstance(headers, list):
         return ClosingStreamingResponse(frames, media_type="text/event-stream", headers=headers)
-    response = ClosingStreamingResponse(frames, media_type="text/event-stream")
-    response.raw_headers[:0] = headers
-    return response
+    return ClosingStreamingResponse.sse(frames, headers)
 
 
 class _Ids:

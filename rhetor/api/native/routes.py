@@ -59,9 +59,11 @@ class _Frames(Relay):
         return b"data: " + orjson.dumps(annotate(frame, self.scope) if self.scope else frame) + b"\n\n"
 
 
+_SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
 def sse(session: StreamSession, *, done_sentinel: bool = True, scope: Scope | None = None) -> StreamingResponse:
-    return ClosingStreamingResponse(_Frames(session, done_sentinel, scope), media_type="text/event-stream",
-                                    headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return ClosingStreamingResponse.sse(_Frames(session, done_sentinel, scope), _SSE_HEADERS)
 
 
 async def providers(request: Request) -> Response:
