@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 else:
     from rhetor.lazy import numpy as np
 
-BLOCK_ROWS: Final = 512  # rows widened at a time: a 768 KB float32 block at 384 dimensions stays in cache
+BLOCK_ROWS: Final = 1024  # rows widened at a time (1.5 MB at 384 dimensions): 512 and 2,048 within 5% at 40k rows
 EXTRA_BYTES: Final = 4  # per vector, besides its codes: the float32 scale
 if TYPE_CHECKING:
     Codes = NDArray[np.int8]
