@@ -11,7 +11,7 @@ matrices are private row-major (in, out) copies held as int16 with one float32 s
 ~21 MB, where float32 copies held ~42 MB; the mapped originals released): the query/key/value matrices fused into
 one, with the attention scale folded into its query part; the others because BLAS ran the pass faster on them
 than on the mapped transposed views. Each product widens its matrix into one float32 scratch (an int16 ->
-float32 cast runs at memory speed: ~1% of the pass; NumPy's float16 cast was ~30x slower) and scales the
+float32 cast runs at memory speed: ~1% of the pass; NumPy's float16 cast was ~20x slower) and scales the
 product's columns after it. Biases are folded where that is exact (see `MiniLM`).
 GELU is the tanh form, computed through `exp` (see `gelu_`). The vectors agree with the PyTorch model's to a
 cosine above 0.9999. Texts are sorted by length and run in chunks of at most `MAX_BATCH_TOKENS` tokens, packed
@@ -159,7 +159,7 @@ class _Work:
         self.h = np.empty((min(rows, ROW_BLOCK), INTERMEDIATE), dtype=np.float32)
         self.u = np.empty((min(rows, ROW_BLOCK), INTERMEDIATE), dtype=np.float32)  # GELU's scratch
         self.scores = np.empty(score_floats, dtype=np.float32)
-        self.w = np.empty(HIDDEN * INTERMEDIATE, dtype=np.float32)  # a layer matrix widened (rhetor.minilm.Packed)
+        self.w = np.empty(HIDDEN * INTERMEDIATE, dtype=np.float32)  # a layer matrix widened (`Packed.widen`)
         self.w2 = np.empty(HIDDEN * INTERMEDIATE, dtype=np.float32)  # the feed-forward's second, used with the first
 
 
