@@ -77,7 +77,7 @@ class Settings(BaseModel):
     embedding_model: str | None = None
     index_interval_s: float = Field(2.0, gt=0)  # how often the indexer looks for messages other processes wrote
     retrieval_k: int = Field(4, ge=0, le=64)  # older turns brought back at most, per request
-    vector_cache_mb: int = Field(64, ge=1)  # per-context vector scopes kept in memory, LRU (rhetor.context.vectors)
+    vector_cache_mb: int = Field(16, ge=1)  # per-context vector scopes in memory (int8), LRU (rhetor.context.vectors)
     # How the local model runs: numpy (default, no PyTorch) or torch (sentence-transformers, the `torch` extra).
     local_runtime: Literal["numpy", "torch"] = "numpy"
 

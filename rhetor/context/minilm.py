@@ -7,9 +7,12 @@ sentence-transformers computes: BERT encoder, mean pooling over real tokens, L2 
 
 Memory: the file is memory-mapped. The word embeddings are used in place, as a read-only float32 view: only the
 rows of a chunk's tokens are read, and their pages are unmapped again after it (`Mapped.release`). The layers'
-matrices are private row-major (in, out) copies (~38 MB, the mapped originals released): the query/key/value
-matrices fused into one, with the attention scale folded into its query part; the others because BLAS ran the
-pass faster on them than on the mapped transposed views. Biases are folded where that is exact (see `MiniLM`).
+matrices are private row-major (in, out) copies held as int16 with one float32 scale per output column (`Packed`:
+~21 MB, where float32 copies held ~42 MB; the mapped originals released): the query/key/value matrices fused into
+one, with the attention scale folded into its query part; the others because BLAS ran the pass faster on them
+than on the mapped transposed views. Each product widens its matrix into one float32 scratch (an int16 ->
+float32 cast runs at memory speed: ~1% of the pass; NumPy's float16 cast was ~20x slower) and scales the
+product's columns after it. Biases are folded where that is exact (see `MiniLM`).
 GELU is the tanh form, computed through `exp` (see `gelu_`). The vectors agree with the PyTorch model's to a
 cosine above 0.9999. Texts are sorted by length and run in chunks of at most `MAX_BATCH_TOKENS` tokens, packed
 without padding; attention runs per run of equal lengths, over blocks of at most `ATTENTION_BYTES` of scores; one
@@ -117,6 +120,32 @@ def layer_norm(x: F32, weight: F32, bias: F32, out: F32 | None = None) -> F32:
     return np.add(centred, bias, out=out if out is not None else centred)
 
 
+class Packed:
+    """An (in, out) float32 matrix as int16 codes and one float32 scale per output column: w ≈ codes · scale.
+    `x @ w` is computed as `(x @ float32(codes)) · scale`, the codes widened into a caller's scratch; the error
+    per weight is at most half a step of 1/32767 of its column's largest magnitude (the vectors stay within a
+    cosine of 0.99999 of the float32 pass's, tests/test_embedder.py)."""
+
+    __slots__ = ("codes", "scale")
+
+    def __init__(self, matrix: F32) -> None:
+        peak = np.abs(matrix).max(axis=0)
+        self.scale: F32 = (peak / np.float32(32767)).astype(np.float32)
+        self.scale[self.scale == 0] = 1.0
+        self.codes: NDArray[np.int16] = np.rint(matrix / self.scale).astype(np.int16)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.codes.shape[0]), int(self.codes.shape[1])
+
+    def widen(self, scratch: F32) -> F32:
+        """The codes as float32 in `scratch` (flat, at least in·out long): the matrix to multiply by, unscaled."""
+        rows, cols = self.shape
+        out = scratch[:rows * cols].reshape(rows, cols)
+        np.copyto(out, self.codes, casting="unsafe")
+        return out
+
+
 class _Work:
     """Scratch arrays for one `encode` call, reused by each of its chunks. Allocated per chunk, they were freed
     and faulted in again each time: ~28k page faults (~100 MB of fresh pages) per 240 sentences, ~7% of the CPU
@@ -130,6 +159,8 @@ class _Work:
         self.h = np.empty((min(rows, ROW_BLOCK), INTERMEDIATE), dtype=np.float32)
         self.u = np.empty((min(rows, ROW_BLOCK), INTERMEDIATE), dtype=np.float32)  # GELU's scratch
         self.scores = np.empty(score_floats, dtype=np.float32)
+        self.w = np.empty(HIDDEN * INTERMEDIATE, dtype=np.float32)  # a layer matrix widened (`Packed.widen`)
+        self.w2 = np.empty(HIDDEN * INTERMEDIATE, dtype=np.float32)  # the feed-forward's second, used with the first
 
 
 def _groups(lengths: list[int]) -> list[tuple[int, int, int]]:
@@ -172,7 +203,7 @@ class MiniLM:
             self._file.release(e + name)
         self.ln = (w[e + "LayerNorm.weight"], w[e + "LayerNorm.bias"])
         scale = 1 / math.sqrt(HIDDEN // HEADS)  # attention's 1/√d, folded into the query weights
-        self.layers: list[dict[str, NDArray[Any]]] = []
+        self.layers: list[dict[str, Any]] = []
         for i in range(LAYERS):
             p = f"encoder.layer.{i}."
             a = p + "attention.self."
@@ -188,7 +219,7 @@ class MiniLM:
             out_w, out_b = w[p + "attention.output.dense.weight"], w[p + "attention.output.dense.bias"]
             folded = out_b.astype(np.float64) + out_w.astype(np.float64) @ w[a + "value.bias"].astype(np.float64)
             self.layers.append({
-                "qkv": np.ascontiguousarray(qkv, dtype=np.float32),
+                "qkv": Packed(np.ascontiguousarray(qkv, dtype=np.float32)),
                 "q_b": (w[a + "query.bias"] * np.float32(scale)).astype(np.float32),
                 "out": self._copied(p + "attention.output.dense.weight"), "out_b": folded.astype(np.float32),
                 "ln1_w": w[p + "attention.output.LayerNorm.weight"], "ln1_b": w[p + "attention.output.LayerNorm.bias"],
@@ -197,12 +228,12 @@ class MiniLM:
                 "ln2_w": w[p + "output.LayerNorm.weight"], "ln2_b": w[p + "output.LayerNorm.bias"],
             })
 
-    def _copied(self, name: str) -> F32:
-        """The (in, out) matrix of a weight stored (out, in), as a private row-major copy; the mapped original is
-        released. BLAS multiplies the mapped `.T` view without a copy, but on the AVX-512 machine the row-major
-        copies ran the forward pass 3-7% faster (same run; small products pay for packing the transposed form),
-        for the same resident size: 27 MB that were clean file pages are now private ones."""
-        copy = np.ascontiguousarray(self._file.tensors[name].T, dtype=np.float32)
+    def _copied(self, name: str) -> Packed:
+        """The (in, out) matrix of a weight stored (out, in), as a private row-major copy (int16, `Packed`); the
+        mapped original is released. BLAS multiplies the mapped `.T` view without a copy, but on the AVX-512 machine
+        the row-major copies ran the forward pass 3-7% faster (same run; small products pay for packing the
+        transposed form)."""
+        copy = Packed(np.ascontiguousarray(self._file.tensors[name].T, dtype=np.float32))
         self._file.release(name)
         return copy
 
@@ -250,7 +281,8 @@ class MiniLM:
         layer_norm(acc, *self.ln, out=x)
         head = HIDDEN // HEADS
         for layer in self.layers:
-            np.matmul(x, layer["qkv"], out=qkv)
+            np.matmul(x, layer["qkv"].widen(work.w), out=qkv)
+            qkv *= layer["qkv"].scale
             qkv[:, :HIDDEN] += layer["q_b"]
             for first, count, length in groups:
                 seqs = qkv[first:first + count * length].reshape(count, length, 3, HEADS, head)
@@ -265,16 +297,20 @@ class MiniLM:
                     np.exp(scores, out=scores)
                     scores /= scores.sum(axis=-1, keepdims=True)
                     np.matmul(scores, v[s:s + block], out=into[s:s + block])
-            np.matmul(ctx, layer["out"], out=acc)
+            np.matmul(ctx, layer["out"].widen(work.w), out=acc)
+            acc *= layer["out"].scale
             acc += layer["out_b"]
             acc += x
             layer_norm(acc, layer["ln1_w"], layer["ln1_b"], out=x)
+            up, down = layer["up"].widen(work.w), layer["down"].widen(work.w2)
             for r in range(0, n, ROW_BLOCK):  # row blocks keep the 1536-wide activations in cache
                 h = work.h[:min(ROW_BLOCK, n - r)]
-                np.matmul(x[r:r + ROW_BLOCK], layer["up"], out=h)
+                np.matmul(x[r:r + ROW_BLOCK], up, out=h)
+                h *= layer["up"].scale
                 h += layer["up_b"]
                 gelu_(h, work.u[:len(h)])
-                np.matmul(h, layer["down"], out=acc[r:r + ROW_BLOCK])
+                np.matmul(h, down, out=acc[r:r + ROW_BLOCK])
+            acc *= layer["down"].scale
             acc += layer["down_b"]
             acc += x
             layer_norm(acc, layer["ln2_w"], layer["ln2_b"], out=x)
@@ -287,6 +323,6 @@ class MiniLM:
 
 
 __all__ = [
-    "ATTENTION_BYTES", "MAX_BATCH_TOKENS", "MAX_SEQ_LENGTH", "Mapped", "MiniLM", "gelu_", "layer_norm",
+    "ATTENTION_BYTES", "MAX_BATCH_TOKENS", "MAX_SEQ_LENGTH", "Mapped", "MiniLM", "Packed", "gelu_", "layer_norm",
     "read_safetensors",
 ]

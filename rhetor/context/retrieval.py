@@ -43,7 +43,7 @@ QUERY_TIMEOUT_S: Final = 2.0
 MIN_SEMANTIC_SCORE: Final = 0.15  # below this a "relevant" turn is noise; lexical hits need only match
 RECENT_SHARE: Final = 0.5
 THREAD_SEARCH_ROWS: Final = 20_000  # larger searches run on a thread so the event loop stays free
-DEFAULT_CACHE_BYTES: Final = 64 * 2**20
+DEFAULT_CACHE_BYTES: Final = 16 * 2**20  # ~42k cached vectors of 384 dimensions (int8 + scale + id)
 if TYPE_CHECKING:
     Found = tuple[NDArray[np.int64], NDArray[np.float32]]
 
@@ -125,12 +125,10 @@ class Memory:
 
     async def _search_scope(self, scope: Scope, q: NDArray[np.float32], want: int, *,
                             below: int | None = None) -> Found:
-        ids, matrix = scope.rows()
-
         def run() -> Found:
-            return search_rows(ids, matrix, q, want, below=below)
+            return scope.search(q, want, below=below)
 
-        return await asyncio.to_thread(run) if len(ids) > THREAD_SEARCH_ROWS else run()
+        return await asyncio.to_thread(run) if len(scope) > THREAD_SEARCH_ROWS else run()
 
     async def _scan(self, q: NDArray[np.float32], want: int, *, context_id: str | None = None,
                     component: str | None = None, below: int | None = None) -> Found:
@@ -209,7 +207,7 @@ class Memory:
                 try:
                     q = (await asyncio.wait_for(self.embedder.embed([text]), QUERY_TIMEOUT_S))[0]
                     scope = await self.scope(context_id)
-                    ids, _ = scope.rows()
+                    ids = scope.rows()[0]
                     if len(ids) and ids[0] < boundary:
                         top, scores = await self._search_scope(scope, q, want, below=boundary)
                         return "semantic", [(int(i), float(s)) for i, s in zip(top, scores, strict=True)

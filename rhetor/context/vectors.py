@@ -7,8 +7,10 @@ re-embeds rather than mixing spaces. Nothing holds all vectors in memory: a sear
 database — one context's most recent vectors (at most what the cache may hold), kept in `ScopeCache` under a
 byte budget and evicted least-recently-used — or, for a component or everything, streams the table in chunks
 keeping a running top-k. Resident memory is the cache budget plus one chunk, whatever the number of stored
-messages. The SQL functions are synchronous and run on the store's worker thread (`SqliteContextStore.run`);
-cache writes happen there too, so a scope load and the indexer's additions are ordered by that one thread.
+messages. A cached vector is held as int8 codes and a scale (rhetor.context.int8): 396 bytes with its id at 384
+dimensions, where float32 took 1,544, so a budget holds ~3.9x the vectors. The SQL functions are synchronous
+and run on the store's worker thread (`SqliteContextStore.run`); cache writes happen there too, so a scope load
+and the indexer's additions are ordered by that one thread.
 Knows nothing of embedders' internals, routing or HTTP.
 """
 
@@ -26,6 +28,8 @@ if TYPE_CHECKING:  # NumPy loads on first use (rhetor.lazy), not at start-up
     from numpy.typing import NDArray
 else:
     from rhetor.lazy import numpy as np
+
+from rhetor.context.int8 import EXTRA_BYTES, Codes, Scales, quantize, scores
 
 # Migration 2 of rhetor.context.sqlite.MIGRATIONS. Append only; never edit once released.
 MEMORY_SCHEMA: Final[tuple[str, ...]] = (
@@ -153,31 +157,49 @@ def read_scope(conn: sqlite3.Connection, model: str, context_id: str, max_bytes:
 
 
 class ScopeBuilder:
-    """One context's vectors read newest first, kept up to `max_bytes` (both stores' `read_scope` fill one)."""
+    """One context's vectors read newest first, kept up to `max_bytes` of cached rows (both stores'
+    `read_scope` fill one). Each batch of rows is quantized as it arrives: the float32 blobs of a batch are
+    the only transient copy, never the whole scope's."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.ids: list[int] = []
-        self.blobs: list[bytes] = []
+        self.parts: list[tuple[Codes, Scales]] = []  # newest first, each batch newest first
+        self.width = 0  # bytes of one float32 vector: the first row's
         self.size, self.truncated = 0, False
 
     def take(self, rows: Any) -> bool:
         """Add (message_id, vector bytes) rows, newest first; False once the byte budget is spent."""
+        blobs: list[bytes] = []
+        more = True
         for mid, blob in rows:
-            if self.blobs and len(blob) != len(self.blobs[0]):
+            self.width = self.width or len(blob)
+            if len(blob) != self.width:
                 continue  # a different space under the same name: never mixed in
-            if self.size + len(blob) + 8 > self.max_bytes:
-                self.truncated = True
-                return False
+            if self.size + row_bytes(self.width // 4) > self.max_bytes:
+                self.truncated, more = True, False
+                break
             self.ids.append(int(mid))
-            self.blobs.append(bytes(blob))
-            self.size += len(blob) + 8
-        return True
+            blobs.append(bytes(blob))
+            self.size += row_bytes(self.width // 4)
+        if blobs:
+            self.parts.append(quantize(from_bytes(blobs, self.width // 4)))
+        return more
 
     def build(self) -> Scope:
-        ids, blobs = self.ids[::-1], self.blobs[::-1]
-        matrix = from_bytes(blobs, len(blobs[0]) // 4) if blobs else np.zeros((0, 0), dtype=np.float32)
-        return Scope(np.asarray(ids, dtype=np.int64), matrix, floor=ids[0] if self.truncated else 0)
+        ids = self.ids[::-1]
+        n, dim = len(ids), self.width // 4
+        codes, scales = np.empty((n, dim if n else 0), dtype=np.int8), np.empty(n, dtype=np.float32)
+        end = n
+        for part_codes, part_scales in self.parts:  # newest first: filled from the end, rows reversed
+            codes[end - len(part_codes):end], scales[end - len(part_codes):end] = part_codes[::-1], part_scales[::-1]
+            end -= len(part_codes)
+        return Scope(np.asarray(ids, dtype=np.int64), codes, scales, floor=ids[0] if self.truncated else 0)
+
+
+def row_bytes(dim: int) -> int:
+    """What one cached vector costs the cache budget: its int8 codes, its scale and its int64 id."""
+    return dim + EXTRA_BYTES + 8
 
 
 def read_chunk(conn: sqlite3.Connection, model: str, after_id: int, *, context_id: str | None = None,
@@ -207,66 +229,73 @@ def read_chunk(conn: sqlite3.Connection, model: str, after_id: int, *, context_i
 # -- scopes and their cache -----------------------------------------------------------------------------
 
 class Scope:
-    """The vectors of one context in id order: all of them when `floor` is 0, else only ids >= `floor`
-    (the most recent that the cache budget allows). Rows are appended into spare capacity and the row count
-    is published last (one tuple assignment), so a reader on another thread always sees a consistent prefix."""
+    """The vectors of one context in id order, as int8 codes and scales (rhetor.context.int8): all of them
+    when `floor` is 0, else only ids >= `floor` (the most recent that the cache budget allows). Rows are
+    appended into spare capacity and the row count is published last (one tuple assignment), so a reader on
+    another thread always sees a consistent prefix."""
 
     __slots__ = ("data", "floor")
 
-    def __init__(self, ids: Ids, matrix: Matrix, *, floor: int = 0) -> None:
-        self.data: tuple[Ids, Matrix, int] = (ids, matrix, len(ids))
+    def __init__(self, ids: Ids, codes: Codes, scales: Scales, *, floor: int = 0) -> None:
+        self.data: tuple[Ids, Codes, Scales, int] = (ids, codes, scales, len(ids))
         self.floor = floor
 
     def __len__(self) -> int:
-        return self.data[2]
+        return self.data[3]
 
     @property
     def dim(self) -> int | None:
-        return int(self.data[1].shape[1]) if self.data[2] else None
+        return int(self.data[1].shape[1]) if self.data[3] else None
 
     @property
     def nbytes(self) -> int:
-        ids, matrix, _ = self.data
-        return int(ids.nbytes + matrix.nbytes)
+        ids, codes, scales, _ = self.data
+        return int(ids.nbytes + codes.nbytes + scales.nbytes)
 
-    def rows(self) -> tuple[Ids, Matrix]:
-        ids, matrix, n = self.data
-        return ids[:n], matrix[:n]
+    def rows(self) -> tuple[Ids, Codes, Scales]:
+        ids, codes, scales, n = self.data
+        return ids[:n], codes[:n], scales[:n]
+
+    def search(self, query: Matrix, k: int, *, below: int | None = None) -> tuple[Ids, NDArray[np.float32]]:
+        """The `k` best (ids, cosines) of the scope, best first; only ids < `below` if given."""
+        return search_codes(*self.rows(), query, k, below=below)
 
     def append(self, ids: list[int], matrix: Matrix, max_bytes: int) -> None:
-        """Add (or replace) vectors, keeping ids ascending; past `max_bytes` the oldest rows are dropped and
-        `floor` rises. Runs under the cache's lock."""
+        """Add (or replace) float32 vectors, keeping ids ascending; past `max_bytes` the oldest rows are dropped
+        and `floor` rises. Runs under the cache's lock."""
         keep = [i for i, mid in enumerate(ids) if mid >= self.floor]
-        old_ids, old_m, n = self.data
-        if not keep or (n and matrix.shape[1] != old_m.shape[1]):
+        old_ids, old_c, old_s, n = self.data
+        if not keep or (n and matrix.shape[1] != old_c.shape[1]):
             return  # nothing in range, or a different space under the same name: never mixed in
-        new_ids, new_m = np.asarray([ids[i] for i in keep], dtype=np.int64), matrix[keep]
+        new_ids = np.asarray([ids[i] for i in keep], dtype=np.int64)
+        new_c, new_s = quantize(matrix[keep])
         if n:
             at = np.minimum(np.searchsorted(old_ids[:n], new_ids), n - 1)
             found = old_ids[at] == new_ids
             if found.any():  # re-embedded: replace in place
-                old_m[at[found]] = new_m[found]
-                new_ids, new_m = new_ids[~found], new_m[~found]
+                old_c[at[found]], old_s[at[found]] = new_c[found], new_s[found]
+                new_ids, new_c, new_s = new_ids[~found], new_c[~found], new_s[~found]
         if not len(new_ids):
             return
         need = n + len(new_ids)
         if need > len(old_ids):  # grow by a quarter: amortized O(1) per row, little slack against the budget
             cap = max(64, need, len(old_ids) + len(old_ids) // 4)
             grown_ids = np.zeros(cap, dtype=np.int64)
-            grown_m = np.zeros((cap, matrix.shape[1]), dtype=np.float32)
-            if n:  # an empty scope's matrix is (0, 0) (read_scope found no vectors): nothing to copy, no width
-                grown_ids[:n], grown_m[:n] = old_ids[:n], old_m[:n]
-            old_ids, old_m = grown_ids, grown_m
-        old_ids[n:need], old_m[n:need] = new_ids, new_m
-        row_bytes = 8 + 4 * matrix.shape[1]
+            grown_c = np.zeros((cap, matrix.shape[1]), dtype=np.int8)
+            grown_s = np.zeros(cap, dtype=np.float32)
+            if n:  # an empty scope's codes are (0, 0) (read_scope found no vectors): nothing to copy, no width
+                grown_ids[:n], grown_c[:n], grown_s[:n] = old_ids[:n], old_c[:n], old_s[:n]
+            old_ids, old_c, old_s = grown_ids, grown_c, grown_s
+        old_ids[n:need], old_c[n:need], old_s[n:need] = new_ids, new_c, new_s
+        each = row_bytes(int(matrix.shape[1]))
         unsorted = not _ascending(old_ids[max(0, n - 1):need])
-        if unsorted or need * row_bytes > max_bytes:  # rare: out-of-order ids, or over budget (oldest go)
-            order = np.argsort(old_ids[:need], kind="stable")[-max(1, max_bytes // row_bytes):]
+        if unsorted or need * each > max_bytes:  # rare: out-of-order ids, or over budget (oldest go)
+            order = np.argsort(old_ids[:need], kind="stable")[-max(1, max_bytes // each):]
             if len(order) < need:
                 self.floor = int(old_ids[order[0]])
-            old_ids, old_m = old_ids[order].copy(), old_m[order].copy()
+            old_ids, old_c, old_s = old_ids[order].copy(), old_c[order].copy(), old_s[order].copy()
             need = len(old_ids)
-        self.data = (old_ids, old_m, need)
+        self.data = (old_ids, old_c, old_s, need)
 
 
 class ScopeCache:
@@ -337,15 +366,29 @@ class ScopeCache:
 
 def search_rows(ids: Ids, matrix: Matrix, query: Matrix, k: int, *,
                 below: int | None = None) -> tuple[Ids, NDArray[np.float32]]:
-    """The `k` best (ids, cosines) of these rows (ids ascending), best first; only ids < `below` if given."""
+    """The `k` best (ids, cosines) of these float32 rows (ids ascending), best first; only ids < `below` if given."""
     if len(ids) == 0 or k <= 0 or matrix.shape[1] != query.shape[-1]:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    if below is not None:  # ids are ascending in every scope and chunk
-        cut = int(np.searchsorted(ids, below))
-        ids, matrix = ids[:cut], matrix[:cut]
-    scores = matrix @ query.reshape(-1)
-    top = _top_k(scores, k)
-    return ids[top], scores[top]
+        return _nothing()
+    cut = len(ids) if below is None else int(np.searchsorted(ids, below))  # ids ascend in every scope and chunk
+    return _best(ids[:cut], matrix[:cut] @ query.reshape(-1), k)
+
+
+def search_codes(ids: Ids, codes: Codes, scales: Scales, query: Matrix, k: int, *,
+                 below: int | None = None) -> tuple[Ids, NDArray[np.float32]]:
+    """`search_rows` over int8 codes and their scales (a cached scope, rhetor.context.int8)."""
+    if len(ids) == 0 or k <= 0 or codes.shape[1] != query.shape[-1]:
+        return _nothing()
+    cut = len(ids) if below is None else int(np.searchsorted(ids, below))
+    return _best(ids[:cut], scores(codes[:cut], scales[:cut], query), k)
+
+
+def _nothing() -> tuple[Ids, NDArray[np.float32]]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+
+
+def _best(ids: Ids, found: NDArray[np.float32], k: int) -> tuple[Ids, NDArray[np.float32]]:
+    top = _top_k(found, k)
+    return ids[top], found[top]
 
 
 def merge_top(a: tuple[Ids, NDArray[np.float32]], b: tuple[Ids, NDArray[np.float32]],
@@ -387,6 +430,8 @@ __all__ = [
     "merge_top",
     "read_chunk",
     "read_scope",
+    "row_bytes",
     "save_vectors",
+    "search_codes",
     "search_rows",
 ]

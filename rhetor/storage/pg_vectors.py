@@ -169,7 +169,7 @@ class PostgresMemory:
         await self.open()
         found = cache.get(context_id)
         if found is not None:  # bring it up to date: only the vectors newer than it holds (another replica's)
-            ids, _ = found.rows()
+            ids = found.rows()[0]
             newest = int(ids[-1]) if len(ids) else found.floor - 1
             new_ids, blobs = await self._context_rows(cache.model, context_id, after=max(newest, 0),
                                                       limit=SCAN_CHUNK)
