@@ -14,11 +14,15 @@ path calls (math.erf, erfc, lgamma, gamma: a ctypes call's target is not seen as
 and callgrind zeroes its counters at the first (`--zero-before`) and dumps them at the others (`--dump-before`):
 one file per stage and request, medians over `--n` requests. The client stage's figure is the client's own work
 plus the loop's idle polling while the upstream answers. `--mode calls`: the Python functions and C calls each
-stage runs, per request (a coroutine's resume counts as a call); `--mode profile`: cProfile of each stage.
+stage runs, per request (a coroutine's resume counts as a call); `--mode profile`: cProfile of each stage;
+`--mode opcodes`: the bytecodes each Python function executes in each stage, per request (`sys.settrace` with
+opcode events; a dataclass's generated `__init__` named by its class) — where a stage's instructions go, since
+callgrind sees only the interpreter's C functions.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream an-stream native-stream [--target floor]
     PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream --mode callgrind --n 200
     PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream --mode profile --n 3000 --top 40
+    PYTHONPATH=. .venv/bin/python benchmarks/ttfb.py oa-stream --mode opcodes --n 200 --top 40
 
 The marks are patched in from outside (the upstream POST wrapped, the driver's `send`): nothing in rhetor knows.
 """
@@ -71,6 +75,33 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
             if armed:
                 stage[0] = i if i < 3 else -1
                 sys.setprofile(hook if i < 3 else None)
+    elif mode == "opcodes":
+        stage = [-1]
+        seen = [Counter() for _ in STAGES]
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode" and 0 <= stage[0] < 3:
+                code = frame.f_code
+                where = code.co_filename.rsplit('/', 2)[-1]
+                if where == "<string>":
+                    where += type(frame.f_locals.get("self")).__name__
+                seen[stage[0]][f"{where}:{code.co_firstlineno}:{code.co_name}"] += 1
+            return local
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            frame.f_trace_opcodes = True
+            return local
+
+        def mark(i: int) -> None:
+            if armed:
+                stage[0] = i if i < 3 else -1
+                sys.settrace(tracer if i < 3 else None)
+                if i < 3:
+                    f = sys._getframe(1)
+                    while f is not None:
+                        f.f_trace_opcodes = True
+                        f.f_trace = local
+                        f = f.f_back
     elif mode == "profile":
         import cProfile
         profiles = [cProfile.Profile(time.thread_time) for _ in STAGES]
@@ -171,9 +202,9 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
             pstats.Stats(prof).sort_stats("tottime").print_stats(top)
             for who in filter(None, os.environ.get("TTFB_CALLERS", "").split(",")):
                 pstats.Stats(prof).print_callers(who)
-    if mode == "calls":
+    if mode in ("calls", "opcodes"):
         for name, counts in zip(STAGES, seen, strict=True):
-            print(f"{target} {kind} {name}: {sum(counts.values()) / n:.0f} calls a request")
+            print(f"{target} {kind} {name}: {sum(counts.values()) / n:.0f} {mode} a request")
             for fn, c in counts.most_common(top):
                 print(f"    {c / n:6.1f}  {fn}")
     await inbox.put({"type": "lifespan.shutdown"})
@@ -225,9 +256,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("kinds", nargs="+", choices=[k + "-stream" for k in KINDS])
     ap.add_argument("--target", choices=["rhetor", "floor"], default="rhetor")
-    ap.add_argument("--mode", choices=["time", "callgrind", "calls", "profile"], default="time",
+    ap.add_argument("--mode", choices=["time", "callgrind", "calls", "profile", "opcodes"], default="time",
                     help="calls: the Python functions (and C calls) each stage runs, per request; profile: "
-                         "cProfile of each stage (thread time)")
+                         "cProfile of each stage (thread time); opcodes: bytecodes per function and stage")
     ap.add_argument("--top", type=int, default=1000, help="(calls) functions listed per stage")
     ap.add_argument("--n", type=int, default=0, help="requests measured (default 3000 time, 200 callgrind)")
     ap.add_argument("--warm", type=int, default=200)

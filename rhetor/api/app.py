@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rhetor import __version__
 from rhetor.api import fastlane, health
@@ -68,6 +68,21 @@ class RhetorApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         slow = super().build_middleware_stack()
         return fastlane.build(self, slow, self.user_middleware) if self.fast_lane else slow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A request with FastAPI's own telemetry off by configuration (create_app's) goes straight to the stack:
+        # what FastAPI.__call__ then Starlette.__call__ do for it, without their second coroutine and the
+        # telemetry's per-request `enabled()` (benchmarks/README.md "Round 8, before the upstream call").
+        config = self._telemetry
+        if scope["type"] == "lifespan" or config["tracing"] or config["metrics"] or config["logs"]:
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
 
 def create_app(settings: Settings, config: TaskConfig | None = None) -> FastAPI:
