@@ -257,19 +257,15 @@ class Gateway:
     # -- entry points ----------------------------------------------------------------------------------
     def _metered(self, inp: ChatInput, prepared: Prepared, info: RunInfo) -> Metered:
         """The usage ledger's view of this request: one record when it ends, however it ends."""
-        if self.meter is None:
+        meter = self.meter
+        if meter is None:
             return NO_METER
-        rt = prepared.route
-        first = rt.targets[0] if rt.targets else None
-        # positionally, in Meter.start's order (its keywords cost ~5k instructions a request, callgrind)
-        return self.meter.start(inp.front, inp.request_id, inp.key_id, rt.component, rt.task_type, inp.context_id,
-                                info, inp.started, prepared.input_estimate,
-                                first.provider if first is not None else None,
-                                first.model if first is not None else None)
+        return Metered(meter, self._begin(meter, inp, prepared), info, inp.started, prepared.input_estimate)
 
     @staticmethod
     def _begin(meter: Meter, inp: ChatInput, prepared: Prepared) -> UsageRecord:
-        """`_metered` without its Metered: the record alone (the non-streaming chat ends it itself)."""
+        """The record alone (the non-streaming chat ends it itself; `_metered` wraps it for a stream).
+        Positionally, in Meter.begin's order (its keywords cost ~5k instructions a request, callgrind)."""
         rt = prepared.route
         first = rt.targets[0] if rt.targets else None
         return meter.begin(inp.front, inp.request_id, inp.key_id, rt.component, rt.task_type, inp.context_id,

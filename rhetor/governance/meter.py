@@ -49,10 +49,7 @@ class Meter:
               estimate: Callable[[], int], provider: str | None = None, model: str | None = None) -> Metered:
         """Positional (once per request: building the keywords' dict cost ~5k instructions, callgrind). `provider`
         and `model`: what was asked for, until the run says who answered. A stream's: its session tells it."""
-        rec = UsageRecord(time.time() - (time.perf_counter() - started), request_id, key_id or ANONYMOUS, component,
-                          task_type, front, provider, model)  # `begin`, inline (a call fewer a stream)
-        if context_id is not None:
-            rec.context_id = context_id
+        rec = self.begin(front, request_id, key_id, component, task_type, context_id, started, provider, model)
         return Metered(self, rec, info, started, estimate)
 
     def begin(self, front: str, request_id: str | None, key_id: str | None, component: str | None,
@@ -125,10 +122,12 @@ class Metered:
         self._done = meter is None
 
     def answered(self, response: ChatResponse) -> None:
-        usage = response.usage
-        if usage.input_tokens == 0 and usage.output_tokens == 0:
-            usage = self._estimated(len(response.content) + sum(len(c.arguments) for c in response.tool_calls))
-        self._end("ok", usage)
+        if self._done:
+            return
+        self._done = True
+        assert self._meter is not None and self.rec is not None and self._info is not None \
+            and self._estimate is not None
+        self._meter.answered(self.rec, self._info, self._started, response, self._estimate)
 
     def failed(self, exc: BaseException) -> None:
         self._end(status_of(exc), Usage())
