@@ -46,7 +46,8 @@ def _run_info() -> Callable[[], Any]:
     return made
 
 
-def meter() -> Case:
+def _meter_and_reply() -> tuple[Any, Any]:
+    """A Meter over a null sink and the shipped prices, and an answer with its usage."""
     from rhetor.governance.meter import Meter
     from rhetor.governance.prices import load_prices
     from rhetor.types import ChatResponse, Usage
@@ -55,8 +56,13 @@ def meter() -> Case:
         def record(self, rec: Any) -> None:
             return None
 
-    m, run_info = Meter(Sink(), load_prices()), _run_info()
     reply = ChatResponse(content="hello there", provider="openai", model="gpt-5.4-mini", usage=Usage(12, 20))
+    return Meter(Sink(), load_prices()), reply
+
+
+def meter() -> Case:
+    m, reply = _meter_and_reply()
+    run_info = _run_info()
 
     def one() -> None:
         m.start("openai", "rid-1", "key_bench", None, "default", None, run_info(), time.perf_counter(), lambda: 5,
@@ -66,16 +72,8 @@ def meter() -> Case:
 
 def meter_begin() -> Case:
     """The gateway's non-streaming chat since round 8: Meter.begin + Meter.answered, no Metered."""
-    from rhetor.governance.meter import Meter
-    from rhetor.governance.prices import load_prices
-    from rhetor.types import ChatResponse, Usage
-
-    class Sink:
-        def record(self, rec: Any) -> None:
-            return None
-
-    m, run_info = Meter(Sink(), load_prices()), _run_info()
-    reply = ChatResponse(content="hello there", provider="openai", model="gpt-5.4-mini", usage=Usage(12, 20))
+    m, reply = _meter_and_reply()
+    run_info = _run_info()
 
     def one() -> None:
         started = time.perf_counter()

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,27 @@ def callgrind(pid: int, *args: str) -> None:
 
 # ---------------------------------------------------------------- in process (the child under valgrind runs this)
 
+async def started(app: Any) -> Callable[[], Awaitable[None]]:
+    """Run `app`'s lifespan startup; answer the coroutine function that shuts it down (ttfb.py uses it too)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    life = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get,
+                                   outbox.put))
+    await outbox.get()
+
+    async def stop() -> None:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await life
+    return stop
+
+
+def bench_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    """A benchmark POST's headers (the caller key `bench`), made once and shared by every request."""
+    return [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer bench")]
+
+
 async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: int, upstream: int) -> None:
     path, body = request_of(kind, target)
     if target == "floor":
@@ -120,14 +141,8 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
         from rhetor.api.app import create_app
         from rhetor.settings import Settings
         app = create_app(Settings.from_env())
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    life = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get,
-                                   outbox.put))
-    await outbox.get()
-    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer bench")]
+    stop = await started(app)
+    headers = bench_headers(body)
 
     async def one() -> None:
         pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -185,8 +200,7 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
             await one()
         callgrind(os.getpid(), "-i", "off")
         callgrind(os.getpid(), "-d")
-    await inbox.put({"type": "lifespan.shutdown"})
-    await life
+    await stop()
 
 
 def print_syscalls(target: str, kind: str, out: Path, n: int, where: str = "app") -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from instructions import KINDS, environment, request_of
+from instructions import KINDS, bench_headers, environment, request_of, started
 from run import PY, ROOT, free_port, pinned, wait_ready
 
 STAGES = ("before", "client", "after")
@@ -146,14 +146,8 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
         from rhetor.api.app import create_app
         from rhetor.settings import Settings
         app = create_app(Settings.from_env())
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    life = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get,
-                                   outbox.put))
-    await outbox.get()
-    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer bench")]
+    stop = await started(app)
+    headers = bench_headers(body)
 
     async def one() -> None:
         pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -207,8 +201,7 @@ async def drive(kind: str, target: str, n: int, warm: int, upstream: int, mode: 
             print(f"{target} {kind} {name}: {sum(counts.values()) / n:.0f} {mode} a request")
             for fn, c in counts.most_common(top):
                 print(f"    {c / n:6.1f}  {fn}")
-    await inbox.put({"type": "lifespan.shutdown"})
-    await life
+    await stop()
 
 
 def stage_counts(out: str, n: int) -> list[float]:
