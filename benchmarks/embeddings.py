@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rhetor.context.embedder import normalize  # noqa: E402
-from rhetor.context.vectors import search_rows  # noqa: E402
+from rhetor.context.scopes import search_rows  # noqa: E402
 
 DIM = 384
 CONTEXTS = 100

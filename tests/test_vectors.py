@@ -15,8 +15,9 @@ from rhetor.context import NewMessage, SqliteContextStore
 from rhetor.context.embedder import SimulatedEmbedder, embed_hashed
 from rhetor.context.int8 import dequantize, quantize
 from rhetor.context.retrieval import Memory
+from rhetor.context.scopes import Scope, row_bytes, search_rows
 from rhetor.context.tail import recent_turns
-from rhetor.context.vectors import Scope, ScopeCache, row_bytes, search_rows
+from rhetor.context.vectors import ScopeCache
 from rhetor.gateway import ChatInput, Gateway
 from rhetor.providers import Providers
 from rhetor.routing.config import load_config

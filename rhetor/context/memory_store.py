@@ -23,12 +23,10 @@ else:
     from rhetor.lazy import numpy as np
 
 from rhetor.context.lexical import Hit, lexical_search
+from rhetor.context.scopes import Ids, Matrix, Scope
 from rhetor.context.tail import Turn, recent_turns, turns_of
 from rhetor.context.vectors import (
-    Ids,
-    Matrix,
     Pending,
-    Scope,
     ScopeCache,
     backlog_batch,
     counts,

@@ -32,8 +32,9 @@ from rhetor.context.embedder import Embedder
 from rhetor.context.indexer import Indexer
 from rhetor.context.lexical import Hit
 from rhetor.context.memory_store import MemoryStore, SqlRunner, memory_store
+from rhetor.context.scopes import Scope, from_bytes, merge_top, search_rows
 from rhetor.context.tail import Turn
-from rhetor.context.vectors import SCAN_CHUNK, Scope, ScopeCache, from_bytes, merge_top, search_rows
+from rhetor.context.vectors import SCAN_CHUNK, ScopeCache
 from rhetor.observability import tracing
 from rhetor.types import Message
 

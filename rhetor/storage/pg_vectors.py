@@ -29,18 +29,9 @@ else:
 
 from rhetor.context.lexical import Hit, fts_query
 from rhetor.context.memory_store import Found, MessageRow
+from rhetor.context.scopes import Ids, Matrix, Scope, ScopeBuilder, from_bytes
 from rhetor.context.tail import FETCH, RecentTurns, Turn
-from rhetor.context.vectors import (
-    SCAN_CHUNK,
-    Ids,
-    Matrix,
-    Pending,
-    Scope,
-    ScopeBuilder,
-    ScopeCache,
-    embedding_text,
-    from_bytes,
-)
+from rhetor.context.vectors import SCAN_CHUNK, Pending, ScopeCache, embedding_text
 from rhetor.storage.postgres import Database, Migrations
 
 log = logging.getLogger("rhetor.storage")
