@@ -41,4 +41,22 @@ fi
 # Byte-compile Rhetor's own modules (the editable install leaves them as sources): start-up then reads .pyc files
 # instead of compiling ~150 modules, even where PYTHONDONTWRITEBYTECODE is set. Only changed files are redone.
 .venv/bin/python -m compileall -q rhetor hermes_integration >/dev/null || true
+# Compiled accelerators (rhetor/native.py): a few governance modules built with mypyc into .native/ when missing
+# or older than their sources, from a throwaway venv (requirements-build.lock: mypy, setuptools), so the serving
+# venv carries no compiler tooling. Without a C compiler the build fails and Rhetor runs the plain sources, as
+# with RHETOR_NATIVE_BUILD=0 (no build) or RHETOR_NATIVE=0 (at run time).
+if [ "${RHETOR_NATIVE_BUILD:-1}" != 0 ] && ! .venv/bin/python -c \
+    'import sys; from rhetor import native; sys.exit(0 if native.check()[0] else 1)' 2>/dev/null; then
+  say "native: compiling $(.venv/bin/python -c 'from rhetor import native; print(len(native.MODULES))') modules with mypyc (requirements-build.lock, in a throwaway venv)"
+  tool=$(mktemp -d)
+  if .venv/bin/python -m venv "$tool" \
+      && "$tool/bin/python" -m pip install "${pip_flags[@]}" --require-hashes -r requirements-build.lock \
+      && PYTHONPATH="$("$tool/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+         .venv/bin/python scripts/build_native.py >/dev/null; then
+    say "native: built into .native/"
+  else
+    say "native: the build failed; Rhetor runs the plain sources (same behaviour, slower governance)"
+  fi
+  rm -rf "$tool"
+fi
 mkdir -p "${RHETOR_DATA_DIR:-$HOME/.tekton/data/rhetor}" "$HOME/.tekton/logs"

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hermes_integration import HermesClient, Registration, endpoint_url, registration_payload
-from rhetor import __version__, heap
+from rhetor import __version__, heap, native
 from rhetor.api.exposure import exposed_without_auth, exposure_warning, may_see_details, shutdown_refusal
 from rhetor.api.responses import json_response
 from rhetor.api.usage import usage_status
@@ -198,8 +198,9 @@ class RhetorServer(uvicorn.Server):
             heap.settle()  # after the lifespan's start-up, so what it built is frozen too (rhetor.heap)
         if self.started:  # one line for start and bind (uvicorn's own four are dropped: rhetor.observability.logs)
             rt = self.runtime
-            log.info("Rhetor %s listening on %s (pid %d)", __version__,
-                     endpoint_url(rt.settings.host, rt.port()), os.getpid())
+            log.info("Rhetor %s listening on %s (pid %d); compiled governance modules: %s", __version__,
+                     endpoint_url(rt.settings.host, rt.port()), os.getpid(),
+                     "on" if native.state["active"] else f"off ({native.state['reason']})")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Rhetor drains before uvicorn does, so no stream is ever cut by uvicorn's forced cancel: stop
@@ -267,6 +268,7 @@ async def health(request: Request) -> Response:
         details["workers"] = group = worker.status()
         hermes = details["hermes"] = group.pop("hermes")
     details["usage_ledger"] = usage_status(request.app)  # ok / degraded (store unavailable) / disabled
+    details["native"] = native.state  # compiled governance modules in use, or why not (rhetor.native)
     backends = getattr(request.app.state, "backends", None)  # what is shared across replicas (rhetor.storage)
     if backends is not None:
         details["storage"] = backends.status()

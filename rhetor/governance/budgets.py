@@ -16,6 +16,7 @@ HTTP, fronts, SQL, Redis or providers.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,20 +50,30 @@ APPLICABLE_MEMO = 4096  # memoized (component, key, task, key budget) combinatio
 Plan = tuple[Period, float | None, int | None, float, float, bool]
 
 
-class Applicable(list[tuple[Budget, Subject]]):
-    """`applicable`'s answer: the budgets that cap a request, each with the subject whose spend it counts; with
-    the rows `judge` walks, made once — (budget, subject, plan, the subject's windows, the plan's period's slot in
-    them): the window read from the list while current, not through `SpendCounters.window` (~1.3k instructions,
-    callgrind) — and whether any of them holds an estimate."""
+class Applicable:
+    """`applicable`'s answer: the budgets that cap a request, each with the subject whose spend it counts (iterate
+    it; false when none); with the rows `judge` walks, made once — (budget, subject, plan, the subject's windows,
+    the plan's period's slot in them): the window read from the list while current, not through
+    `SpendCounters.window` (~1.3k instructions, callgrind) — and whether any of them holds an estimate. Holds its
+    list rather than being one: a compiled class (rhetor.native) cannot subclass list."""
 
-    __slots__ = ("holds", "rows")
+    __slots__ = ("found", "holds", "rows")
 
     def __init__(self, found: list[tuple[Budget, Subject]], plans: dict[str, tuple[Plan, ...]],
                  counters: SpendCounters) -> None:
-        super().__init__(found)
+        self.found = found
         self.rows = tuple((budget, subject, plan, counters.slots(subject), SLOT[plan[0]])
                           for budget, subject in found for plan in plans[budget.id])
         self.holds = any(row[2][5] for row in self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+    def __len__(self) -> int:
+        return len(self.found)
+
+    def __iter__(self) -> Iterator[tuple[Budget, Subject]]:
+        return iter(self.found)
 
 
 @dataclass(slots=True)
