@@ -263,3 +263,10 @@ def test_this_sqlite_is_capable() -> None:
     """The check itself, on this machine's SQLite (3.40: JSON reads doubles exactly; its SQL literals do not)."""
     with sqlite3.connect(":memory:") as c:
         assert sqlite_packs.capable(c) == (True, True)
+
+
+def test_the_check_sees_an_inexact_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Doubles through text of 15 significant digits (SQLite's REAL to TEXT): the probe says so."""
+    monkeypatch.setitem(sqlite_packs.PACKED, "ts", "CAST(CAST(json_extract(j.value, '$[0]') AS TEXT) AS REAL)")
+    with sqlite3.connect(":memory:") as c:
+        assert sqlite_packs._exact(c) is False

@@ -1,4 +1,6 @@
 """Usage records into SQLite with fewer bound values: the INSERTs of one ledger flush, grouped by their "set".
+Since round 9 the row layout (`usage_rows`) is the fallback of the packed one (rhetor.governance.sqlite_packs):
+records JSON cannot hold exactly, and all of them where this SQLite's JSON reads numbers back inexactly.
 
 Most columns of a flush's records repeat (key, front, provider, model, status, attempts, flags): those make a
 record's set. A set with at least MIN_SET rows in a batch is written by a memoized INSERT whose text holds the

@@ -188,14 +188,15 @@ class Summary:
         return {"totals": self.totals.as_dict(), "buckets": self.buckets}
 
 
-_SUMMARY_COLUMNS = ("ts", "key_id", "component", "task_type", "front", "provider", "model", *_SUMS, "cost_usd",
+_SUMMARY_COLUMNS = ("key_id", "component", "task_type", "front", "provider", "model", *_SUMS, "cost_usd",
                     "status", "unpriced", "estimated", "latency_ms", "fallback")  # what GROUP_SQL and metrics use
 
 
 def summary_sql(flt: UsageFilter, group_by: Sequence[str], groups: dict[str, str] = GROUP_SQL,
                 nulls_first: str = "", source: Source = table_source) -> tuple[str, list[Any]]:
     """The ordered scan a Summary reads (`?` placeholders; `groups` maps a group to its SQL expression)."""
-    frm, args = source(conditions(flt), _SUMMARY_COLUMNS)
+    timed = not {"day", "hour", "minute"}.isdisjoint(group_by)  # a packed record's ts read only if grouped by it
+    frm, args = source(conditions(flt), ("ts", *_SUMMARY_COLUMNS) if timed else _SUMMARY_COLUMNS)
     keys = [groups[g] for g in group_by]
     metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms, fallback"
     order = ", ".join([*(f"{k}{nulls_first}" for k in keys), "latency_ms"])
@@ -268,7 +269,7 @@ class SqliteLedgerStore:
 
     async def records(self, flt: UsageFilter, *, limit: int, offset: int) -> tuple[list[UsageRecord], int]:
         conds = conditions(flt)
-        counted, count_args = self._source(conds, ("ts",))
+        counted, count_args = self._source(conds, ("1",))
         listed, args = self._source(conds, ("id", *COLUMNS))
 
         def page(conn: sqlite3.Connection) -> tuple[list[UsageRecord], int]:
