@@ -1,7 +1,7 @@
 """Instructions per usage record written by the SQLite ledger store (`SqliteLedgerStore.write`, its worker thread
 included), counted by valgrind's callgrind around the measured flushes only: the ruler of rhetor/governance/
-sqlite_rows.py. Each flush holds `--batch` records spread over `--sets` sets (keys), like a bench request's record
-(one attempt, no stream, no context).
+sqlite_packs.py (and of sqlite_rows.py, its fallback, where the JSON probe says no). Each flush holds `--batch`
+records spread over `--sets` sets (keys), like a bench request's record (one attempt, no stream, no context).
 
     .venv/bin/python benchmarks/ledger_write.py [--batch 128] [--flushes 20] [--sets 1 4 64] [--shared-attempts]
 """

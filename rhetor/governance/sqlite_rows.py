@@ -1,4 +1,6 @@
 """Usage records into SQLite with fewer bound values: the INSERTs of one ledger flush, grouped by their "set".
+Since round 9 the row layout (`usage_rows`) is the fallback of the packed one (rhetor.governance.sqlite_packs):
+records JSON cannot hold exactly, and all of them where this SQLite's JSON reads numbers back inexactly.
 
 Most columns of a flush's records repeat (key, front, provider, model, status, attempts, flags): those make a
 record's set. A set with at least MIN_SET rows in a batch is written by a memoized INSERT whose text holds the
@@ -35,13 +37,13 @@ MAX_SET_TEXT = 1024  # a set's literals together: a 32-row INSERT stays ~35 KB o
 _MEMO_MAX = 64  # sets whose statements are remembered; beyond it the memo starts afresh
 # The varying columns (always bound); the optional ones, bound unless a record leaves all of them empty (PLAIN: a
 # non-stream request without context, cache or reasoning tokens), when its statement holds them as literals; then
-# the set's (literals). Together all of usage_records' columns but `id`.
+# the set's (literals). Together all of usage_rows' columns but `id`.
 VARYING = ("ts", "request_id", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
 OPTIONAL = ("cached_tokens", "cache_write_tokens", "reasoning_tokens", "ttft_ms", "context_id", "saved_usd")
 PLAIN = (0, 0, 0, None, None, 0.0)
 SET = ("key_id", "component", "task_type", "front", "provider", "model", "attempts", "estimated", "unpriced",
        "status", "fallback", "cache_hit", "downgraded_from")
-_ALL = f"INSERT INTO usage_records ({', '.join(VARYING + OPTIONAL + SET)}) VALUES "
+_ALL = f"INSERT INTO usage_rows ({', '.join(VARYING + OPTIONAL + SET)}) VALUES "
 INSERT_ALL = _ALL + f"({', '.join('?' * (len(VARYING) + len(OPTIONAL) + len(SET)))})"
 _INT_MIN, _INT_MAX, _FLOAT_EXACT = -(2 ** 63) + 1, 2 ** 63 - 1, 2.0 ** 53
 
@@ -87,7 +89,7 @@ def full_row(r: UsageRecord, n: Any, attempts: str) -> tuple[Any, ...]:
 
 
 class RowWriter:
-    """Writes batches of UsageRecords into one connection's usage_records; remembers each set's statements."""
+    """Writes batches of UsageRecords into one connection's usage_rows; remembers each set's statements."""
 
     def __init__(self, null: Any = None) -> None:
         self.null = null  # what a nullable varying column's None binds as (the store's NaN: no adapter lookup)

@@ -1,21 +1,27 @@
 """The default LedgerStore: usage records in their own SQLite file (`$RHETOR_DATA_DIR/usage.db`, WAL), driven by
-the shared one-thread SqliteWorker with ordered migrations. Summaries are computed on the worker thread from
-one ordered scan of the range, one group at a time, so memory holds one group's latencies, never the table.
-Knows SQL and the record type; nothing of HTTP, fronts or prices.
+the shared one-thread SqliteWorker with ordered migrations. Records are written packed (rhetor.governance.
+sqlite_packs: one row per set and flush) where this SQLite reads them back exactly, else as rows (rhetor.governance.
+sqlite_rows); the view `usage_records` shows both as the one table it was before migration 3. Summaries are
+computed on the worker thread from one ordered scan of the range, one group at a time, so memory holds one group's
+latencies, never the table. Knows SQL and the record type; nothing of HTTP, fronts or prices.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from rhetor.errors import ConfigError
+from rhetor.governance import sqlite_packs
 from rhetor.governance.ledger import UsageFilter, UsageRecord
+from rhetor.governance.sqlite_packs import Cond, PackWriter, render
 from rhetor.governance.sqlite_rows import RowWriter
 from rhetor.sqlite_worker import Migrations, SqliteWorker, immediate
 
@@ -35,6 +41,7 @@ MIGRATIONS: Migrations = [
         "ALTER TABLE usage_records ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0",
         "ALTER TABLE usage_records ADD COLUMN downgraded_from TEXT",
     ],
+    sqlite_packs.MIGRATION,  # the table becomes usage_rows; usage_packs; the view usage_records of both
 ]
 
 COLUMNS = ("ts", "request_id", "key_id", "component", "task_type", "front", "provider", "model", "attempts",
@@ -82,23 +89,33 @@ def _record(row: Sequence[Any]) -> UsageRecord:
     return UsageRecord(**d)
 
 
-def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["ts >= ?", "ts < ?"]
-    args: list[Any] = [flt.since, flt.until]
+def conditions(flt: UsageFilter) -> list[Cond]:
+    conds: list[Cond] = [("ts", ">=", flt.since), ("ts", "<", flt.until)]
     for value, column in ((flt.component, "component"), (flt.provider, "provider"), (flt.key, "key_id"),
                           (flt.task, "task_type"), (flt.front, "front"), (flt.status, "status")):
         if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
+            conds.append((column, "=", value))
     if flt.model is not None:
         provider, sep, model = flt.model.partition("/")
         if sep:
-            clauses.append("provider = ? AND model = ?")
-            args += [provider, model]
+            conds += [("provider", "=", provider), ("model", "=", model)]
         else:
-            clauses.append("model = ?")
-            args.append(flt.model)
-    return " AND ".join(clauses), args
+            conds.append(("model", "=", flt.model))
+    return conds
+
+
+def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
+    return render(conditions(flt))
+
+
+# What a reader selects from: a FROM clause (its WHERE included) holding the records that match the conditions,
+# with the columns named (usage_records' names). The table's by default (PostgreSQL); SQLite's rows and packs.
+Source = Callable[[Sequence[Cond], Sequence[str]], tuple[str, list[Any]]]
+
+
+def table_source(conds: Sequence[Cond], columns: Sequence[str]) -> tuple[str, list[Any]]:
+    where, args = render(conds)
+    return f"usage_records WHERE {where}", args
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -171,32 +188,38 @@ class Summary:
         return {"totals": self.totals.as_dict(), "buckets": self.buckets}
 
 
+_SUMMARY_COLUMNS = ("key_id", "component", "task_type", "front", "provider", "model", *_SUMS, "cost_usd",
+                    "status", "unpriced", "estimated", "latency_ms", "fallback")  # what GROUP_SQL and metrics use
+
+
 def summary_sql(flt: UsageFilter, group_by: Sequence[str], groups: dict[str, str] = GROUP_SQL,
-                nulls_first: str = "") -> tuple[str, list[Any]]:
+                nulls_first: str = "", source: Source = table_source) -> tuple[str, list[Any]]:
     """The ordered scan a Summary reads (`?` placeholders; `groups` maps a group to its SQL expression)."""
-    where, args = _where(flt)
+    timed = not {"day", "hour", "minute"}.isdisjoint(group_by)  # a packed record's ts read only if grouped by it
+    frm, args = source(conditions(flt), ("ts", *_SUMMARY_COLUMNS) if timed else _SUMMARY_COLUMNS)
     keys = [groups[g] for g in group_by]
     metrics = f"{', '.join(_SUMS)}, cost_usd, status, unpriced, estimated, latency_ms, fallback"
     order = ", ".join([*(f"{k}{nulls_first}" for k in keys), "latency_ms"])
-    return f"SELECT {', '.join([*keys, metrics])} FROM usage_records WHERE {where} ORDER BY {order}", args
+    return f"SELECT {', '.join([*keys, metrics])} FROM {frm} ORDER BY {order}", args
 
 
-def spend_sql(column: str | None, value: str | None, starts: Sequence[float], now: float) -> tuple[str, list[Any]]:
+def spend_sql(column: str | None, value: str | None, starts: Sequence[float], now: float,
+              source: Source = table_source) -> tuple[str, list[Any]]:
     """Cost and tokens since each of `starts` (up to `now`), for all records or those whose `column` = `value`:
     one row of 2 * len(starts) sums (`?` placeholders)."""
     sums = ", ".join(f"COALESCE(SUM(CASE WHEN ts >= ? THEN {e} END), 0)" for _ in starts
                      for e in ("cost_usd", "input_tokens + output_tokens"))
     args: list[Any] = [s for s in starts for _ in range(2)]
-    where, extra = "ts >= ? AND ts < ?", [min(starts), now]
-    extra_args: list[Any] = extra
+    conds: list[Cond] = [("ts", ">=", min(starts)), ("ts", "<", now)]
     if column is not None:
-        where += f" AND {column} = ?"
-        extra_args.append(value)
-    return f"SELECT {sums} FROM usage_records WHERE {where}", args + extra_args
+        conds.append((column, "=", value))
+    frm, extra = source(conds, ("ts", "cost_usd", "input_tokens", "output_tokens"))
+    return f"SELECT {sums} FROM {frm}", args + extra
 
 
-def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
-    sql, args = summary_sql(flt, group_by)
+def summarize(conn: sqlite3.Connection, flt: UsageFilter, group_by: Sequence[str],
+              source: Source = table_source) -> dict[str, Any]:
+    sql, args = summary_sql(flt, group_by, source=source)
     summary = Summary(group_by)
     for row in conn.execute(sql, args):
         summary.add(row)
@@ -207,15 +230,32 @@ class SqliteLedgerStore:
     def __init__(self, path: Path) -> None:
         self.worker = SqliteWorker(path, MIGRATIONS, label="usage store")
         self._rows = RowWriter(_NULL)  # used on the worker thread only
+        self._writer: RowWriter | PackWriter = self._rows
+        self._source: Source = partial(sqlite_packs.source, packs=False)
 
     async def open(self) -> None:
         await self.worker.open()
+        try:
+            functions, exact = await self.worker.run(self._layout)
+        except BaseException:
+            await self.worker.close()
+            raise
+        # packs are read wherever this SQLite has the JSON functions, written where it also reads them exactly
+        self._source = partial(sqlite_packs.source, packs=functions)
+        self._writer = PackWriter(self._rows) if functions and exact else self._rows
+
+    def _layout(self, conn: sqlite3.Connection) -> tuple[bool, bool]:
+        functions, exact = sqlite_packs.capable(conn)
+        if not functions and conn.execute("SELECT EXISTS (SELECT 1 FROM usage_packs)").fetchone()[0]:
+            raise ConfigError(f"{self.worker.path} holds packed usage records and this SQLite "
+                              f"({sqlite3.sqlite_version}) has no JSON functions to read them: use a newer one")
+        return functions, exact
 
     async def close(self) -> None:
         await self.worker.close()
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
-        write = self._rows.write
+        write = self._writer.write
 
         def insert(conn: sqlite3.Connection) -> None:  # grouped by set, off the loop (rhetor.governance.sqlite_rows)
             with immediate(conn):
@@ -224,15 +264,18 @@ class SqliteLedgerStore:
         await self.worker.run(insert)
 
     async def summary(self, flt: UsageFilter, group_by: Sequence[str]) -> dict[str, Any]:
-        return await self.worker.run(lambda conn: summarize(conn, flt, group_by))
+        source = self._source
+        return await self.worker.run(lambda conn: summarize(conn, flt, group_by, source))
 
     async def records(self, flt: UsageFilter, *, limit: int, offset: int) -> tuple[list[UsageRecord], int]:
-        where, args = _where(flt)
+        conds = conditions(flt)
+        counted, count_args = self._source(conds, ("1",))
+        listed, args = self._source(conds, ("id", *COLUMNS))
 
         def page(conn: sqlite3.Connection) -> tuple[list[UsageRecord], int]:
-            total = int(conn.execute(f"SELECT COUNT(*) FROM usage_records WHERE {where}", args).fetchone()[0])
-            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM usage_records WHERE {where} "
-                                "ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            total = int(conn.execute(f"SELECT COUNT(*) FROM {counted}", count_args).fetchone()[0])
+            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {listed} ORDER BY ts DESC, id DESC "
+                                "LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
             return [_record(r) for r in rows], total
 
         return await self.worker.run(page)
@@ -240,16 +283,16 @@ class SqliteLedgerStore:
     async def purge(self, before: float) -> int:
         def delete(conn: sqlite3.Connection) -> int:
             with immediate(conn):
-                return conn.execute("DELETE FROM usage_records WHERE ts < ?", (before,)).rowcount
+                return sqlite_packs.purge(conn, before)
 
         return await self.worker.run(delete)
 
     async def spend(self, column: str | None, value: str | None, starts: Sequence[float],
                     now: float) -> list[float]:
-        sql, args = spend_sql(column, value, starts, now)
+        sql, args = spend_sql(column, value, starts, now, self._source)
         row = await self.worker.run(lambda conn: conn.execute(sql, args).fetchone())
         return [float(v) for v in row]
 
 
-__all__ = ["COLUMNS", "GROUP_SQL", "MIGRATIONS", "SqliteLedgerStore", "Summary", "percentile", "spend_sql", "summarize",
-           "summary_sql"]
+__all__ = ["COLUMNS", "GROUP_SQL", "MIGRATIONS", "Source", "SqliteLedgerStore", "Summary", "conditions", "percentile",
+           "spend_sql", "summarize", "summary_sql", "table_source"]
