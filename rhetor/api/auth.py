@@ -9,8 +9,9 @@ attribute check per request. Health and readiness are exempt, and so are CORS pr
 caller's API format: Anthropic's under /v1/messages, OpenAI's under the rest of /v1, the LLM Adapter's `{error}`
 on the legacy routes, the native envelope elsewhere; a WebSocket is accepted, sent one ERROR frame (readable by
 both WebSocket protocols) and closed with 1008. Limits on a WebSocket apply per request frame (`FrameGate`).
-An admitted HTTP request's x-ratelimit-* headers are left in the scope state (LIMIT_HEADERS) for
-GatewayMiddleware, the outer layer, to add to the response.
+An admitted HTTP request's x-ratelimit-* headers are left in the scope state (LIMIT_HEADERS, a list of (name,
+value) pairs) for GatewayMiddleware, the outer layer, to add to the response; for a key's own in-process limits,
+when the server offers it (rhetor.api.header_lines), as ONE pair carrying the six headers' pre-built lines.
 Keys are compared as SHA-256 digests, never logged or echoed. Knows nothing of handlers, providers or the gateway.
 """
 
@@ -25,6 +26,8 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rhetor.api.header_lines import EXTENSION
+from rhetor.api.header_lines import NAME as LINES
 from rhetor.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, RhetorError
 from rhetor.governance.access import Access, Admission
 from rhetor.governance.keys import Identity, digest
@@ -179,7 +182,12 @@ class ApiKeyMiddleware:
             # GatewayMiddleware's one send wrapper (rhetor.api.middleware), which adds them to the response: no
             # second wrapper and message copy per request (benchmarks/instructions.py)
             assert identity is not None
-            headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
+            offer = scope.get("extensions")  # header_lines.offered, inlined: the server writes a block as it is
+            if offer is not None and EXTENSION in offer:
+                lines = limiter.take_lines(identity.key_id, identity.rpm, identity.tpm, tokens)
+                headers = None if lines is None else [(LINES, lines)]
+            else:
+                headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
             if headers is not None:
                 scope["state"][LIMIT_HEADERS] = headers  # (set above, with the identity)
                 try:

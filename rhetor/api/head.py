@@ -17,6 +17,12 @@ are checked in one C pass: a translation table that moves every byte HEADER_VALU
 values iff one is there. Measured (benchmarks/response_head.py, start and body sends): 11 headers 79.5k -> 39.4k
 instructions, 17 (with the rate limits) 110.7k -> 47.2k; benchmarks/README.md, "Round 7, response head", has
 the whole server's figures.
+Blocks of header lines (rhetor.api.header_lines, offered by rhetor.api.protocols when WRITES_LINES): a
+(header_lines.NAME, block) pair is written as it is, in its place, unchecked (valid by construction: the app's
+own names and digits); on uvicorn's own send (the fall-back) it is first split into the pairs it stands for.
+17 headers, the six x-ratelimit-* ones as a block: 47.2k -> 41.7k instructions (benchmarks/README.md, round 9).
+Keep `_start`'s loop under 256 code units: past that, each iteration runs an EXTENDED_ARG (+0.4k a response;
+tests/test_head.py checks it).
 Knows uvicorn's RequestResponseCycle (its fields and module constants); nothing of routes, governance or wire
 shapes.
 """
@@ -37,6 +43,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from rhetor.api import header_lines
 
 MAX_NAMES = 256  # distinct header names remembered as valid; beyond, a new name is checked on each response
 _names: dict[bytes, bytes] = {}  # a valid header name as the app gave it -> b"\r\n" + its lower-case form + b": "
@@ -67,6 +75,31 @@ def _prefix(name: bytes) -> bytes:
     return prefix
 
 
+_LINES = b""  # the prefix of header_lines.NAME: its value is a block of whole lines, written as it is
+_names[header_lines.NAME] = _LINES  # (the first name remembered: always found)
+_SPECIAL = frozenset((*_SPECIAL, _LINES))
+
+
+def _plain(message: Any) -> Any:
+    """`message` for uvicorn's own send: a block of header lines as the (name, value) pairs it stands for."""
+    headers = message.get("headers")
+    if headers is None:
+        return message
+    try:
+        headers = list(headers)  # (they may be a one-shot iterator)
+        if any(pair[0] == header_lines.NAME for pair in headers):
+            headers = header_lines.plain(headers)
+    except Exception:  # headers that are no pairs: uvicorn's send refuses them, as it always has
+        pass
+    return {**message, "headers": headers}
+
+
+def _closes(connection: bytes) -> bool:
+    """Whether a `connection` header's value says close (out of FastHeadCycle's loop, which it would lengthen
+    past 255 code units: an EXTENDED_ARG on every iteration, +0.4k instructions a response)."""
+    return b"close" in [token.lower().strip() for token in connection.split(b",")]
+
+
 _uvicorn_send = RequestResponseCycle.send
 
 
@@ -78,9 +111,10 @@ class FastHeadCycle(RequestResponseCycle):
     # A plain function returning the awaitable (as GatewayMiddleware's send does): body messages cost no
     # coroutine of their own on top of uvicorn's.
     def send(self, message: ASGISendEvent) -> Coroutine[Any, Any, None]:
-        if self.response_started or self.disconnected or self.flow.write_paused \
-                or message["type"] != "http.response.start":
+        if self.response_started or message["type"] != "http.response.start":
             return _uvicorn_send(self, message)
+        if self.disconnected or self.flow.write_paused:
+            return _uvicorn_send(self, _plain(message))
         return self._start(message)  # type: ignore[arg-type]
 
     async def _start(self, message: dict[str, Any]) -> None:
@@ -96,6 +130,7 @@ class FastHeadCycle(RequestResponseCycle):
             keep_alive = self.keep_alive
             has_connection_close = False
             names = _names
+            lines_at = 0
             for name, value in self.default_headers + headers:
                 try:
                     prefix = names[name]
@@ -110,7 +145,11 @@ class FastHeadCycle(RequestResponseCycle):
                         if value.lower() == b"chunked":
                             expected = 0
                             chunked = True
-                    elif b"close" in [token.lower().strip() for token in value.split(b",")]:
+                    elif not prefix:  # _LINES: a block of header lines (header_lines.NAME), put in the place of
+                        if lines_at:  # the empty value kept here once the values are checked
+                            raise ValueError("a second block of header lines")
+                        lines_at, lines, value = len(content) + 1, value, b""
+                    elif _closes(value):
                         keep_alive = False
                         has_connection_close = True
                 content.append(prefix)
@@ -118,10 +157,12 @@ class FastHeadCycle(RequestResponseCycle):
             values = b"".join(content[2::2])
             if values.translate(_REFUSED) != values:
                 raise ValueError("header value")
+            if lines_at:
+                content[lines_at] = lines
         except Exception:  # uvicorn's send decides, and raises what it always raised
             if headers is not None:  # the headers as read here (they may have been a one-shot iterator)
                 message = {**message, "headers": headers}
-            await _uvicorn_send(self, message)  # type: ignore[arg-type]
+            await _uvicorn_send(self, _plain(message))
             return
 
         self.response_started = True
@@ -152,5 +193,8 @@ def _building_fast_cycles(method: Callable[[HttpToolsProtocol], None]) -> Callab
 
 
 on_headers_complete = _building_fast_cycles(HttpToolsProtocol.on_headers_complete)
+# Whether the cycles built are FastHeadCycle, which writes blocks of header lines: the HTTP protocol then offers
+# the extension (rhetor.api.header_lines) in each request's scope
+WRITES_LINES = on_headers_complete is not HttpToolsProtocol.on_headers_complete
 
-__all__ = ["MAX_NAMES", "FastHeadCycle", "on_headers_complete"]
+__all__ = ["MAX_NAMES", "WRITES_LINES", "FastHeadCycle", "on_headers_complete"]

@@ -74,7 +74,9 @@ class GatewayMiddleware:
                 if slot is not None:
                     slot.overhead_ms = overhead
                 state = scope["state"]
-                limits = state.get("rhetor_limit_headers", ())  # x-ratelimit-* of the caller key (rhetor.api.auth)
+                # x-ratelimit-* of the caller key (rhetor.api.auth): under Rhetor's server, one (header_lines.NAME,
+                # block) pair, passed on as any pair (rhetor.api.header_lines)
+                limits = state.get("rhetor_limit_headers", ())
                 headers = [*message.get("headers", ()), *limits, (b"x-request-id", rid_bytes),
                            (b"x-rhetor-overhead-ms", f"{overhead:.3f}".encode())]
                 notes = state.get("rhetor_notes")  # cache / budget headers (rhetor.api.attribution)

@@ -12,6 +12,8 @@ over the cap gets the app's ERROR frame (the callable stored under TOO_BIG_KEY i
 close with code 1009; the rest of the oversized message is read and discarded until the peer closes, so the
 peer sees the frame and the code instead of a reset connection.
 A stalled reader never grows a buffer: uvicorn pauses the app once the transport holds 64 KiB.
+Each HTTP request's scope offers the `rhetor.header_lines` extension (rhetor.api.header_lines) when the cycles
+are rhetor.api.head.FastHeadCycle: the app may then hand headers over as one pre-built block of lines.
 Knows uvicorn's protocol classes; knows nothing of routes, providers or wire shapes.
 """
 
@@ -33,7 +35,8 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from rhetor.api.coalesce import HeadWithBody
-from rhetor.api.head import on_headers_complete
+from rhetor.api.head import WRITES_LINES, on_headers_complete
+from rhetor.api.header_lines import EXTENSION
 from rhetor.settings import Settings
 
 log = logging.getLogger("rhetor.conns")
@@ -154,6 +157,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._header_timer = None
         if self._over_cap:
             self.limit_concurrency = 0  # uvicorn's own path: 503 "Service Unavailable", connection: close
+        if WRITES_LINES:  # the cycle writes a block of header lines as it is: say so (header_lines.offer, inlined)
+            self.scope.setdefault("extensions", {})[EXTENSION] = {}
         on_headers_complete(self)  # uvicorn's, building rhetor.api.head.FastHeadCycle (no per-header regexes)
         cycle = self.cycle  # the new request's (its task not run yet); not when the request was an upgrade
         if cycle is not None and cycle.transport is self.transport:

@@ -7,7 +7,10 @@ The in-process limiter keeps, per subject, a sliding window of 60 one-second buc
 admission reserves an estimate (the caller passes one, e.g. from the body's size), the reservation is released
 when the request ends, and the real usage (input + output, from the usage records) is added then: concurrent
 requests cannot run past a TPM limit by more than the requests already admitted. Verdicts carry OpenAI's
-`x-ratelimit-*` headers and, when refused, the seconds until a slot frees. Knows nothing of HTTP or keys.
+`x-ratelimit-*` headers as (name, value) pairs and, when refused, the seconds until a slot frees; the hot path's
+`take` answers an admitted request's pairs alone, `take_lines` them as one block of header lines (the same bytes
+on the wire).
+Knows the headers' names and text; nothing of servers, routes or keys.
 """
 
 from __future__ import annotations
@@ -176,6 +179,39 @@ class InProcessLimiter:
                 (b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"),
                 _RESET_TOKENS[gap] if gap >= 2 else (b"x-ratelimit-reset-tokens", w.reset(now))]
 
+    def take_lines(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> bytes | None:
+        """`take` with the headers as one block of header lines (each a CRLF, then `name: value`): the same
+        headers, order and text as `take`'s and `check`'s pairs, written by the server as they are when it offers
+        rhetor.api.header_lines' extension, where six pairs each cost it a look-up, a check and a copy. The
+        admission is `take`'s, line for line (tests/test_header_lines.py holds them together); the block is one
+        bytes formatting of cached parts: the limits' digits, the requests' reset (the table's minute: the request
+        just counted is the newest), the tokens' (the table's whole seconds) (benchmarks/README.md, round 9)."""
+        now = self._clock()
+        now_s = int(now)
+        s = self._subjects.get(subject)
+        if s is None or s.requests.second != now_s:
+            s = self._subject(subject, now_s)
+        requests = s.requests
+        if rpm is not None and requests.total >= rpm:
+            return None
+        w = s.tokens
+        if tpm is not None:
+            used = w.total + s.reserved
+            if used > 0 and used + tokens > tpm:
+                return None
+            reserved = s.reserved = s.reserved + tokens
+        requests.counts[now_s % WINDOW] += 1  # Window.add(1), inlined
+        total = requests.total = requests.total + 1
+        requests.last = now_s
+        if tpm is None:
+            return b"" if rpm is None else _REQUEST_LINES % (_DIGITS.get(rpm) or _digits(rpm), rpm - total)
+        left, gap = tpm - w.total - reserved, w.last + WINDOW - now_s
+        reset = _RESET[gap] if gap >= 2 else w.reset(now)
+        if rpm is None:
+            return _TOKEN_LINES % (_DIGITS.get(tpm) or _digits(tpm), left if left > 0 else 0, reset)
+        return _LINES % (_DIGITS.get(rpm) or _digits(rpm), rpm - total, _DIGITS.get(tpm) or _digits(tpm),
+                         left if left > 0 else 0, reset)
+
     def _refused(self, s: _Subject, kind: str, rpm: int | None, tpm: int | None, wait: float,
                  now: float) -> Verdict:
         wait = max(wait, 0.001)
@@ -252,11 +288,26 @@ def _limit(made: dict[int, tuple[bytes, bytes]], name: bytes, limit: int) -> tup
     return header
 
 
+def _digits(limit: int) -> bytes:
+    if len(_DIGITS) >= 1024:  # bounded: limits are set per key and component, few distinct values
+        _DIGITS.clear()
+    text = _DIGITS[limit] = b"%d" % limit
+    return text
+
+
 _RESET = [duration(seconds).encode() for seconds in range(WINDOW + 1)]  # whole seconds -> OpenAI's reset text
 _RESET_REQUESTS = [(b"x-ratelimit-reset-requests", text) for text in _RESET]
 _RESET_TOKENS = [(b"x-ratelimit-reset-tokens", text) for text in _RESET]
 _LIMIT_REQUESTS: dict[int, tuple[bytes, bytes]] = {}  # limit -> its x-ratelimit-limit-* header
 _LIMIT_TOKENS: dict[int, tuple[bytes, bytes]] = {}
+_DIGITS: dict[int, bytes] = {}  # limit -> its decimal text (take_lines' blocks)
+# `take_lines`' blocks of header lines (rhetor.api.header_lines): the same six headers as `_headers`, in its order, as
+# they go on the wire (b"\r\n" before each "name: value"; names lower-case, values digits and OpenAI's reset text)
+_REQUEST_LINES = (b"\r\nx-ratelimit-limit-requests: %s\r\nx-ratelimit-remaining-requests: %d"
+                  b"\r\nx-ratelimit-reset-requests: " + _RESET[WINDOW])
+_TOKEN_LINES = (b"\r\nx-ratelimit-limit-tokens: %s\r\nx-ratelimit-remaining-tokens: %d"
+                b"\r\nx-ratelimit-reset-tokens: %s")
+_LINES = _REQUEST_LINES + _TOKEN_LINES
 
 
 __all__ = ["InProcessLimiter", "RateLimiter", "Verdict", "Window", "duration"]
