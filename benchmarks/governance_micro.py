@@ -10,8 +10,10 @@ with PYTHONPATH set to it to count that checkout's code (e.g. main's, then a bra
 Cases: empty, meter (Meter.start + Metered.answered, a null sink: a stream's way), meter_begin (Meter.begin +
 Meter.answered: the non-streaming chat's, round 8), meter_base (what `meter` builds around them:
 RunInfo, Attempt, Target), price_cost (PriceTable.cost), limiter (InProcessLimiter take + release + consume),
-take, key_middleware / open_middleware (ApiKeyMiddleware with a limited virtual key / with no key configured,
-a no-op app inside), book_record (BudgetBook.record, one global warn budget), book_judge (applicable + judge).
+take, take_lines (its headers as one block of lines, round 9), key_middleware / open_middleware (ApiKeyMiddleware
+with a limited virtual key / with no key configured, a no-op app inside; the scope offers rhetor.api.header_lines'
+extension, as Rhetor's server does), key_middleware_asgi (not offered: any other ASGI server's way), book_record
+(BudgetBook.record, one global warn budget), book_judge (applicable + judge).
 """
 
 from __future__ import annotations
@@ -124,7 +126,17 @@ def take() -> Case:
     return one
 
 
-def _middleware(keyed: bool) -> Case:
+def take_lines() -> Case:
+    from rhetor.governance.limits import InProcessLimiter
+
+    lim = InProcessLimiter()
+
+    def one() -> None:
+        lim.take_lines("key_bench", 10**9, 10**12, 50)
+    return one
+
+
+def _middleware(keyed: bool, offered: bool = True) -> Case:
     from rhetor.api.auth import ApiKeyMiddleware
     from rhetor.governance.access import Access
     from rhetor.governance.keys import KeyRecord, digest
@@ -142,9 +154,12 @@ def _middleware(keyed: bool) -> Case:
     headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), (b"content-length", b"77"),
                (b"authorization", b"Bearer bench")]
 
+    # as Rhetor's server offers it (rhetor.api.header_lines, round 9); not offered: any other ASGI server's way
+    extensions: dict[str, Any] = {"rhetor.header_lines": {}} if offered else {}
+
     def one() -> None:
         call = mw({"type": "http", "path": "/v1/chat/completions", "method": "POST", "headers": headers,
-                   "state": {}}, None, None)  # type: ignore[arg-type]
+                   "state": {}, "extensions": extensions}, None, None)  # type: ignore[arg-type]
         try:
             call.send(None)  # never suspends: the inner app awaits nothing
         except StopIteration:
@@ -154,6 +169,10 @@ def _middleware(keyed: bool) -> Case:
 
 def key_middleware() -> Case:
     return _middleware(True)
+
+
+def key_middleware_asgi() -> Case:
+    return _middleware(True, offered=False)
 
 
 def open_middleware() -> Case:
@@ -187,8 +206,8 @@ def book_judge() -> Case:
 
 
 CASES: dict[str, Callable[[], Case]] = {f.__name__: f for f in (
-    empty, meter, meter_begin, meter_base, price_cost, limiter, take, key_middleware, open_middleware, book_record,
-    book_judge)}
+    empty, meter, meter_begin, meter_base, price_cost, limiter, take, take_lines, key_middleware,
+    key_middleware_asgi, open_middleware, book_record, book_judge)}
 
 
 def child(name: str, n: int) -> None:

@@ -2,8 +2,10 @@
 
 Each cycle is driven by hand (no event loop, no socket: a transport that drops the bytes) with a head modelled on
 the OpenAI front's reply (server and date, content-type, content-length, five x-rhetor-* headers, x-request-id,
-x-rhetor-overhead-ms; `on` adds the six x-ratelimit-* headers of a caller key). Counted by callgrind: a run of N
-responses minus a run of none, divided by N — repeatable to a few instructions, whatever the machine's load.
+x-rhetor-overhead-ms; `on` adds the six x-ratelimit-* headers of a caller key). With them, `lines` is FastHeadCycle
+given the six as one block of header lines (rhetor.api.header_lines: how Rhetor's server gets them since round 9).
+Counted by callgrind: a run of N responses minus a run of none, divided by N — repeatable to a few instructions,
+whatever the machine's load.
 
     .venv/bin/python benchmarks/response_head.py [--n 4000]
 """
@@ -48,12 +50,14 @@ def child(kind: str, n: int, governance: bool) -> None:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
     from rhetor.api.head import FastHeadCycle
+    from rhetor.api.header_lines import NAME
 
-    cls = FastHeadCycle if kind == "fast" else RequestResponseCycle
+    cls = RequestResponseCycle if kind == "uvicorn" else FastHeadCycle
+    limits = [(NAME, b"".join(b"\r\n%s: %s" % pair for pair in LIMITS))] if kind == "lines" else LIMITS
     transport: Any = Dropping()
     flow, logger, event = FlowControl(transport), logging.getLogger("bench"), asyncio.Event()
     scope: Any = {"type": "http", "method": "POST", "http_version": "1.1"}
-    start = {"type": "http.response.start", "status": 200, "headers": HEADERS + (LIMITS if governance else []) + TAIL}
+    start = {"type": "http.response.start", "status": 200, "headers": HEADERS + (limits if governance else []) + TAIL}
     body = {"type": "http.response.body", "body": b"x" * 412}
     for _ in range(n):
         cycle = cls(scope, transport, flow, logger, logger, False, DEFAULTS, event, False, True, lambda: None)
@@ -86,7 +90,7 @@ def main() -> None:
         return
     for governance in (False, True):
         headers = len(DEFAULTS + HEADERS + TAIL) + (len(LIMITS) if governance else 0)
-        for kind in ("uvicorn", "fast"):
+        for kind in ("uvicorn", "fast", "lines") if governance else ("uvicorn", "fast"):
             per = (counted(kind, args.n, governance) - counted(kind, 0, governance)) / args.n
             print(f"{kind:8} {headers:2} headers  {per / 1000:6.1f} k instructions/response", flush=True)
 
