@@ -20,9 +20,9 @@ the whole server's figures.
 Blocks of header lines (rhetor.api.header_lines, offered by rhetor.api.protocols when WRITES_LINES): a
 (header_lines.NAME, block) pair is written as it is, in its place, unchecked (valid by construction: the app's
 own names and digits); on uvicorn's own send (the fall-back) it is first split into the pairs it stands for.
-17 headers, the six x-ratelimit-* ones as a block: 47.2k -> 41.7k instructions (benchmarks/README.md, round 9).
+17 headers, the six x-ratelimit-* ones as a block: 47.3k -> 42.1k instructions (benchmarks/README.md, round 9).
 Keep `_start`'s loop under 256 code units: past that, each iteration runs an EXTENDED_ARG (+0.4k a response;
-tests/test_head.py checks it).
+tests/test_header_lines.py checks it).
 Knows uvicorn's RequestResponseCycle (its fields and module constants); nothing of routes, governance or wire
 shapes.
 """
