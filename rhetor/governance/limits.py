@@ -149,41 +149,19 @@ class InProcessLimiter:
 
     def take(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> list[tuple[bytes, bytes]] | None:
         """`check` without its Verdict: an admitted request's headers (`tokens` reserved when there is a TPM
-        limit), or None when refused, having counted nothing (`check` then says why). The hot path of a key's
-        own limits: a Verdict and its Admission cost ~5k instructions a request (benchmarks/instructions.py).
-        `_admit` and, for a key with both limits, `_headers` inlined: two calls fewer, and the requests' reset
-        is the table's minute (the request just counted is the newest) (~4k instructions, callgrind micro)."""
-        now = self._clock()
-        now_s = int(now)
-        s = self._subjects.get(subject)
-        if s is None or s.requests.second != now_s:
-            s = self._subject(subject, now_s)
-        if rpm is None or tpm is None:
-            return _admit(s, now, now_s, rpm, tpm, tokens)
-        requests = s.requests
-        if requests.total >= rpm:
+        limit), or None when refused, having counted nothing (`check` then says why): `take_lines`' block as
+        (name, value) pairs, for a server that does not write header lines as they are (rhetor.api.header_lines).
+        A Verdict and its Admission would cost ~5k instructions a request (benchmarks/instructions.py)."""
+        block = self.take_lines(subject, rpm, tpm, tokens)
+        if block is None:
             return None
-        w = s.tokens
-        used = w.total + s.reserved
-        if used > 0 and used + tokens > tpm:
-            return None
-        reserved = s.reserved = s.reserved + tokens
-        requests.counts[now_s % WINDOW] += 1  # Window.add(1), inlined
-        total = requests.total = requests.total + 1
-        requests.last = now_s
-        remaining, left, gap = rpm - total, tpm - w.total - reserved, w.last + WINDOW - now_s
-        return [_LIMIT_REQUESTS.get(rpm) or _limit(_LIMIT_REQUESTS, b"x-ratelimit-limit-requests", rpm),
-                (b"x-ratelimit-remaining-requests", b"%d" % remaining if remaining > 0 else b"0"),
-                _RESET_REQUESTS[WINDOW],
-                _LIMIT_TOKENS.get(tpm) or _limit(_LIMIT_TOKENS, b"x-ratelimit-limit-tokens", tpm),
-                (b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"),
-                _RESET_TOKENS[gap] if gap >= 2 else (b"x-ratelimit-reset-tokens", w.reset(now))]
+        return [(name, value) for name, _, value in (line.partition(b": ") for line in block.split(b"\r\n")[1:])]
 
     def take_lines(self, subject: str, rpm: int | None, tpm: int | None, tokens: int) -> bytes | None:
         """`take` with the headers as one block of header lines (each a CRLF, then `name: value`): the same
         headers, order and text as `take`'s and `check`'s pairs, written by the server as they are when it offers
         rhetor.api.header_lines' extension, where six pairs each cost it a look-up, a check and a copy. The
-        admission is `take`'s, line for line (tests/test_header_lines.py holds them together); the block is one
+        admission is the one `take` answers too (tests/test_header_lines.py checks both); the block is one
         bytes formatting of cached parts: the limits' digits, the requests' reset (the table's minute: the request
         just counted is the newest), the tokens' (the table's whole seconds) (benchmarks/README.md, round 9)."""
         now = self._clock()

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from rhetor.governance.ledger import UsageRecord
-from rhetor.governance.sqlite_rows import OPTIONAL, SET, VARYING, RowWriter
+from rhetor.governance.sqlite_rows import OPTIONAL, SET, VARYING, RowWriter, grouped
 
 PACK_MAX = 1000  # records a pack row holds: its JSON stays ~100 KB; ids leave room for 1,024
 SPAN = 3600.0  # seconds a pack's records may span (hi - lo; wider: rows), so a time range finds its packs by lo
@@ -105,21 +105,7 @@ class PackWriter:
     def write(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
         """Insert `records` (inside the caller's transaction)."""
         dumps = orjson.dumps
-        sets: dict[tuple[Any, ...], list[UsageRecord]] = {}  # the set's values -> its records
-        last: Any = None  # the meter shares one attempts list among records (see sqlite_rows.RowWriter.write)
-        text = ""
-        for r in records:
-            if r.attempts is not last:
-                last = r.attempts
-                text = dumps(last).decode()
-            key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, text,
-                   1 if r.estimated else 0, 1 if r.unpriced else 0, r.status, 1 if r.fallback else 0,
-                   1 if r.cache_hit else 0, r.downgraded_from)
-            found = sets.get(key)
-            if found is None:
-                sets[key] = [r]
-            else:
-                found.append(r)
+        sets = grouped(records, split_plain=False)  # (each key ends with None: no PLAIN split here)
         packs: list[tuple[Any, ...]] = []
         rest: list[UsageRecord] = []
         for key, recs in sets.items():
@@ -145,7 +131,7 @@ class PackWriter:
                 if hi - lo > SPAN:  # a backlog, or a request of more than SPAN: found by its ts in usage_rows
                     rest += chunk
                     continue
-                packs.append((lo, hi, len(rows), *key, data.decode()))
+                packs.append((lo, hi, len(rows), *key[:-1], data.decode()))
         if packs:
             conn.executemany(_INSERT, packs)
         if rest:

@@ -88,6 +88,35 @@ def full_row(r: UsageRecord, n: Any, attempts: str) -> tuple[Any, ...]:
             1 if r.fallback else 0, 1 if r.cache_hit else 0, n if (v := r.downgraded_from) is None else v)
 
 
+def grouped(records: Sequence[UsageRecord], split_plain: bool) -> dict[tuple[Any, ...], list[UsageRecord]]:
+    """The records by their set: SET's values (attempts as JSON, flags as 0/1), then, with `split_plain`, whether
+    the record leaves every OPTIONAL column empty (PLAIN), else None. One loop for both writers (this module's
+    rows, rhetor.governance.sqlite_packs' packs); no call per record. The meter shares one `attempts` list among
+    the records of the same single attempt (rhetor.governance.meter._one): its JSON is made again only when the
+    list changes from the record before."""
+    dumps = orjson.dumps
+    sets: dict[tuple[Any, ...], list[UsageRecord]] = {}
+    last: Any = None
+    text = ""
+    plain: bool | None = None
+    for r in records:
+        if split_plain:
+            plain = (r.ttft_ms is None and r.context_id is None
+                     and not (r.cached_tokens or r.cache_write_tokens or r.reasoning_tokens or r.saved_usd))
+        if r.attempts is not last:
+            last = r.attempts
+            text = dumps(last).decode()
+        key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, text,
+               1 if r.estimated else 0, 1 if r.unpriced else 0, r.status, 1 if r.fallback else 0,
+               1 if r.cache_hit else 0, r.downgraded_from, plain)
+        found = sets.get(key)
+        if found is None:
+            sets[key] = [r]
+        else:
+            found.append(r)
+    return sets
+
+
 class RowWriter:
     """Writes batches of UsageRecords into one connection's usage_rows; remembers each set's statements."""
 
@@ -101,25 +130,7 @@ class RowWriter:
         if len(records) < MIN_SET:  # no set can fill a statement: bound in full, without grouping
             conn.executemany(INSERT_ALL, [full_row(r, n, dumps(r.attempts).decode()) for r in records])
             return
-        sets: dict[tuple[Any, ...], list[UsageRecord]] = {}  # the set's values and PLAIN or not -> its records
-        # The meter shares one `attempts` list among the records of the same single attempt (rhetor.governance.
-        # meter._one): its JSON is made again only when the list changes from the record before
-        last: Any = None
-        text = ""
-        for r in records:
-            plain = (r.ttft_ms is None and r.context_id is None
-                     and not (r.cached_tokens or r.cache_write_tokens or r.reasoning_tokens or r.saved_usd))
-            if r.attempts is not last:
-                last = r.attempts
-                text = dumps(last).decode()
-            key = (r.key_id, r.component, r.task_type, r.front, r.provider, r.model, text,
-                   1 if r.estimated else 0, 1 if r.unpriced else 0, r.status, 1 if r.fallback else 0,
-                   1 if r.cache_hit else 0, r.downgraded_from, plain)
-            found = sets.get(key)
-            if found is None:
-                sets[key] = [r]
-            else:
-                found.append(r)
+        sets = grouped(records, split_plain=True)
         single: list[tuple[Any, ...]] = []
         for key, recs in sets.items():
             statements = self._statements(key) if len(recs) >= MIN_SET else None
