@@ -54,6 +54,7 @@ RULES: list[tuple[str, str, str]] = [
     ("rhetor/metrics.py", "", "metrics"),
     ("rhetor/governance/", "", "governance"),
     ("rhetor/api/auth.py", "", "governance"),
+    ("rhetor/api/presented.py", "", "governance"),
     ("rhetor/api/middleware.py", "", "middleware"),
     ("rhetor/api/fastlane.py", "", "middleware"),
     ("rhetor/timing.py", "", "middleware"),

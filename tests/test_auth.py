@@ -13,7 +13,7 @@ import openai
 import pytest
 import websockets
 
-from rhetor.api.auth import digest, key_matches, presented_key
+from rhetor.api.presented import digest, key_matches, presented_key
 from rhetor.errors import ConfigError
 from rhetor.settings import Settings
 from tests.conftest import running_rhetor

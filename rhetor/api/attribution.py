@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from rhetor.api.auth import HEADER_DICT
+from rhetor.api.presented import HEADER_DICT
 from rhetor.gateway import ChatInput
 from rhetor.governance.cache import HEADER, cache_mode
 from rhetor.governance.gate import Notes

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api.auth import presented_key
+from rhetor.api.presented import presented_key
 from rhetor.api.responses import json_response, parse_json
 from rhetor.errors import AuthenticationError, InvalidRequestError, TemplateNotFoundError, UsageUnavailableError
 from rhetor.governance.budgets import BUDGET_ID, GLOBAL, PERIODS, iso, parse_budget, period_bounds

@@ -18,7 +18,7 @@ import ipaddress
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rhetor.api.auth import digest, key_matches, presented_key
+from rhetor.api.presented import digest, key_matches, presented_key
 from rhetor.api.responses import json_response
 from rhetor.settings import Settings
 

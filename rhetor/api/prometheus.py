@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rhetor.api.auth import presented_key
+from rhetor.api.presented import presented_key
 from rhetor.observability.hub import Observability
 
 PATH = "/metrics"

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from rhetor.api.auth import digest, key_matches, presented_key
+from rhetor.api.presented import digest, key_matches, presented_key
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "rhetor_ui_key"

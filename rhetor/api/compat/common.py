@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import StreamingResponse
 
-from rhetor.api.auth import HEADER_DICT as _HEADERS  # the request's headers as a dict (`header`)
+from rhetor.api.presented import HEADER_DICT as _HEADERS  # the request's headers as a dict (`header`)
 from rhetor.api.responses import EncodedResponse, parse_json
 from rhetor.api.state import gateway
 from rhetor.api.streaming import ClosingStreamingResponse
