@@ -7,6 +7,9 @@ policy `ignore`. Rounds alternate (on, off, off, on, ...) so that drift on a sha
 gives requests/s, p50 and the server's CPU time per request, then the medians and the differences.
 
     .venv/bin/python benchmarks/governance.py [--path /api/v1/chat] [--concurrency 1 32] [--rounds 6] [--seconds 3]
+
+`--rss N` instead loads the `on` Rhetor alone at c=32 for N spans of 100,000 requests and prints its RSS after the
+warm-up and after each span (issue 9: flat after 100,000 requests).
 """
 
 from __future__ import annotations
@@ -42,14 +45,47 @@ def start(upstream: int, extra: dict[str, str], key: bool) -> tuple[subprocess.P
     return subprocess.Popen(pinned(0, [PY, "-m", "rhetor"]), env=env, cwd=ROOT), port
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_run(upstream_port: int, path: str, spans: int) -> None:
+    proc, port = start(upstream_port, GOVERNANCE_ENV["on"], True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
+        measured(proc.pid, port, path, BODIES[path], 32, 2)
+        print(f"on, after the warm-up: RSS {rss_mib(proc.pid):.1f} MiB", flush=True)
+        done = 0
+        for _ in range(spans):
+            span, rps = 0, 0.0
+            while span < 100_000:
+                r = measured(proc.pid, port, path, BODIES[path], 32, 5)
+                span, rps = span + int(r["requests"]), r["rps"]
+            done += span
+            print(f"on, after {done:,} requests: RSS {rss_mib(proc.pid):.1f} MiB ({rps:.0f} req/s)", flush=True)
+    finally:
+        proc.terminate()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--path", default="/api/v1/chat", choices=sorted(BODIES))
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rss", type=int, default=0, metavar="N", help="RSS of `on` over N x 100,000 requests")
     args = ap.parse_args()
     upstream, upstream_port = start_upstream()
+    if args.rss:
+        try:
+            wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+            rss_run(upstream_port, args.path, args.rss)
+        finally:
+            upstream.terminate()
+        return
     servers = {name: start(upstream_port, GOVERNANCE_ENV[name], name == "on") for name in ("on", "off")}
     body = BODIES[args.path]
     try:
