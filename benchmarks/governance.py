@@ -7,6 +7,11 @@ policy `ignore`. Rounds alternate (on, off, off, on, ...) so that drift on a sha
 gives requests/s, p50 and the server's CPU time per request, then the medians and the differences.
 
     .venv/bin/python benchmarks/governance.py [--path /api/v1/chat] [--concurrency 1 32] [--rounds 6] [--seconds 3]
+                                              [--servers 1]
+
+`--servers N` runs N processes of each setup, every round over all of them (order reversed every other round),
+and pools each setup's rounds: two processes of the same code and setup differ by ~2% in throughput on one of
+these machines and up to ~7% on another (where each lands in memory), which one pair of servers cannot average.
 
 `--rss N` instead loads the `on` Rhetor alone at c=32 for N spans of 100,000 requests and prints its RSS after the
 warm-up and after each span (issue 9: flat after 100,000 requests).
@@ -76,6 +81,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--servers", type=int, default=1, metavar="N", help="processes of each setup (pooled)")
     ap.add_argument("--rss", type=int, default=0, metavar="N", help="RSS of `on` over N x 100,000 requests")
     args = ap.parse_args()
     upstream, upstream_port = start_upstream()
@@ -86,30 +92,37 @@ def main() -> None:
         finally:
             upstream.terminate()
         return
-    servers = {name: start(upstream_port, GOVERNANCE_ENV[name], name == "on") for name in ("on", "off")}
+    # `--servers N`: N processes of each setup, rounds over all of them, medians pooled per setup; two processes of
+    # the same code and setup differ by up to ~2% on one machine (their memory layout), up to ~7% on another
+    servers = [(name, *start(upstream_port, GOVERNANCE_ENV[name], name == "on"))
+               for _ in range(args.servers) for name in ("on", "off")]
     body = BODIES[args.path]
     try:
         wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
-        for _, port in servers.values():
+        for _, _, port in servers:
             wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
         for conc in args.concurrency:
             runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+            each: dict[int, list[float]] = {port: [] for _, _, port in servers}
             for i in range(args.rounds):
-                for name in (("on", "off") if i % 2 == 0 else ("off", "on")):
-                    proc, port = servers[name]
+                for name, proc, port in (servers if i % 2 == 0 else servers[::-1]):
                     measured(proc.pid, port, args.path, body, conc, 1)  # warm-up
                     runs[name].append(measured(proc.pid, port, args.path, body, conc, args.seconds))
+                    each[port].append(runs[name][-1]["rps"])
             med = {n: {k: statistics.median(r[k] for r in v) for k in ("rps", "p50_ms", "cpu_us")}
                    for n, v in runs.items()}
             for name, m in med.items():
                 print(f"c={conc:<3} {name:3}  rps {m['rps']:7.0f}  p50 {m['p50_ms']:7.3f} ms  "
                       f"cpu {m['cpu_us']:6.0f} us/req  (rounds: {[round(r['rps']) for r in runs[name]]})", flush=True)
+            if args.servers > 1:
+                print(f"c={conc:<3} each server's median rps: " + ", ".join(
+                    f"{name} {statistics.median(each[port]):.0f}" for name, _, port in servers), flush=True)
             on, off = med["on"], med["off"]
             print(f"c={conc:<3} governance costs: rps {100 * (on['rps'] / off['rps'] - 1):+.1f}%, "
                   f"p50 {on['p50_ms'] - off['p50_ms']:+.3f} ms, cpu {on['cpu_us'] - off['cpu_us']:+.0f} us/req",
                   flush=True)
     finally:
-        for proc, _ in servers.values():
+        for _, proc, _ in servers:
             proc.terminate()
         upstream.terminate()
 
