@@ -6,7 +6,6 @@ uvicorn's two regexes."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,12 +13,12 @@ from typing import Any
 
 import pytest
 import uvicorn
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from rhetor.api import head
 from rhetor.api.head import MAX_NAMES, FastHeadCycle
 from rhetor.api.protocols import ConnectionLimits, http_protocol
+from tests.fakes import cycle
 from tests.fakes.server import free_port
 
 JSON = b'{"ok": true}'
@@ -217,35 +216,9 @@ async def test_a_bad_header_name_or_value_is_refused_as_uvicorn_refuses_it(path:
     assert again == after and len(again) == 2 and again[1].endswith(JSON)
 
 
-class Recording:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.writes.append(b"<close>")
-
-
 def start_with(cls: type[RequestResponseCycle], name: Any, value: Any) -> tuple[list[bytes], str]:
     """What a cycle of `cls` writes and raises for one response start carrying this header."""
-    transport: Any = Recording()
-    logger = logging.getLogger("tests.head")
-    scope: Any = {"type": "http", "method": "GET", "http_version": "1.1"}
-    cycle = cls(scope, transport, FlowControl(transport), logger, logger, False, [], asyncio.Event(), False, True,
-                lambda: None)
-    message: Any = {"type": "http.response.start", "status": 200, "headers": [(name, value), (b"content-length", b"0")]}
-    try:
-        cycle.send(message).send(None)
-    except StopIteration:
-        pass
-    except (RuntimeError, TypeError, ValueError) as exc:
-        return transport.writes, f"{type(exc).__name__}: {exc}"
-    return transport.writes, ""
+    return cycle.start(cls, [(name, value), (b"content-length", b"0")])
 
 
 def test_every_byte_gets_uvicorns_verdict_in_a_name_and_in_a_value() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dis
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ import httpx
 import pytest
 import uvicorn
 from starlette.testclient import TestClient
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from rhetor.api import head, header_lines
@@ -29,6 +27,7 @@ from rhetor.api.head import FastHeadCycle
 from rhetor.api.protocols import ConnectionLimits, http_protocol
 from rhetor.governance.limits import InProcessLimiter
 from tests.conftest import test_settings as settings_for
+from tests.fakes import cycle
 from tests.fakes.server import free_port
 
 ADMIN = "admin-secret-0123456789"
@@ -98,20 +97,6 @@ def test_pairs_and_plain() -> None:
 
 
 # -- FastHeadCycle, driven by hand -------------------------------------------------------------------------------
-class Recording:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.writes.append(b"<close>")
-
-
 LIMITS = [(b"x-ratelimit-limit-requests", b"100"), (b"x-ratelimit-remaining-requests", b"99"),
           (b"x-ratelimit-reset-requests", b"1m0s"), (b"x-ratelimit-limit-tokens", b"5000"),
           (b"x-ratelimit-remaining-tokens", b"4980"), (b"x-ratelimit-reset-tokens", b"59s")]
@@ -120,18 +105,7 @@ BLOCK = (header_lines.NAME, as_lines(LIMITS))
 
 def start(cls: type[RequestResponseCycle], headers: list[Any]) -> tuple[list[bytes], str]:
     """What a cycle of `cls` writes and raises for one response start with these headers."""
-    transport: Any = Recording()
-    logger = logging.getLogger("tests.header_lines")
-    scope: Any = {"type": "http", "method": "GET", "http_version": "1.1"}
-    cycle = cls(scope, transport, FlowControl(transport), logger, logger, False, [(b"server", b"uvicorn")],
-                asyncio.Event(), False, True, lambda: None)
-    try:
-        cycle.send({"type": "http.response.start", "status": 200, "headers": headers}).send(None)
-    except StopIteration:
-        pass
-    except (RuntimeError, TypeError, ValueError) as exc:
-        return transport.writes, f"{type(exc).__name__}: {exc}"
-    return transport.writes, ""
+    return cycle.start(cls, headers, [(b"server", b"uvicorn")])
 
 
 def test_a_block_is_written_in_its_place_as_its_pairs_would_be() -> None:
