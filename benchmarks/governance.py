@@ -4,7 +4,8 @@ Two Rhetors on the same zero-delay upstream, both pinned to CPU 0 (the upstream 
 `on` requires a caller key (a virtual key with RPM/TPM limits set but never reached, so every request is resolved,
 admitted and counted), has a `warn` budget and writes the usage ledger; `off` has no key, no ledger and budget
 policy `ignore`. Rounds alternate (on, off, off, on, ...) so that drift on a shared machine hits both; each line
-gives requests/s, p50 and the server's CPU time per request, then the medians and the differences.
+gives requests/s, p50 and the server's CPU time per request, then the medians and the differences, and the
+median of the rounds' own on/off ratios (`paired`: on a machine whose speed drifts, the steadier figure).
 
     .venv/bin/python benchmarks/governance.py [--path /api/v1/chat] [--concurrency 1 32] [--rounds 6] [--seconds 3]
                                               [--servers 1]
@@ -12,6 +13,10 @@ gives requests/s, p50 and the server's CPU time per request, then the medians an
 `--servers N` runs N processes of each setup, every round over all of them (order reversed every other round),
 and pools each setup's rounds: two processes of the same code and setup differ by ~2% in throughput on one of
 these machines and up to ~7% on another (where each lands in memory), which one pair of servers cannot average.
+
+`--variant "NAME VAR=V ..."` (repeatable) adds a setup: `on` with those environment variables (a token `nokey`:
+without the caller key), measured in the same rotation and quoted against `off` like `on`, to price each part
+of governance on the wall clock (e.g. `--variant "no-ledger RHETOR_USAGE_LEDGER=0"`).
 
 `--rss N` instead loads the `on` Rhetor alone at c=32 for N spans of 100,000 requests and prints its RSS after the
 warm-up and after each span (issue 9: flat after 100,000 requests).
@@ -57,6 +62,18 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def paired(on: list[dict[str, float]], off: list[dict[str, float]], servers: int) -> str:
+    """The median over rounds of on/off throughput within the same round (each round's servers pooled), with
+    its quartiles: where the machine's speed drifts from second to second (a shared VM), a ratio of two
+    neighbours moves far less than either figure, and the ABBA order cancels a steady drift."""
+    ratios = [sum(r["rps"] for r in on[i:i + servers]) / sum(r["rps"] for r in off[i:i + servers])
+              for i in range(0, min(len(on), len(off)), servers)]
+    if len(ratios) < 4:
+        return f"{100 * (statistics.median(ratios) - 1):+.1f}%"
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return f"{100 * (q2 - 1):+.1f}% (quartiles {100 * (q1 - 1):+.1f}%, {100 * (q3 - 1):+.1f}%)"
+
+
 def rss_run(upstream_port: int, path: str, spans: int) -> None:
     proc, port = start(upstream_port, GOVERNANCE_ENV["on"], True)
     try:
@@ -83,7 +100,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--servers", type=int, default=1, metavar="N", help="processes of each setup (pooled)")
     ap.add_argument("--rss", type=int, default=0, metavar="N", help="RSS of `on` over N x 100,000 requests")
+    ap.add_argument("--variant", action="append", default=[], metavar='"NAME VAR=V ..."',
+                    help="another setup: `on` with these variables (`nokey`: no caller key)")
     args = ap.parse_args()
+    setups: dict[str, tuple[dict[str, str], bool]] = {"on": (GOVERNANCE_ENV["on"], True),
+                                                      "off": (GOVERNANCE_ENV["off"], False)}
+    for spec in args.variant:
+        name, *tokens = spec.split()
+        env = dict(t.split("=", 1) for t in tokens if t != "nokey")
+        setups[name] = ({**GOVERNANCE_ENV["on"], **env}, "nokey" not in tokens)
     upstream, upstream_port = start_upstream()
     if args.rss:
         try:
@@ -94,15 +119,14 @@ def main() -> None:
         return
     # `--servers N`: N processes of each setup, rounds over all of them, medians pooled per setup; two processes of
     # the same code and setup differ by up to ~2% on one machine (their memory layout), up to ~7% on another
-    servers = [(name, *start(upstream_port, GOVERNANCE_ENV[name], name == "on"))
-               for _ in range(args.servers) for name in ("on", "off")]
+    servers = [(name, *start(upstream_port, *setups[name])) for _ in range(args.servers) for name in setups]
     body = BODIES[args.path]
     try:
         wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
         for _, _, port in servers:
             wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
         for conc in args.concurrency:
-            runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in setups}
             each: dict[int, list[float]] = {port: [] for _, _, port in servers}
             for i in range(args.rounds):
                 for name, proc, port in (servers if i % 2 == 0 else servers[::-1]):
@@ -112,15 +136,18 @@ def main() -> None:
             med = {n: {k: statistics.median(r[k] for r in v) for k in ("rps", "p50_ms", "cpu_us")}
                    for n, v in runs.items()}
             for name, m in med.items():
-                print(f"c={conc:<3} {name:3}  rps {m['rps']:7.0f}  p50 {m['p50_ms']:7.3f} ms  "
+                print(f"c={conc:<3} {name:9}  rps {m['rps']:7.0f}  p50 {m['p50_ms']:7.3f} ms  "
                       f"cpu {m['cpu_us']:6.0f} us/req  (rounds: {[round(r['rps']) for r in runs[name]]})", flush=True)
             if args.servers > 1:
                 print(f"c={conc:<3} each server's median rps: " + ", ".join(
                     f"{name} {statistics.median(each[port]):.0f}" for name, _, port in servers), flush=True)
-            on, off = med["on"], med["off"]
-            print(f"c={conc:<3} governance costs: rps {100 * (on['rps'] / off['rps'] - 1):+.1f}%, "
-                  f"p50 {on['p50_ms'] - off['p50_ms']:+.3f} ms, cpu {on['cpu_us'] - off['cpu_us']:+.0f} us/req",
-                  flush=True)
+            off = med["off"]
+            for name, on in med.items():
+                if name != "off":
+                    what = "governance costs" if name == "on" else f"{name} costs"
+                    print(f"c={conc:<3} {what}: rps {100 * (on['rps'] / off['rps'] - 1):+.1f}%, "
+                          f"p50 {on['p50_ms'] - off['p50_ms']:+.3f} ms, cpu {on['cpu_us'] - off['cpu_us']:+.0f} "
+                          f"us/req; paired by round: {paired(runs[name], runs['off'], args.servers)}", flush=True)
     finally:
         for _, proc, _ in servers:
             proc.terminate()

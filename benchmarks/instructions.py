@@ -17,10 +17,14 @@ Two ways to count, both against the zero-delay upstream (benchmarks/upstream.py,
 request (each `getpid` on CPython 3.11 is an `asyncio.get_running_loop()`, each `epoll_pwait` a loop turn);
 `--syscalls --where server` the real server at c=1 (`--concurrency`), uvicorn's writes included.
 
+`--bytecodes` counts the bytecodes each Python function executes per request, in process (benchmarks/bytecodes.py):
+deterministic like callgrind, and by function; with `--governance on off`, the difference per function.
+
 `--profile` instead runs the app in process under cProfile and prints calls per request and the top functions
 (and, for each name in RHETOR_PROFILE_CALLERS=a,b, the functions calling it; RHETOR_PROFILE_DUMP=file writes the
 pstats for a sort of your own, e.g. inclusive time per Rhetor function). RHETOR_CALLGRIND_KEEP=folder keeps callgrind's
-files there for `callgrind_annotate` (C functions: SQLite, regex, the eval loop).
+files there for `callgrind_annotate` (C functions: SQLite, regex, the eval loop); RHETOR_CALLGRIND_ARGS adds
+valgrind options to `--where server` (`--separate-threads=yes`: a file per thread, e.g. the ledger's writer).
 
     .venv/bin/python benchmarks/instructions.py oa an native [--where server] [--target floor] [--env VAR=VALUE]
     .venv/bin/python benchmarks/instructions.py oa --profile [--top 40]
@@ -50,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bytecodes
 from run import GOVERNANCE_ENV, PY, ROOT, free_port, seed_bench_key, wait_ready
 
 OA = {"model": "openai/gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -183,6 +188,9 @@ async def drive_app(kind: str, target: str, n: int, warm: int, mode: str, top: i
         stats.sort_stats("tottime").print_stats(top)
         for name in filter(None, os.environ.get("RHETOR_PROFILE_CALLERS", "").split(",")):
             stats.print_callers(name)  # who calls it, and how often: RHETOR_PROFILE_CALLERS=get_running_loop,sleep
+    elif mode == "bytecodes":
+        from bytecodes import dump, traced
+        dump(await traced(one, n), os.environ["RHETOR_BYTECODES_OUT"])
     elif mode == "syscalls":
         out = tempfile.mktemp(prefix="rhetor-strace-")
         tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(os.getpid()), "-o", out],  # noqa: ASYNC220
@@ -219,7 +227,7 @@ def print_syscalls(target: str, kind: str, out: Path, n: int, where: str = "app"
 def child(args: argparse.Namespace) -> None:
     import uvloop
     sys.path.insert(0, str(ROOT))  # this checkout's rhetor, whichever checkout the venv's editable install names
-    mode = "profile" if args.profile else "syscalls" if args.syscalls else "count"
+    mode = "profile" if args.profile else "syscalls" if args.syscalls else "bytecodes" if args.bytecodes else "count"
     uvloop.run(drive_app(args.kinds[0], args.target, args.n, args.warm, mode, args.top, args.upstream))
 
 
@@ -232,6 +240,10 @@ def count_app(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float
     if args.profile or args.syscalls:
         cmd += ["--profile", "--top", str(args.top)] if args.profile else ["--syscalls"]
         subprocess.run(cmd, env={**os.environ, **env}, check=True)
+        return 0.0
+    if args.bytecodes:
+        subprocess.run([*cmd, "--bytecodes"], env={**os.environ, **env, "RHETOR_BYTECODES_OUT": out}, check=True)
+        args.traced[kind, args.setup] = bytecodes.load(out)
         return 0.0
     subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
                    env={**os.environ, **env}, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -262,7 +274,8 @@ def served(kind: str, args: argparse.Namespace, env: dict[str, str],
 def count_server(kind: str, args: argparse.Namespace, env: dict[str, str]) -> float:
     from load import run_load
     out = tempfile.mktemp(prefix="rhetor-cg-", suffix=".out")
-    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+            *os.environ.get("RHETOR_CALLGRIND_ARGS", "").split()]  # e.g. --separate-threads=yes
     with served(kind, args, env, wrap) as (proc, port, path, body, stats):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -320,12 +333,15 @@ def main() -> None:
     ap.add_argument("--syscalls", action="store_true",
                     help="system calls per request (strace -c attached after the warm-up): in process, or "
                          "with --where server the real server at c=1")
+    ap.add_argument("--bytecodes", action="store_true",
+                    help="bytecodes per request by Python function, in process (benchmarks/bytecodes.py)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--upstream", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
         return
+    args.traced = {}  # (kind, setup) -> bytecodes.Counts (--bytecodes)
     if args.profile:
         args.n, args.warm = max(args.n, 2000), max(args.warm, 300)
     if args.syscalls and args.where == "server" and "--concurrency" not in sys.argv:
@@ -336,6 +352,7 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{args.upstream}/v1/chat/completions")
         counted: dict[tuple[str, str], float] = {}
         for setup in args.governance or [""]:
+            args.setup = setup
             data = Path(tempfile.mkdtemp(prefix="rhetor-instr-"))
             extra = {**GOVERNANCE_ENV.get(setup, {}), **dict(kv.split("=", 1) for kv in args.env)}
             env = environment(args.upstream, data, extra)
@@ -345,12 +362,18 @@ def main() -> None:
                 how = syscalls_server if args.where == "server" and args.syscalls else \
                     count_server if args.where == "server" else count_app
                 n = counted[setup, kind] = how(kind, args, env)
-                if not (args.profile or args.syscalls):
+                if args.bytecodes:
+                    bytecodes.show(f"{kind} {setup}".strip(), args.traced[kind, setup], args.top)
+                elif not (args.profile or args.syscalls):
                     label = f"  governance {setup}" if setup else ""
                     print(f"{args.target:6} {args.where:6} {kind:14} {n / 1e3:8.0f} k instructions/request{label}"
                           f"{'  ' + ' '.join(args.env) if args.env else ''}"
                           f"{'  bench-key' if args.bench_key else ''}", flush=True)
-        if len(args.governance) == 2 and not args.profile:
+        if len(args.governance) == 2 and args.bytecodes:
+            for kind in args.kinds:
+                bytecodes.difference(f"{kind} governance on - off", args.traced[kind, "on"],
+                                     args.traced[kind, "off"], args.top)
+        elif len(args.governance) == 2 and not (args.profile or args.syscalls):
             for kind in args.kinds:
                 on, off = counted["on", kind], counted["off", kind]
                 print(f"{kind:14} governance on - off: {(on - off) / 1e3:+.0f} k instructions/request "
