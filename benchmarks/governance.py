@@ -18,6 +18,12 @@ these machines and up to ~7% on another (where each lands in memory), which one 
 without the caller key), measured in the same rotation and quoted against `off` like `on`, to price each part
 of governance on the wall clock (e.g. `--variant "no-ledger RHETOR_USAGE_LEDGER=0"`).
 
+`--side-by-side` serves each setup and `off` at the same time, both on CPU 0, each loaded at the concurrency by
+its own connections: the core splits between the two, so the ratio of their request counts in a round is the
+ratio of their costs a request, at the same instant. On a shared VM whose speed drifts by ±20% from second to
+second (rounds of 2,300 to 5,300 req/s for one server) it repeats to about ±1%: the figure to judge a change by
+there. `--servers N` then runs N pairs, one after another, and pools their rounds.
+
 `--rss N` instead loads the `on` Rhetor alone at c=32 for N spans of 100,000 requests and prints its RSS after the
 warm-up and after each span (issue 9: flat after 100,000 requests).
 """
@@ -35,6 +41,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import run_load
 from run import GOVERNANCE_ENV, PY, ROOT, free_port, measured, pinned, seed_bench_key, start_upstream, wait_ready
 
 BODIES = {"/api/v1/chat": '{"message": "hi"}',
@@ -74,6 +81,38 @@ def paired(on: list[dict[str, float]], off: list[dict[str, float]], servers: int
     return f"{100 * (q2 - 1):+.1f}% (quartiles {100 * (q1 - 1):+.1f}%, {100 * (q3 - 1):+.1f}%)"
 
 
+def side_by_side(setups: dict[str, tuple[dict[str, str], bool]], upstream_port: int, path: str, conc: int,
+                 rounds: int, seconds: float, pairs: int) -> None:
+    """Each setup against `off`, served at once on CPU 0 (see the module docstring); per setup the median of the
+    rounds' request-count ratios, with quartiles, over `pairs` pairs of processes."""
+    body = BODIES[path].encode()
+
+    async def both(a: int, b: int, span: float) -> tuple[float, float]:
+        x, y = await asyncio.gather(run_load("127.0.0.1", a, path, body, concurrency=conc, seconds=span),
+                                    run_load("127.0.0.1", b, path, body, concurrency=conc, seconds=span))
+        return x.summary()["requests"], y.summary()["requests"]
+
+    for name, setup in setups.items():
+        if name == "off":
+            continue
+        ratios: list[float] = []
+        for _ in range(pairs):
+            pair = [start(upstream_port, *setup), start(upstream_port, *setups["off"])]
+            try:
+                for _, port in pair:
+                    wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
+                asyncio.run(both(pair[0][1], pair[1][1], 1.0))  # warm-up
+                for _ in range(rounds):
+                    done, done_off = asyncio.run(both(pair[0][1], pair[1][1], seconds))
+                    ratios.append(done / done_off)
+            finally:
+                for proc, _ in pair:
+                    proc.terminate()
+        q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        print(f"c={conc:<3} side by side, {name} vs off: rps {100 * (q2 - 1):+.1f}% (quartiles {100 * (q1 - 1):+.1f}%,"
+              f" {100 * (q3 - 1):+.1f}%; {len(ratios)} rounds, {pairs} pair(s) of processes)", flush=True)
+
+
 def rss_run(upstream_port: int, path: str, spans: int) -> None:
     proc, port = start(upstream_port, GOVERNANCE_ENV["on"], True)
     try:
@@ -100,6 +139,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--servers", type=int, default=1, metavar="N", help="processes of each setup (pooled)")
     ap.add_argument("--rss", type=int, default=0, metavar="N", help="RSS of `on` over N x 100,000 requests")
+    ap.add_argument("--side-by-side", action="store_true", help="each setup and `off` at once, sharing CPU 0")
     ap.add_argument("--variant", action="append", default=[], metavar='"NAME VAR=V ..."',
                     help="another setup: `on` with these variables (`nokey`: no caller key)")
     args = ap.parse_args()
@@ -110,6 +150,14 @@ def main() -> None:
         env = dict(t.split("=", 1) for t in tokens if t != "nokey")
         setups[name] = ({**GOVERNANCE_ENV["on"], **env}, "nokey" not in tokens)
     upstream, upstream_port = start_upstream()
+    if args.side_by_side:
+        try:
+            wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+            for conc in args.concurrency:
+                side_by_side(setups, upstream_port, args.path, conc, args.rounds, args.seconds, args.servers)
+        finally:
+            upstream.terminate()
+        return
     if args.rss:
         try:
             wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
