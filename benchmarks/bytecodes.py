@@ -5,7 +5,8 @@ cProfile names the functions but its times move with the machine and its own ove
 bytecodes each function executes (sys.settrace with opcode events, on the thread that serves requests) over
 the measured requests: the same figure every run, so a change's effect on each function can be read alone.
 Compiled code (C extensions, rhetor.native's mypyc modules) executes no bytecodes and shows as the Python
-function that called it. Worker threads (the SQLite ledger's) are not traced.
+function that called it. Worker threads (the SQLite ledger's) are not traced. RHETOR_BYTECODES_LINES=auth.py,gate.py
+also prints those files' bytecodes a request line by line.
 
     .venv/bin/python benchmarks/instructions.py oa --bytecodes [--top 40]
     .venv/bin/python benchmarks/instructions.py oa native --bytecodes --governance on off   # on - off per function
@@ -14,6 +15,7 @@ function that called it. Worker threads (the SQLite ledger's) are not traced.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,10 +35,14 @@ def where(code: CodeType) -> str:
 async def traced(one: Callable[[], Awaitable[None]], n: int) -> Counts:
     """Run `one` n times with every bytecode counted; bytecodes a request per function."""
     counts: Counter[CodeType] = Counter()
+    lines: Counter[tuple[str, int]] = Counter()
+    by_line = [x for x in os.environ.get("RHETOR_BYTECODES_LINES", "").split(",") if x]
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "opcode":
             counts[frame.f_code] += 1
+            if by_line:
+                lines[(frame.f_code.co_filename, frame.f_lineno or 0)] += 1
         return local
 
     def call(frame: FrameType, event: str, arg: Any) -> Any:  # every new frame, and every resumed coroutine
@@ -50,6 +56,9 @@ async def traced(one: Callable[[], Awaitable[None]], n: int) -> Counts:
             await one()
     finally:
         sys.settrace(None)
+    for (file, line), c in sorted(lines.items()):  # RHETOR_BYTECODES_LINES=auth.py,gate.py: those files by line
+        if any(part in file for part in by_line):
+            print(f"{c / n:8.1f}  {Path(file).name}:{line}", flush=True)
     out: Counts = {}
     for code, c in counts.items():
         out[where(code)] = out.get(where(code), 0.0) + c / n

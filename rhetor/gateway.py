@@ -26,7 +26,7 @@ from rhetor.context.store import StoredMessage
 from rhetor.context.window import budget_for, fit_history, message_tokens
 from rhetor.drain import Drain
 from rhetor.errors import InvalidRequestError, StoreUnavailableError
-from rhetor.governance.gate import Gate
+from rhetor.governance.gate import LATER, Gate
 from rhetor.governance.ledger import UsageRecord
 from rhetor.governance.meter import NO_METER, Meter, Metered
 from rhetor.observability import chat_span, tracing
@@ -303,8 +303,11 @@ class Gateway:
         self.drain.calls += 1
         try:
             # cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)
-            if self.gate is not None:  # inline, not a coroutine of its own (one fewer per request)
-                prepared.ticket = await self.gate.admit(prepared, build, self.providers, rec)
+            gate = self.gate
+            if gate is not None:  # inline, and without a coroutine when the gate has nothing to await
+                ticket = gate.admit_now(prepared, build, self.providers, rec)
+                prepared.ticket = await gate.admit(prepared, build, self.providers, rec) if ticket is LATER \
+                    else ticket  # type: ignore[assignment]
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 response = prepared.ticket.serve(info)
             else:
@@ -350,8 +353,11 @@ class Gateway:
         metered = self._metered(inp, prepared, info)
         build = self._builder(prepared)
         try:
-            if self.gate is not None:  # as in _chat
-                prepared.ticket = await self.gate.admit(prepared, build, self.providers, metered.rec)
+            gate = self.gate
+            if gate is not None:  # as in _chat
+                ticket = gate.admit_now(prepared, build, self.providers, metered.rec)
+                prepared.ticket = await gate.admit(prepared, build, self.providers, metered.rec) \
+                    if ticket is LATER else ticket  # type: ignore[assignment]
             if prepared.ticket is not None and prepared.ticket.hit is not None:
                 prepared.ticket.serve(info)
                 events = prepared.ticket.hit.replay()

@@ -53,8 +53,9 @@ def attribute(inp: ChatInput, conn: HTTPConnection, front: str, request_id: str 
         inp.identity = identity
         if identity.component is not None:
             inp.component = identity.component
-        inp.notes = notes = Notes(directive, getattr(identity, "budget_id", None),
-                                  cache_mode(getattr(identity, "cache", None), "key cache"))
+        cache = identity.cache  # the key's cache default (checked when the key was made: cache_mode only if set)
+        inp.notes = notes = Notes(directive, identity.budget_id,
+                                  None if cache is None else cache_mode(cache, "key cache"))
     if scope["type"] == "http":
         state[NOTES_KEY] = notes
     return inp

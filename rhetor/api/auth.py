@@ -102,6 +102,7 @@ class ApiKeyMiddleware:
         self.access = access
         self.ring = access.ring
         self.component_limits = access.component_limits
+        self.in_process = access.in_process  # (fixed for the process: Access picks its limiter once)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ring = self.ring
@@ -119,46 +120,53 @@ class ApiKeyMiddleware:
         identity: Identity | None = None
         if found is not None:
             identity, key_digest = found
-            path = scope["path"]
-            if identity.allowed_routes is not None and not identity.allows_path(path):
+            if identity.allowed_routes is not None and not identity.allows_path(scope["path"]):
                 await _refuse(scope, receive, send, PermissionDeniedError(
-                    f"key {identity.name!r} ({identity.key_id}) may not use {path}; its allowed_routes: "
+                    f"key {identity.name!r} ({identity.key_id}) may not use {scope['path']}; its allowed_routes: "
                     f"{', '.join(identity.allowed_routes or ())}"))
                 return
             state = scope.setdefault("state", {})
-            state["identity"], state["key_id"], state["key_digest"] = identity, identity.key_id, key_digest
+            state["identity"], state["key_id"] = identity, identity.key_id
+            if kind == "websocket":  # FrameGate re-checks the key by its digest on every request frame
+                state["key_digest"] = key_digest
+            component = identity.component or header_component
+            if identity.limited:
+                limiter = self.in_process
+                if limiter is not None and kind == "http" and component not in self.component_limits:
+                    # The common case: the key's own limits alone, in process: no Verdict or Admission built
+                    # (Access.in_process). The headers ride in the scope state to GatewayMiddleware's one send
+                    # wrapper (rhetor.api.middleware), which adds them to the response: no second wrapper and
+                    # message copy per request (benchmarks/instructions.py)
+                    tokens = size // 4
+                    offer = scope.get("extensions")  # header_lines.offered, inlined: the server writes a block
+                    if offer is not None and EXTENSION in offer:
+                        lines = limiter.take_lines(identity.key_id, identity.rpm, identity.tpm, tokens)
+                        headers = None if lines is None else [(LINES, lines)]
+                    else:
+                        headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
+                    if headers is not None:
+                        state[LIMIT_HEADERS] = headers
+                        try:
+                            await self.app(scope, receive, send)
+                        finally:
+                            if identity.tpm is not None:
+                                limiter.release(identity.key_id, tokens)
+                        return
+                    # refused, nothing counted: `check` builds the refusal (or admits, if a slot freed meanwhile)
+            elif kind == "websocket" or component not in self.component_limits:
+                await self.app(scope, receive, send)
+                return
         elif ring.required:
             await _refuse(scope, receive, send, AuthenticationError(MESSAGE))
             return
-        component = (identity.component if identity is not None else None) or header_component
+        else:
+            component = header_component
         if kind == "websocket" or ((identity is None or not identity.limited)
                                    and component not in self.component_limits):
             await self.app(scope, receive, send)
             return
         access = self.access
         tokens = size // 4
-        limiter = access.in_process
-        if limiter is not None and component not in self.component_limits:
-            # The common case: the key's own limits alone, in process (identity is the limited key here): no
-            # Verdict or Admission built (Access.in_process). The headers ride in the scope state to
-            # GatewayMiddleware's one send wrapper (rhetor.api.middleware), which adds them to the response: no
-            # second wrapper and message copy per request (benchmarks/instructions.py)
-            assert identity is not None
-            offer = scope.get("extensions")  # header_lines.offered, inlined: the server writes a block as it is
-            if offer is not None and EXTENSION in offer:
-                lines = limiter.take_lines(identity.key_id, identity.rpm, identity.tpm, tokens)
-                headers = None if lines is None else [(LINES, lines)]
-            else:
-                headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
-            if headers is not None:
-                scope["state"][LIMIT_HEADERS] = headers  # (set above, with the identity)
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    if identity.tpm is not None:
-                        limiter.release(identity.key_id, tokens)
-                return
-            # refused, nothing counted: `check` builds the refusal (or admits, if a slot freed meanwhile)
         admission = access.check(identity, component, tokens) if access.answers_at_once else \
             await access.admit(identity, component, tokens)
         if admission is None:

@@ -191,12 +191,10 @@ class Access:
 class Tee:
     """A UsageSink that hands each record to several sinks (the ledger, then the access gate's TPM counts)."""
 
+    record: Callable[[UsageRecord], None]  # (a UsageSink's method: a function made for the sinks, `_fanned`)
+
     def __init__(self, *sinks: UsageSink) -> None:
         self.sinks = sinks
-
-    def record(self, rec: UsageRecord) -> None:
-        for record in self._records:
-            record(rec)
 
     @property
     def sinks(self) -> tuple[UsageSink, ...]:
@@ -204,8 +202,34 @@ class Tee:
 
     @sinks.setter
     def sinks(self, sinks: tuple[UsageSink, ...]) -> None:
-        # the bound `record` methods, looked up once, not per record
-        self._sinks, self._records = sinks, tuple(sink.record for sink in sinks)
+        self._sinks, self.record = sinks, _fanned(tuple(sink.record for sink in sinks))
+
+
+def _fanned(records: tuple[Callable[[UsageRecord], None], ...]) -> Callable[[UsageRecord], None]:
+    """One function calling each of the sinks' bound `record` methods (looked up once) in order: up to four
+    (the ledger, the key limits, the budgets, the metrics) without a loop over them (~1k instructions a record)."""
+    if len(records) == 4:
+        a, b, c, d = records
+
+        def four(rec: UsageRecord) -> None:
+            a(rec)
+            b(rec)
+            c(rec)
+            d(rec)
+        return four
+    if len(records) == 3:
+        a, b, c = records
+
+        def three(rec: UsageRecord) -> None:
+            a(rec)
+            b(rec)
+            c(rec)
+        return three
+
+    def each(rec: UsageRecord) -> None:
+        for record in records:
+            record(rec)
+    return each
 
 
 def _checks(identity: Identity | None, component: str | None,

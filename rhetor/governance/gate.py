@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from rhetor.errors import RhetorError
-from rhetor.governance.budgets import Admission, BudgetBook, Releasable
+from rhetor.governance.budgets import Admission, BudgetBook, Hold, Releasable
 from rhetor.governance.cache import CachedReply, CacheMode, ResponseCache, assembled, cache_key, reply_size
 from rhetor.governance.meter import ANONYMOUS, estimate_input
 from rhetor.governance.prices import PriceTable
@@ -35,6 +35,15 @@ from rhetor.types import ChatRequest, ChatResponse, Message, StreamEvent
 
 Builder = Callable[[Target, Provider], ChatRequest]
 DEFAULT_OUTPUT_ESTIMATE = 256  # reserved output tokens when the request sets no max_tokens
+
+
+class Later:
+    """`Gate.admit_now`'s answer when the admission has something to await (a cache lookup, shared budgets)."""
+
+    __slots__ = ()
+
+
+LATER = Later()
 
 
 class Notes:
@@ -150,6 +159,24 @@ class Gate:
         # tasks.json keys whose entry says "cache": true
         self.cached_routes = frozenset(k for k, e in config.root.items() if getattr(e, "cache", False))
 
+    def admit_now(self, prepared: Prepared, builder: Builder, providers: Providers,
+                  rec: Any) -> Ticket | Later | None:
+        """`admit` without a coroutine when it has nothing to await — no cache for this request, the budgets'
+        spend in process (no Redis) —, else LATER: then await `admit`. The gateway's call (a coroutine and its
+        await cost ~1.5k instructions a request, benchmarks/instructions.py)."""
+        budgets = self.budgets
+        if budgets is not None and budgets.shared is not None:
+            return LATER
+        inp = prepared.inp
+        notes: Notes | None = inp.notes
+        if notes is None:
+            notes = inp.notes = Notes()
+        rt = prepared.route
+        if self.cache is not None and rt.targets and self._mode(notes, rt) is not None:
+            return LATER
+        hold = None if budgets is None else self._judged(budgets, prepared, notes, rt, rec)
+        return None if hold is None else Reservation(hold)
+
     async def admit(self, prepared: Prepared, builder: Builder, providers: Providers, rec: Any) -> Ticket | None:
         """Cache lookup, then budgets (see the module docstring). `rec` is the ledger's record, if any."""
         inp = prepared.inp
@@ -176,24 +203,36 @@ class Gate:
         hold: Releasable | None = None
         budgets = self.budgets
         if budgets is not None:
-            applicable = budgets.applicable(rt.component, inp.key_id or ANONYMOUS, rt.task_type, notes.key_budget)
-            if applicable and rt.targets:
-                # the estimate is what a request holds: none to make when only warn budgets apply in process
-                usd, tokens = self._estimate(prepared, rt) if applicable.holds or budgets.shared is not None \
-                    else (0.0, 0)
-                # `block` raises; in-process spend (no Redis) is judged without a coroutine, and no Admission is
-                # built when no budget has a word to say (BudgetBook.judge)
-                if budgets.shared is None:
-                    admission, hold = budgets.judge(applicable, usd, tokens)
-                else:
+            if budgets.shared is None:
+                hold = self._judged(budgets, prepared, notes, rt, rec)
+            else:
+                applicable = budgets.applicable(rt.component, inp.key_id or ANONYMOUS, rt.task_type,
+                                                notes.key_budget)
+                if applicable and rt.targets:
+                    usd, tokens = self._estimate(prepared, rt)  # the round trip is made either way
                     admission = await budgets.reserve(applicable, usd, tokens)
                     hold = admission.hold
-                if admission is not None and (admission.warnings or admission.downgrade is not None):
-                    self._noted(prepared, notes, rec, admission)
+                    if admission.warnings or admission.downgrade is not None:
+                        self._noted(prepared, notes, rec, admission)
         if key is None:
             # a budget's reservation only: a Reservation, the Ticket without its cache slots
             return None if hold is None else Reservation(hold)
         return Ticket(hold, self.cache, key, first if prepared.route is rt else None, builder, providers)
+
+    def _judged(self, budgets: BudgetBook, prepared: Prepared, notes: Notes, rt: Route, rec: Any) -> Hold | None:
+        """The budgets' word on a request, their spend in process (no coroutine: BudgetBook.judge): `block`
+        raises, `downgrade` and warnings are noted; the hold when a budget holds an estimate."""
+        applicable = budgets.applicable(rt.component, prepared.inp.key_id or ANONYMOUS, rt.task_type,
+                                        notes.key_budget)
+        if not applicable or not rt.targets:
+            return None
+        # the estimate is what a request holds: none to make when only warn budgets apply; no Admission is built
+        # when no budget has a word to say (BudgetBook.judge)
+        usd, tokens = self._estimate(prepared, rt) if applicable.holds else (0.0, 0)
+        admission, hold = budgets.judge(applicable, usd, tokens)
+        if admission is not None and (admission.warnings or admission.downgrade is not None):
+            self._noted(prepared, notes, rec, admission)
+        return hold
 
     def _mode(self, notes: Notes, rt: Route) -> CacheMode | None:
         mode = notes.cache_mode or notes.cache_default or ("use" if rt.key in self.cached_routes else None)
@@ -234,4 +273,4 @@ class Gate:
                     rec.downgraded_from = was
 
 
-__all__ = ["Gate", "Notes", "Prepared", "Reservation", "Ticket"]
+__all__ = ["LATER", "Gate", "Later", "Notes", "Prepared", "Reservation", "Ticket"]

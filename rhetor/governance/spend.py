@@ -7,13 +7,13 @@ counts against one spend. Knows budget periods and subjects; nothing of budgets'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from rhetor.governance.budget import GLOBAL, PERIODS, Period, Subject, period_bounds
 
-SLOT: dict[str, int] = {period: i for i, period in enumerate(PERIODS)}
-SCOPES = ("component", "key", "task")  # a usage record's subjects besides the global one, in `add`'s order
-_ONLY_GLOBAL: tuple[Subject, ...] = (GLOBAL,)
+SLOT: Final[dict[str, int]] = {period: i for i, period in enumerate(PERIODS)}
+SCOPES: Final = ("component", "key", "task")  # a usage record's subjects besides the global one, in `add`'s order
+_ONLY_GLOBAL: Final[tuple[Subject, ...]] = (GLOBAL,)
 _NO_SPAN = (float("inf"), float("-inf"))
 
 
