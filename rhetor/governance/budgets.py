@@ -263,18 +263,19 @@ class BudgetBook:
     def record(self, rec: Any) -> None:
         """A finished request's real cost, added to every tracked subject it belongs to (a UsageSink)."""
         tokens = rec.input_tokens + rec.output_tokens
-        if rec.cost_usd == 0 and tokens == 0:
+        usd = rec.cost_usd  # (each attribute of a record read once: a generic look-up in the compiled build)
+        if usd == 0 and tokens == 0:
             return
         memory = self._memory
-        added = memory.add((rec.component, rec.key_id, rec.task_type), rec.ts, rec.cost_usd, tokens) \
-            if memory is not None else self.counters.add((rec.component, rec.key_id, rec.task_type), rec.ts,
-                                                          rec.cost_usd, tokens)
+        names = (rec.component, rec.key_id, rec.task_type)
+        added = memory.add(names, rec.ts, usd, tokens) if memory is not None else \
+            self.counters.add(names, rec.ts, usd, tokens)
         shared = self.shared
         if shared is not None:
             for scope, name in added:  # the shared windows of the period the request started in
                 refs: list[WindowRef] = [(scope, name, p, *period_bounds(p, rec.ts))  # type: ignore[arg-type]
                                          for p in PERIODS]
-                shared.add(refs, rec.cost_usd, tokens)
+                shared.add(refs, usd, tokens)
 
     # -- inspection ------------------------------------------------------------------------------------------
     def status(self, budget: Budget, subject: Subject | None = None, now: float | None = None) -> dict[str, Any]:
