@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rhetor.api.presented import HEADER_DICT
 from rhetor.errors import PayloadTooLargeError
 from rhetor.observability.hub import Observability
 from rhetor.timing import UpstreamClock, current_clock
@@ -45,12 +46,23 @@ class GatewayMiddleware:
         clock = UpstreamClock()
         token = current_clock.set(clock)
         rid = declared = None
-        for key, value in scope["headers"]:  # one pass for both (the first of each counts)
-            if key == b"x-request-id":
-                if rid is None:
-                    rid = value.decode("latin-1")
-            elif key == b"content-length" and declared is None:
-                declared = value
+        headers = scope["headers"]
+        found = dict(headers) if type(headers) is list else None  # built in C
+        if found is not None and len(found) == len(headers):  # no header repeated: the dict answers as the list
+            # left for the key middleware and the fronts (rhetor.api.presented.HEADER_DICT): one dict a request,
+            # in place of this layer's loop over the list and the next layer's own dict (~2k instructions)
+            scope[HEADER_DICT] = found
+            raw = found.get(b"x-request-id")
+            if raw is not None:
+                rid = raw.decode("latin-1")
+            declared = found.get(b"content-length")
+        else:
+            for key, value in headers:  # one pass for both (the first of each counts)
+                if key == b"x-request-id":
+                    if rid is None:
+                        rid = value.decode("latin-1")
+                elif key == b"content-length" and declared is None:
+                    declared = value
         if rid is None:
             rid = f"{self.prefix}-{next(self.counter)}"
         scope.setdefault("state", {})["request_id"] = rid

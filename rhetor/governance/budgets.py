@@ -171,12 +171,11 @@ class BudgetBook:
         and no Hold when only `warn` budgets apply (~9k: the Hold, the gate's Reservation, their release)."""
         now = time.time() if now is None else now
         result: Admission | None = None
-        window = self.counters.window
         held: list[Window] = []
         for budget, subject, plan, slots, i in applicable.rows:
             w = slots[i]
             if w is None or now >= w.end:  # not made yet, or the period is over: `window` makes the current one
-                w = window(subject, plan[0], now)
+                w = self.counters.window(subject, plan[0], now)  # (looked up here only: ~0.3k a call, callgrind)
             if w.usd + w.held_usd >= plan[3] or w.tokens + w.held_tokens >= plan[4]:
                 if result is None:
                     result = Admission()

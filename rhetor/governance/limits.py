@@ -109,10 +109,12 @@ class RateLimiter(Protocol):
 
 
 class _Subject:
-    __slots__ = ("requests", "reserved", "tokens")
+    __slots__ = ("block", "block_rpm", "block_tpm", "requests", "reserved", "tokens")
 
     def __init__(self) -> None:
         self.requests, self.tokens, self.reserved = Window(), Window(), 0
+        # `take_lines`' block with both limits' digits already in it, for the limits it was made for (-1: none)
+        self.block, self.block_rpm, self.block_tpm = b"", -1, -1
 
 
 class InProcessLimiter:
@@ -189,8 +191,11 @@ class InProcessLimiter:
         reset = _RESET[gap] if gap >= 2 else w.reset(now)
         if rpm is None:
             return _TOKEN_LINES % (_DIGITS.get(tpm) or _digits(tpm), left if left > 0 else 0, reset)
-        return _LINES % (_DIGITS.get(rpm) or _digits(rpm), rpm - total, _DIGITS.get(tpm) or _digits(tpm),
-                         left if left > 0 else 0, reset)
+        if s.block_rpm != rpm or s.block_tpm != tpm:  # the limits' digits formatted once, not per request (~1k)
+            s.block = _LINES.replace(b"%s", _DIGITS.get(rpm) or _digits(rpm), 1).replace(
+                b"%s", _DIGITS.get(tpm) or _digits(tpm), 1)
+            s.block_rpm, s.block_tpm = rpm, tpm
+        return s.block % (rpm - total, left if left > 0 else 0, reset)
 
     def _refused(self, s: _Subject, kind: str, rpm: int | None, tpm: int | None, wait: float,
                  now: float) -> Verdict:
