@@ -166,16 +166,16 @@ async def test_key_store_polls_read_the_database_only_after_its_files_changed(tm
         await theirs.close()
 
 
-def test_ring_memo_of_digests_never_outlives_a_key() -> None:
+def test_ring_memo_of_resolved_secrets_never_outlives_a_key() -> None:
     from rhetor.governance.keys import KeyRecord, digest
 
     ring = KeyRing()
     rec = KeyRecord(id="key_m", name="m", digest=digest(b"secret-m"), hint="m", created_at=0.0)
     ring.load([rec])
-    assert ring.resolve(b"secret-m") is not None and ring.resolve(b"secret-m") is not None  # the second: memo
+    assert ring.resolve(b"secret-m") is not None and ring.resolve(b"secret-m") is not None  # the second: the memo
     ring.load([KeyRecord(id="key_m", name="m", digest=rec.digest, hint="m", created_at=0.0, revoked_at=1.0)])
     assert ring.resolve(b"secret-m") is None  # revoked: refused although its digest is remembered
     ring.load([KeyRecord(id="key_m", name="m", digest=rec.digest, hint="m", created_at=0.0,
                          spec={"expires_at": time.time() - 1})])
     assert ring.resolve(b"secret-m") is None  # expired
-    assert ring.resolve(b"never-a-key") is None and b"never-a-key" not in ring._digests  # unknown: not remembered
+    assert ring.resolve(b"never-a-key") is None and b"never-a-key" not in ring._resolved  # unknown: not remembered

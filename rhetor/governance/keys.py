@@ -269,7 +269,9 @@ class KeyRing:
         # ids of the keys with a TPM limit, whose records count their real tokens (Access.record: a set test per
         # record, not a call of `get`; ~0.7k instructions, callgrind)
         self.tpm_ids: frozenset[str] = frozenset()
-        self._digests: dict[bytes, bytes] = {}  # presented secret -> digest, for secrets that resolved (DIGEST_MEMO)
+        # presented secret -> (identity, digest), for secrets that resolved (DIGEST_MEMO); emptied by every `load`,
+        # so a revoked or rotated key is never answered from it (an expiry is checked on every request)
+        self._resolved: dict[bytes, tuple[Identity, bytes]] = {}
 
     def load(self, records: list[KeyRecord]) -> None:
         live = [r for r in records if r.revoked_at is None]
@@ -279,27 +281,23 @@ class KeyRing:
         self._keys = {**self._static, **self._virtual}
         self._by_id = {i.key_id: i for i in self._virtual.values()}
         self.tpm_ids = frozenset(i.key_id for i in self._virtual.values() if i.tpm is not None)
+        self._resolved = {}
 
     def resolve(self, secret: bytes) -> tuple[Identity, bytes] | None:
         """(identity, digest) of a presented secret, or None (unknown, revoked or expired)."""
-        memo = self._digests
-        d = memo.get(secret)
-        if d is None:
-            d = hashlib.sha256(secret).digest()
-            found = self.lookup(d)
-            if found is None:
-                return None  # unknown secrets are not remembered: the memo holds live callers only
-            if len(memo) >= DIGEST_MEMO:
-                memo.clear()
-            memo[secret] = d
-            return found, d
-        found = self._keys.get(d)  # lookup(), inlined: the same answer as it stands now
+        memo = self._resolved
+        hit = memo.get(secret)  # a live caller's secret, as the last `load` left the keys: no hash, no look-up
+        if hit is not None:
+            expires = hit[0].expires_at
+            return hit if expires is None or time.time() < expires else None
+        d = hashlib.sha256(secret).digest()
+        found = self.lookup(d)
         if found is None:
-            return self._admin(d)
-        return (found, d) if found.expires_at is None or time.time() < found.expires_at else None
-
-    def _admin(self, d: bytes) -> tuple[Identity, bytes] | None:
-        return (ADMIN, d) if self.admin_digest is not None and secrets.compare_digest(d, self.admin_digest) else None
+            return None  # unknown secrets are not remembered: the memo holds live callers only
+        if len(memo) >= DIGEST_MEMO:
+            memo.clear()
+        hit = memo[secret] = (found, d)
+        return hit
 
     def lookup(self, d: bytes) -> Identity | None:
         """The identity of a secret's digest as it stands now (a socket re-checks its key per request)."""
