@@ -46,6 +46,7 @@ from rhetor.governance.spend import (
 )
 
 APPLICABLE_MEMO: Final = 4096  # memoized (component, key, task, key budget) combinations
+_now: Final = time.time  # a C static in the compiled build: no look-up of `time` on the module a call (~0.3k)
 # (period, usd, tokens, usd at warn_at, tokens at warn_at, whether an admitted request holds an estimate on it)
 Plan = tuple[Period, float | None, int | None, float, float, bool]
 
@@ -169,7 +170,7 @@ class BudgetBook:
         """`admit` as (its warnings or downgrade — None when there is nothing to say —, its hold): the gate's call,
         which builds no Admission for the common request no budget has a word about (~4k instructions, callgrind),
         and no Hold when only `warn` budgets apply (~9k: the Hold, the gate's Reservation, their release)."""
-        now = time.time() if now is None else now
+        now = _now() if now is None else now
         result: Admission | None = None
         held: list[Window] = []
         for budget, subject, plan, slots, i in applicable.rows:
@@ -266,9 +267,12 @@ class BudgetBook:
         if usd == 0 and tokens == 0:
             return
         memory = self._memory
-        names = (rec.component, rec.key_id, rec.task_type)
-        added = memory.add(names, rec.ts, usd, tokens) if memory is not None else \
-            self.counters.add(names, rec.ts, usd, tokens)
+        if memory is not None and not memory.named:  # only the global budget's spend: no names to read (~0.6k)
+            added = memory.add_global(rec.ts, usd, tokens)
+        else:
+            names = (rec.component, rec.key_id, rec.task_type)
+            added = memory.add(names, rec.ts, usd, tokens) if memory is not None else \
+                self.counters.add(names, rec.ts, usd, tokens)
         shared = self.shared
         if shared is not None:
             for scope, name in added:  # the shared windows of the period the request started in

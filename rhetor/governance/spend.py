@@ -14,6 +14,7 @@ from rhetor.governance.budget import GLOBAL, PERIODS, Period, Subject, period_bo
 SLOT: Final[dict[str, int]] = {period: i for i, period in enumerate(PERIODS)}
 SCOPES: Final = ("component", "key", "task")  # a usage record's subjects besides the global one, in `add`'s order
 _ONLY_GLOBAL: Final[tuple[Subject, ...]] = (GLOBAL,)
+_NO_NAMES: Final[tuple[str | None, str | None, str | None]] = (None, None, None)
 _NO_SPAN = (float("inf"), float("-inf"))
 
 
@@ -79,6 +80,15 @@ class MemorySpend:
 
     def tracked(self, subject: Subject) -> bool:
         return subject in self._windows
+
+    @property
+    def named(self) -> bool:
+        """Whether any subject besides the global one is tracked (else `add` reads no names)."""
+        return bool(self._named)
+
+    def add_global(self, ts: float, usd: float, tokens: int) -> tuple[Subject, ...]:
+        """`add` when no named subject is tracked (`named` false): the record's names are not even read."""
+        return self.add(_NO_NAMES, ts, usd, tokens)
 
     def add(self, names: tuple[str | None, str | None, str | None], ts: float, usd: float,
             tokens: int) -> tuple[Subject, ...]:
