@@ -305,7 +305,7 @@ class Gateway:
             # cache, then budgets: may answer, re-route or refuse before any upstream call (rhetor.governance.gate)
             gate = self.gate
             if gate is not None:  # inline, and without a coroutine when the gate has nothing to await
-                ticket = gate.admit_now(prepared, build, self.providers, rec)
+                ticket = gate.admit_now(prepared, rec)
                 prepared.ticket = await gate.admit(prepared, build, self.providers, rec) if ticket is LATER \
                     else ticket  # type: ignore[assignment]
             if prepared.ticket is not None and prepared.ticket.hit is not None:
@@ -355,7 +355,7 @@ class Gateway:
         try:
             gate = self.gate
             if gate is not None:  # as in _chat
-                ticket = gate.admit_now(prepared, build, self.providers, metered.rec)
+                ticket = gate.admit_now(prepared, metered.rec)
                 prepared.ticket = await gate.admit(prepared, build, self.providers, metered.rec) \
                     if ticket is LATER else ticket  # type: ignore[assignment]
             if prepared.ticket is not None and prepared.ticket.hit is not None:

@@ -159,8 +159,7 @@ class Gate:
         # tasks.json keys whose entry says "cache": true
         self.cached_routes = frozenset(k for k, e in config.root.items() if getattr(e, "cache", False))
 
-    def admit_now(self, prepared: Prepared, builder: Builder, providers: Providers,
-                  rec: Any) -> Ticket | Later | None:
+    def admit_now(self, prepared: Prepared, rec: Any) -> Ticket | Later | None:
         """`admit` without a coroutine when it has nothing to await — no cache for this request, the budgets'
         spend in process (no Redis) —, else LATER: then await `admit`. The gateway's call (a coroutine and its
         await cost ~1.5k instructions a request, benchmarks/instructions.py)."""

@@ -87,7 +87,8 @@ class MemorySpend:
         return bool(self._named)
 
     def add_global(self, ts: float, usd: float, tokens: int) -> tuple[Subject, ...]:
-        """`add` when no named subject is tracked (`named` false): the record's names are not even read."""
+        """`add` when no named subject is tracked (`named` false): the record's names are not even read. A method of
+        its own: choosing a names tuple in the caller instead measured ~0.3k more (governance_micro.py book_record)."""
         return self.add(_NO_NAMES, ts, usd, tokens)
 
     def add(self, names: tuple[str | None, str | None, str | None], ts: float, usd: float,
