@@ -246,6 +246,39 @@ def test_rpm_holds_under_concurrency_with_openai_headers(tmp_path: Path) -> None
         asyncio.run(socket())
 
 
+def test_a_key_remembered_by_its_header_keeps_every_rule(tmp_path: Path) -> None:
+    """The key middleware's quick way (a key seen before, by its raw Authorization header) counts, refuses and
+    exempts as the general way does; x-api-key still wins; a secret from ?api_key= is never remembered under
+    another header; a revoked key is refused at once."""
+    with running_rhetor(settings_for(tmp_path, admin_key=ADMIN)) as url:
+        key_id, secret = create(url, rpm=4)
+        chat = {"model": FAST, "messages": HI}
+
+        def post(headers: dict[str, str], query: str = "") -> httpx.Response:
+            return httpx.post(url + "/v1/chat/completions" + query, json=chat, headers=headers, timeout=10)
+
+        assert [post(bearer(secret)).headers["x-ratelimit-remaining-requests"] for _ in range(2)] == ["3", "2"]
+        for path in ("/health", "/api/v1/health"):  # exempt: not counted, no limit headers
+            health = httpx.get(url + path, headers=bearer(secret), timeout=10)
+            assert health.status_code == 200 and "x-ratelimit-remaining-requests" not in health.headers
+        wrong = post({**bearer(secret), "x-api-key": "not-a-key"})  # x-api-key is read first: refused
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert post(bearer(secret)).headers["x-ratelimit-remaining-requests"] == "1"
+        assert post(bearer(secret)).headers["x-ratelimit-remaining-requests"] == "0"
+        over = post(bearer(secret))  # the fifth in the minute: refused in OpenAI's shape
+        assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limit_exceeded"
+        assert over.headers["x-ratelimit-remaining-requests"] == "0" and int(over.headers["retry-after"]) >= 1
+
+        _, other = create(url)  # a key without limits, presented in the query beside a Basic header
+        basic = {"authorization": "Basic dXNlcjpwdw=="}
+        assert post(basic, f"?api_key={other}").status_code == 200
+        assert post(basic).status_code == 401  # the Basic header alone is no key: nothing was remembered under it
+
+        assert admin(url, "DELETE", f"/api/v1/keys/{key_id}").status_code == 200
+        gone = post(bearer(secret))
+        assert gone.status_code == 401 and gone.json()["error"]["code"] == "invalid_api_key"
+
+
 def test_tpm_counts_real_tokens_and_holds_under_concurrency(tmp_path: Path) -> None:
     with running_rhetor(settings_for(tmp_path, admin_key=ADMIN)) as url:
         _, secret = create(url, tpm=120)

@@ -78,14 +78,14 @@ def read(scope: Scope) -> tuple[bytes | None, str | None, int]:
                 key = _bearer(auth)
     named = found.get(b"x-rhetor-component")
     length = found.get(b"content-length")
-    size = 0 if length is None else _SIZE.get(length) or _size(length)  # (a 0 is simply parsed again)
+    size = 0 if length is None else SIZES.get(length) or size_of(length)  # (a 0 is simply parsed again)
     return key, named.decode("latin-1").strip().lower() or None if named is not None else None, size
 
 
 # Memoized: the Bearer token of an Authorization value and the number a content-length says. Slicing, lower-casing
 # and stripping the one, parsing the other cost ~2.5k instructions a request; a dict hit ~0.2k (callgrind)
 _BEARER: dict[bytes, bytes] = {}
-_SIZE: dict[bytes, int] = {}
+SIZES: dict[bytes, int] = {}
 
 
 def _bearer(auth: bytes) -> bytes | None:
@@ -97,11 +97,11 @@ def _bearer(auth: bytes) -> bytes | None:
     return key
 
 
-def _size(length: bytes) -> int:
+def size_of(length: bytes) -> int:
     size = int(length) if length.isdigit() else 0
-    if len(_SIZE) >= MEMO:
-        _SIZE.clear()
-    _SIZE[length] = size
+    if len(SIZES) >= MEMO:
+        SIZES.clear()
+    SIZES[length] = size
     return size
 
 
@@ -129,4 +129,4 @@ def _read_each(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, st
     return (key if key is not None else bearer), component, max(size, 0)
 
 
-__all__ = ["HEADER_DICT", "MEMO", "digest", "key_matches", "presented_key", "query_key", "read"]
+__all__ = ["HEADER_DICT", "MEMO", "SIZES", "digest", "key_matches", "presented_key", "query_key", "read", "size_of"]

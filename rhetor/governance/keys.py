@@ -272,6 +272,10 @@ class KeyRing:
         # presented secret -> (identity, digest), for secrets that resolved (DIGEST_MEMO); emptied by every `load`,
         # so a revoked or rotated key is never answered from it (an expiry is checked on every request)
         self._resolved: dict[bytes, tuple[Identity, bytes]] = {}
+        # a raw Authorization header value -> its key's identity, for the web layer's quick way (rhetor.api.auth,
+        # which fills it, for keys it needs not re-check per request: no expiry, no allowed_routes); emptied by
+        # every `load` like `_resolved`
+        self.by_header: dict[bytes, Identity] = {}
 
     def load(self, records: list[KeyRecord]) -> None:
         live = [r for r in records if r.revoked_at is None]
@@ -282,6 +286,15 @@ class KeyRing:
         self._by_id = {i.key_id: i for i in self._virtual.values()}
         self.tpm_ids = frozenset(i.key_id for i in self._virtual.values() if i.tpm is not None)
         self._resolved = {}
+        self.by_header = {}
+
+    def remember_header(self, value: bytes, identity: Identity) -> None:
+        """`by_header[value] = identity`, bounded (DIGEST_MEMO), for an identity with no per-request check."""
+        if identity.expires_at is None and identity.allowed_routes is None:
+            memo = self.by_header
+            if len(memo) >= DIGEST_MEMO:
+                memo.clear()
+            memo[value] = identity
 
     def resolve(self, secret: bytes) -> tuple[Identity, bytes] | None:
         """(identity, digest) of a presented secret, or None (unknown, revoked or expired)."""
