@@ -52,6 +52,8 @@ class Access:
         self.in_process: InProcessLimiter | None = self.limiter if type(self.limiter) is InProcessLimiter else None
         self.answers_at_once = self.in_process is not None
         self.component_limits = settings.component_limits
+        # the UsageSink's `record`: chosen once, as the component limits are fixed for the process
+        self.record: Callable[[UsageRecord], None] = self._record if self.component_limits else self._record_keys
         self.poll_s = settings.keys_poll_s
         self._generation = -1
         self._poller: asyncio.Task[None] | None = None
@@ -149,13 +151,19 @@ class Access:
             for subject, reserved in held:
                 self.limiter.release(subject, reserved)
 
-    def record(self, rec: UsageRecord) -> None:
+    def _record(self, rec: UsageRecord) -> None:
         """A finished request's real tokens count against its key's and component's TPM (UsageSink)."""
         tokens = rec.input_tokens + rec.output_tokens
         if rec.key_id in self.ring.tpm_ids:
             self.limiter.consume(rec.key_id, tokens)
         if rec.component and rec.component in self.component_limits:
             self.limiter.consume("component:" + rec.component, tokens)
+
+    def _record_keys(self, rec: UsageRecord) -> None:
+        """`_record` with no component limits configured: the key's TPM only (half the bytecodes a record)."""
+        key_id = rec.key_id
+        if key_id in self.ring.tpm_ids:
+            self.limiter.consume(key_id, rec.input_tokens + rec.output_tokens)
 
     # -- admin -------------------------------------------------------------------------------------------
     async def create(self, spec: KeySpec) -> tuple[KeyRecord, str]:
