@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 
 from rhetor.errors import BudgetExceededError, InvalidRequestError
 from rhetor.governance.budgets import GLOBAL, Budget, BudgetBook, MemorySpend, parse_budget
+from rhetor.governance.ledger import UsageRecord
 from rhetor.settings import Settings
 from tests.conftest import running_rhetor
 from tests.conftest import test_settings as base_settings
@@ -262,6 +263,38 @@ def test_only_block_and_downgrade_budgets_hold_an_estimate() -> None:
     held = book.admit(applicable, 0.0, 90)  # the downgrade budget holds its window, which the warn budget shares
     assert held.hold is not None and book.counters.window(GLOBAL, "daily", time.time()).held_tokens == 90
     assert "budget 'w'" in book.admit(applicable, 0.0, 90).warnings[0]  # 90 held + 90 held >= 80% of 100
+
+
+def test_speaking_is_none_only_when_judge_would_say_and_hold_nothing() -> None:
+    """The gate's first call (`speaking`) against `judge` itself, through a warn budget's life: no window yet,
+    quiet, at the soft threshold, over the limit; a key budget on its own spend; a block budget always holds."""
+    book = BudgetBook()
+    assert book.speaking(None, None, None) is None  # no budget at all
+    book.put(Budget(id="w", daily_usd=1.0, warn_at=0.8, policy="warn"))
+    book.put(Budget(id="k", scope="key", target="key_1", daily_tokens=100, policy="warn"))
+
+    def agree(key_id: str | None) -> bool:
+        found = book.speaking(None, key_id, None)
+        result, hold = book.judge(book.applicable(None, key_id, None), 0.0, 0)
+        assert hold is None
+        assert found is None or found is book.applicable(None, key_id, None)
+        if found is None:  # silence is promised only where judge is silent
+            assert result is None
+        return found is not None
+
+    assert agree(None) and agree("key_1")  # their windows not made yet: judge makes them
+    assert not agree(None) and not agree("key_1")  # quiet: no call of judge needed
+    book.record(UsageRecord(ts=time.time(), request_id=None, key_id="key_1", component=None, task_type=None,
+                            front="openai", provider="openai", model="m", input_tokens=50, output_tokens=35,
+                            cost_usd=0.5))
+    assert not agree(None) and agree("key_1")  # the key's 85 tokens: past 80% of its 100
+    book.record(UsageRecord(ts=time.time(), request_id=None, key_id="key_2", component=None, task_type=None,
+                            front="openai", provider="openai", model="m", cost_usd=0.35))
+    assert agree(None)  # $0.85 of $1: the global budget speaks (a soft warning)
+    assert "budget 'w'" in book.judge(book.applicable(None, None, None), 0.0, 0)[0].warnings[0]  # type: ignore[union-attr]
+    book.put(Budget(id="b", scope="task", target="t", daily_usd=100.0, policy="block"))
+    found = book.speaking(None, None, "t")
+    assert found is not None and found.holds  # a block budget holds an estimate on every request
 
 
 def test_spend_counts_in_the_period_a_request_started_in() -> None:

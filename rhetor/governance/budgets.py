@@ -171,6 +171,24 @@ class BudgetBook:
             out.append((named, ("key", key_id)))  # a key's budget_id: those limits, on that key's own spend
         return out
 
+    def speaking(self, component: str | None, key_id: str | None, task: str | None,
+                 key_budget: str | None = None) -> Applicable | None:
+        """`applicable`, or None when `judge` would have nothing to say or hold: no budget applies, or only `warn`
+        budgets do and every window they read is current and under its warning thresholds. The gate's first
+        call: the common request costs one call, not `applicable`, its tests and `judge` (~1k instructions)."""
+        found = self.applicable(component, key_id, task, key_budget)
+        if not found.found:
+            return None
+        if found.holds:
+            return found
+        now = _now()
+        for row in found.rows:
+            w = row.slots[row.i]
+            if w is None or now >= w.end or w.usd + w.held_usd >= row.warn_usd \
+                    or w.tokens + w.held_tokens >= row.warn_tokens:
+                return found  # (`judge` makes the window, or speaks)
+        return None
+
     def admit(self, applicable: Applicable, estimate_usd: float, estimate_tokens: int,
               now: float | None = None) -> Admission:
         """Warnings, a downgrade or a BudgetExceededError; reserves the estimate on every window a `block` or

@@ -221,9 +221,9 @@ class Gate:
     def _judged(self, budgets: BudgetBook, prepared: Prepared, notes: Notes, rt: Route, rec: Any) -> Hold | None:
         """The budgets' word on a request, their spend in process (no coroutine: BudgetBook.judge): `block`
         raises, `downgrade` and warnings are noted; the hold when a budget holds an estimate."""
-        applicable = budgets.applicable(rt.component, prepared.inp.key_id or ANONYMOUS, rt.task_type,
-                                        notes.key_budget)
-        if not applicable or not rt.targets:
+        applicable = budgets.speaking(rt.component, prepared.inp.key_id or ANONYMOUS, rt.task_type,
+                                      notes.key_budget)
+        if applicable is None or not rt.targets:
             return None
         # the estimate is what a request holds: none to make when only warn budgets apply; no Admission is built
         # when no budget has a word to say (BudgetBook.judge)
