@@ -24,6 +24,11 @@ ratio of their costs a request, at the same instant. On a shared VM whose speed 
 second (rounds of 2,300 to 5,300 req/s for one server) it repeats to about ±1%: the figure to judge a change by
 there. `--servers N` then runs N pairs, one after another, and pools their rounds.
 
+`--interleaved N` measures c=1 latency by turns: one client sends N single requests to each setup and to `off`,
+alternating (on, off, off, on, ...) on two kept-alive connections, so each pair of requests is a millisecond apart
+and a drift of the machine's speed hits both; it prints each setup's p50 and the median of the pairs' differences
+(issue 9: at most +0.05 ms at the p50). Nothing else loads the servers meanwhile.
+
 `--rss N` instead loads the `on` Rhetor alone at c=32 for N spans of 100,000 requests and prints its RSS after the
 warm-up and after each span (issue 9: flat after 100,000 requests).
 """
@@ -34,14 +39,16 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import run_load
+from load import build_request, run_load
 from run import GOVERNANCE_ENV, PY, ROOT, free_port, measured, pinned, seed_bench_key, start_upstream, wait_ready
 
 BODIES = {"/api/v1/chat": '{"message": "hi"}',
@@ -79,6 +86,73 @@ def paired(on: list[dict[str, float]], off: list[dict[str, float]], servers: int
         return f"{100 * (statistics.median(ratios) - 1):+.1f}%"
     q1, q2, q3 = statistics.quantiles(ratios, n=4)
     return f"{100 * (q2 - 1):+.1f}% (quartiles {100 * (q1 - 1):+.1f}%, {100 * (q3 - 1):+.1f}%)"
+
+
+def paired_p50(on: list[dict[str, float]], off: list[dict[str, float]]) -> str:
+    """The median over rounds of on's p50 minus off's in the same round (neighbours in time: a drift of the
+    machine's speed, which moves each round's p50 by far more than governance does, cancels), with quartiles."""
+    deltas = [a["p50_ms"] - b["p50_ms"] for a, b in zip(on, off, strict=False)]
+    if len(deltas) < 4:
+        return f"{statistics.median(deltas):+.3f} ms"
+    q1, q2, q3 = statistics.quantiles(deltas, n=4)
+    return f"{q2:+.3f} ms (quartiles {q1:+.3f}, {q3:+.3f})"
+
+
+def once(sock: socket.socket, request: bytes) -> float:
+    """One request on a kept-alive blocking socket, read to its content-length; its latency in ms."""
+    t0 = time.perf_counter()
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lower = head.lower()
+    at = lower.find(b"content-length:")
+    end = lower.find(b"\r\n", at)
+    length = int(lower[at + 15:end if end >= 0 else None])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    if head[9:12] != b"200":
+        raise RuntimeError(f"HTTP {head[9:12].decode()} from {sock.getpeername()}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def interleaved(setups: dict[str, tuple[dict[str, str], bool]], upstream_port: int, path: str, n: int) -> None:
+    """c=1 latency by turns (see the module docstring): per setup, its p50, off's and the pairs' median difference.
+    Blocking sockets and load.py's request; a response is read to its content-length with the same few byte
+    searches whatever its headers (http.client's header parser would add ~5 µs a header to the longer head)."""
+    for name, setup in setups.items():
+        if name == "off":
+            continue
+        pair = [start(upstream_port, *setup), start(upstream_port, *setups["off"])]
+        try:
+            for _, port in pair:
+                wait_ready(f"http://127.0.0.1:{port}/api/v1/chat")
+            socks = [socket.create_connection(("127.0.0.1", port)) for _, port in pair]
+            requests = [build_request("127.0.0.1", port, path, BODIES[path].encode()) for _, port in pair]
+
+            conns = list(zip(socks, requests, strict=True))
+            for _ in range(200):  # warm-up
+                once(*conns[0])
+                once(*conns[1])
+            mine: list[float] = []
+            theirs: list[float] = []
+            for i in range(n):
+                if i % 2 == 0:
+                    mine.append(once(*conns[0]))
+                    theirs.append(once(*conns[1]))
+                else:
+                    theirs.append(once(*conns[1]))
+                    mine.append(once(*conns[0]))
+            for sock in socks:
+                sock.close()
+            q1, q2, q3 = statistics.quantiles([a - b for a, b in zip(mine, theirs, strict=True)], n=4)
+            print(f"c=1   interleaved, {name} vs off: p50 {statistics.median(mine):.3f} ms vs "
+                  f"{statistics.median(theirs):.3f} ms: {statistics.median(mine) - statistics.median(theirs):+.3f} ms; "
+                  f"pairs' median difference {q2:+.3f} ms (quartiles {q1:+.3f}, {q3:+.3f}; {n} pairs)", flush=True)
+        finally:
+            for proc, _ in pair:
+                proc.terminate()
 
 
 def side_by_side(setups: dict[str, tuple[dict[str, str], bool]], upstream_port: int, path: str, conc: int,
@@ -140,6 +214,8 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=1, metavar="N", help="processes of each setup (pooled)")
     ap.add_argument("--rss", type=int, default=0, metavar="N", help="RSS of `on` over N x 100,000 requests")
     ap.add_argument("--side-by-side", action="store_true", help="each setup and `off` at once, sharing CPU 0")
+    ap.add_argument("--interleaved", type=int, default=0, metavar="N",
+                    help="c=1 latency: N requests to each setup and `off` by turns")
     ap.add_argument("--variant", action="append", default=[], metavar='"NAME VAR=V ..."',
                     help="another setup: `on` with these variables (`nokey`: no caller key)")
     args = ap.parse_args()
@@ -155,6 +231,13 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
             for conc in args.concurrency:
                 side_by_side(setups, upstream_port, args.path, conc, args.rounds, args.seconds, args.servers)
+        finally:
+            upstream.terminate()
+        return
+    if args.interleaved:
+        try:
+            wait_ready(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+            interleaved(setups, upstream_port, args.path, args.interleaved)
         finally:
             upstream.terminate()
         return
@@ -195,7 +278,8 @@ def main() -> None:
                     what = "governance costs" if name == "on" else f"{name} costs"
                     print(f"c={conc:<3} {what}: rps {100 * (on['rps'] / off['rps'] - 1):+.1f}%, "
                           f"p50 {on['p50_ms'] - off['p50_ms']:+.3f} ms, cpu {on['cpu_us'] - off['cpu_us']:+.0f} "
-                          f"us/req; paired by round: {paired(runs[name], runs['off'], args.servers)}", flush=True)
+                          f"us/req; paired by round: {paired(runs[name], runs['off'], args.servers)}, "
+                          f"p50 {paired_p50(runs[name], runs['off'])}", flush=True)
     finally:
         for _, proc, _ in servers:
             proc.terminate()
