@@ -12,7 +12,8 @@ Meter.answered: the non-streaming chat's, round 8), meter_base (what `meter` bui
 RunInfo, Attempt, Target), price_cost (PriceTable.cost), limiter (InProcessLimiter take + release + consume),
 take, take_lines (its headers as one block of lines, round 9), key_middleware / open_middleware (ApiKeyMiddleware
 with a limited virtual key / with no key configured, a no-op app inside; the scope offers rhetor.api.header_lines'
-extension, as Rhetor's server does), key_middleware_asgi (not offered: any other ASGI server's way), book_record
+extension, as Rhetor's server does, and holds GatewayMiddleware's header dict: a key seen before takes the quick
+way, round 12), key_middleware_asgi (not offered: any other ASGI server's way), book_record
 (BudgetBook.record, one global warn budget), book_judge (applicable + judge).
 """
 
@@ -157,9 +158,11 @@ def _middleware(keyed: bool, offered: bool = True) -> Case:
     # as Rhetor's server offers it (rhetor.api.header_lines, round 9); not offered: any other ASGI server's way
     extensions: dict[str, Any] = {"rhetor.header_lines": {}} if offered else {}
 
+    found = dict(headers)  # the header dict GatewayMiddleware leaves in the scope (rhetor.api.presented.HEADER_DICT)
+
     def one() -> None:
         call = mw({"type": "http", "path": "/v1/chat/completions", "method": "POST", "headers": headers,
-                   "state": {}, "extensions": extensions}, None, None)  # type: ignore[arg-type]
+                   "state": {}, "extensions": extensions, "rhetor.headers": found}, None, None)  # type: ignore[arg-type]
         try:
             call.send(None)  # never suspends: the inner app awaits nothing
         except StopIteration:
