@@ -69,10 +69,8 @@ class Row:
 
 class Applicable:
     """`applicable`'s answer: the budgets that cap a request, each with the subject whose spend it counts (iterate
-    it; false when none); with the rows `judge` walks, made once — (budget, subject, plan, the subject's windows,
-    the plan's period's slot in them): the window read from the list while current, not through
-    `SpendCounters.window` (~1.3k instructions, callgrind) — and whether any of them holds an estimate. Holds its
-    list rather than being one: a compiled class (rhetor.native) cannot subclass list."""
+    it; false when none); with the `Row`s `judge` walks, made once, and whether any of them holds an estimate.
+    Holds its list rather than being one: a compiled class (rhetor.native) cannot subclass list."""
 
     __slots__ = ("found", "holds", "rows")
 
