@@ -36,6 +36,7 @@ from rhetor.governance.keys import Identity
 EXEMPT = frozenset({"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"})
 UI_PREFIX = "/ui"  # the dashboard checks the key itself (rhetor.ui.routes): a browser's page load sends no header
 LEGACY = frozenset({"/message", "/chat", "/stream", "/provider", "/providers", "/api/provider", "/api/providers"})
+NO_HEADERS: dict[bytes, bytes] = {}  # (never written: the quick way's header dict when there is none)
 LIMIT_HEADERS = "rhetor_limit_headers"  # scope state: the x-ratelimit-* headers of the response (GatewayMiddleware)
 MESSAGE = ("invalid or missing API key: send a Rhetor key as 'Authorization: Bearer <key>', 'x-api-key' "
            "or ?api_key= (WebSocket)")
@@ -114,69 +115,54 @@ class ApiKeyMiddleware:
         if not ring.required and ring.admin_digest is None and not self.component_limits:
             await self.app(scope, receive, send)  # nothing configured: open, as before
             return
-        found = scope.get(HEADER_DICT)  # (HTTP: GatewayMiddleware's header dict)
-        if found is not None:
+        found: dict[bytes, bytes] = scope.get(HEADER_DICT) or NO_HEADERS  # (HTTP: GatewayMiddleware's header dict)
+        identity = ring.by_header.get(found.get(b"authorization"))  # type: ignore[arg-type]
+        if identity is not None and b"x-api-key" not in found and scope["method"] != "OPTIONS" \
+                and scope["path"] not in EXEMPT and not scope["path"].startswith(UI_PREFIX):
             # The quick way: a key seen before, by its raw Authorization header (KeyRing.by_header: no expiry, no
-            # allowed_routes, emptied by every reload), with its own limits in process. What the general way below
-            # does for it, without reading the headers one by one and without its tests (~100 bytecodes a request,
-            # benchmarks/bytecodes.py)
-            identity: Identity | None = ring.by_header.get(found.get(b"authorization"))
-            if identity is not None and b"x-api-key" not in found and scope["method"] != "OPTIONS":
-                path = scope["path"]
-                if path not in EXEMPT and not path.startswith(UI_PREFIX):
-                    state = scope.setdefault("state", {})
-                    state["identity"], state["key_id"] = identity, identity.key_id
-                    if not identity.limited:
-                        await self.app(scope, receive, send)
-                        return
-                    limiter = self.in_process
-                    assert limiter is not None  # (self.quick)
-                    length = found.get(b"content-length")
-                    tokens = (0 if length is None else SIZES.get(length) or size_of(length)) // 4
-                    offer = scope.get("extensions")
-                    if offer is not None and EXTENSION in offer:
-                        lines = limiter.take_lines(identity.key_id, identity.rpm, identity.tpm, tokens)
-                        headers = None if lines is None else [(LINES, lines)]
-                    else:
-                        headers = limiter.take(identity.key_id, identity.rpm, identity.tpm, tokens)
-                    if headers is not None:
-                        state[LIMIT_HEADERS] = headers
-                        try:
-                            await self.app(scope, receive, send)
-                        finally:
-                            if identity.tpm is not None:
-                                limiter.release(identity.key_id, tokens)
-                        return
-                    # refused: the general way builds the refusal
-        kind = scope["type"]
-        if kind not in ("http", "websocket") or scope["path"] in EXEMPT or scope["path"].startswith(UI_PREFIX) \
-                or (kind == "http" and scope["method"] == "OPTIONS"):
-            await self.app(scope, receive, send)  # exempt
-            return
-        secret, header_component, size = read(scope)
-        from_headers = secret is not None
-        if secret is None:
-            secret = query_key(scope)
-        resolved = ring.resolve(secret) if secret is not None else None
-        identity = None
-        if resolved is not None:
-            identity, key_digest = resolved
-            if self.quick and from_headers and kind == "http":
-                found = scope.get(HEADER_DICT)  # (`read` leaves it when no header repeats)
-                if found is not None and b"x-api-key" not in found:
-                    auth = found.get(b"authorization")
-                    if auth is not None:  # the secret is this header's Bearer token: the quick way's, next time
-                        ring.remember_header(auth, identity)
-            if identity.allowed_routes is not None and not identity.allows_path(scope["path"]):
-                await _refuse(scope, receive, send, PermissionDeniedError(
-                    f"key {identity.name!r} ({identity.key_id}) may not use {scope['path']}; its allowed_routes: "
-                    f"{', '.join(identity.allowed_routes or ())}"))
-                return
+            # allowed_routes, emptied by every reload; only with the limits in process and no component limits).
+            # What the general way below does for it, without reading the headers one by one and without its
+            # tests (~100 bytecodes a request, benchmarks/bytecodes.py); then its limits, as for any key
             state = scope.setdefault("state", {})
             state["identity"], state["key_id"] = identity, identity.key_id
-            if kind == "websocket":  # FrameGate re-checks the key by its digest on every request frame
-                state["key_digest"] = key_digest
-            component = identity.component or header_component
+            kind, component = "http", identity.component
+            length = found.get(b"content-length")
+            size = 0 if length is None else SIZES.get(length) or size_of(length)
+        else:
+            identity, kind = None, scope["type"]
+            if kind not in ("http", "websocket") or scope["path"] in EXEMPT or scope["path"].startswith(UI_PREFIX) \
+                    or (kind == "http" and scope["method"] == "OPTIONS"):
+                await self.app(scope, receive, send)  # exempt
+                return
+            secret, header_component, size = read(scope)
+            from_headers = secret is not None
+            if secret is None:
+                secret = query_key(scope)
+            resolved = ring.resolve(secret) if secret is not None else None
+            if resolved is not None:
+                identity, key_digest = resolved
+                if self.quick and from_headers and kind == "http":
+                    left: dict[bytes, bytes] | None = scope.get(HEADER_DICT)  # (`read` leaves it: no header repeats)
+                    if left is not None and b"x-api-key" not in left:
+                        auth = left.get(b"authorization")
+                        if auth is not None:  # the secret is this header's Bearer token: the quick way's, next time
+                            ring.remember_header(auth, identity)
+                if identity.allowed_routes is not None and not identity.allows_path(scope["path"]):
+                    await _refuse(scope, receive, send, PermissionDeniedError(
+                        f"key {identity.name!r} ({identity.key_id}) may not use {scope['path']}; its "
+                        f"allowed_routes: {', '.join(identity.allowed_routes or ())}"))
+                    return
+                state = scope.setdefault("state", {})
+                state["identity"], state["key_id"] = identity, identity.key_id
+                if kind == "websocket":  # FrameGate re-checks the key by its digest on every request frame
+                    state["key_digest"] = key_digest
+                component = identity.component or header_component
+            elif ring.required:
+                await _refuse(scope, receive, send, AuthenticationError(MESSAGE))
+                return
+            else:
+                component = header_component
+        if identity is not None:
             if identity.limited:
                 limiter = self.in_process
                 if limiter is not None and kind == "http" and component not in self.component_limits:
@@ -203,11 +189,6 @@ class ApiKeyMiddleware:
             elif kind == "websocket" or component not in self.component_limits:
                 await self.app(scope, receive, send)
                 return
-        elif ring.required:
-            await _refuse(scope, receive, send, AuthenticationError(MESSAGE))
-            return
-        else:
-            component = header_component
         if kind == "websocket" or ((identity is None or not identity.limited)
                                    and component not in self.component_limits):
             await self.app(scope, receive, send)
